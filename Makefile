@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: MIT
+# ringvm build. Out of tree into $(BUILD); `make help` lists the targets.
+
+.DEFAULT_GOAL := all
+
+CC ?= cc
+CXX ?= c++
+PREFIX ?= /usr/local
+WERROR ?= 1
+SANITIZE ?=
+V ?= 0
+
+# A sanitizer build lives in its own tree so that objects never mix.
+ifeq ($(SANITIZE),)
+BUILD ?= build
+else
+BUILD ?= build/san-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla-larger-than=65536
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+SANFLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+
+CPPFLAGS += -Iinclude -D_GNU_SOURCE
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -fPIC $(WARN) $(SANFLAGS) -MMD -MP
+CXXFLAGS ?= -O2 -g
+CXXFLAGS += -std=c++17 $(filter-out -Wstrict-prototypes -Wmissing-prototypes,$(WARN)) \
+            $(SANFLAGS) -MMD -MP
+LDFLAGS += $(SANFLAGS)
+LIBS := -lhugetlbfs -lnuma -lpthread
+
+LIB_SRCS := $(wildcard core/*.c arch/x86_64/*.c mem/*.c devices/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB_A := $(BUILD)/libringvm.a
+LIB_SO := $(BUILD)/libringvm.so
+
+CLI_SRCS := $(wildcard cli/*.c)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI := $(BUILD)/ringvm
+
+BENCH_C_SRCS := $(wildcard bench/*.c)
+BENCH_CXX_SRCS := $(wildcard bench/*.cc)
+BENCH_OBJS := $(BENCH_C_SRCS:%.c=$(BUILD)/obj/%.o) $(BENCH_CXX_SRCS:%.cc=$(BUILD)/obj/%.o)
+BENCH := $(BUILD)/ringvm-bench
+
+TEST_COMMON_SRCS := $(wildcard tests/common/*.c)
+TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# The CLI's parser is tested directly: link its objects except main.
+CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
+
+include guest/guest.mk
+
+.PHONY: all lib cli bench tests guest test demo deps install uninstall format format-check clean help
+
+all: lib cli bench tests guest
+
+lib: $(LIB_A) $(LIB_SO) $(BUILD)/ringvm.pc
+cli: $(CLI)
+bench: $(BENCH) guest
+tests: $(TESTS) guest
+guest: $(GUEST_ELF)
+
+$(BUILD)/obj/%.o: %.c
+	$(call say,CC,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cc
+	$(call say,CXX,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJS)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJS)
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -Wl,-soname,libringvm.so.0 $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(CLI): $(CLI_OBJS) $(LIB_A)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB_A) $(LIBS)
+
+$(BENCH): $(BENCH_OBJS) $(LIB_A)
+	$(call say,LD,$@)
+	$(Q)$(CXX) $(LDFLAGS) -o $@ $(BENCH_OBJS) $(LIB_A) -lbenchmark $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJS) $(CLI_LIB_OBJS) $(LIB_A)
+	$(call say,LD,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TEST_COMMON_OBJS) $(CLI_LIB_OBJS) $(LIB_A) -lcmocka $(LIBS)
+
+$(BUILD)/ringvm.pc: Makefile
+	@mkdir -p $(dir $@)
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: ringvm' 'Description: embeddable KVM virtual machine monitor core' \
+	  'Version: $(shell sed -n 's/^#define RINGVM_VERSION_STRING "\(.*\)"/\1/p' include/ringvm/ringvm.h)' \
+	  'Libs: -L$${libdir} -lringvm' 'Libs.private: $(LIBS)' 'Cflags: -I$${includedir}' > $@
+
+# Installs the Debian packages the build and tests need, if any are missing.
+deps:
+	@scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(BUILD)
+
+install: lib cli
+	install -d $(DESTDIR)$(PREFIX)/include/ringvm $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/ringvm/*.h $(DESTDIR)$(PREFIX)/include/ringvm/
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libringvm.so.0
+	ln -sf libringvm.so.0 $(DESTDIR)$(PREFIX)/lib/libringvm.so
+	install -m 644 $(BUILD)/ringvm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/ringvm
+	rm -f $(DESTDIR)$(PREFIX)/lib/libringvm.a $(DESTDIR)$(PREFIX)/lib/libringvm.so \
+	      $(DESTDIR)$(PREFIX)/lib/libringvm.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/ringvm.pc \
+	      $(DESTDIR)$(PREFIX)/bin/ringvm
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cc' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build
+
+help:
+	@echo 'make [all]        library, ringvm command, bench, tests, bench guest'
+	@echo 'make test         install missing packages, build, run unit and KVM tests'
+	@echo 'make demo         install missing packages, build, print the benchmark table'
+	@echo 'make bench        build build/ringvm-bench (Google Benchmark)'
+	@echo 'make install PREFIX=/usr/local   headers, libringvm.{a,so}, ringvm.pc, ringvm'
+	@echo 'make format | format-check      clang-format the tree / check it'
+	@echo 'options: WERROR=0  V=1  SANITIZE=address,undefined|thread  BUILD=dir'
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) $(TEST_COMMON_OBJS:.o=.d) \
+         $(TEST_SRCS:%.c=$(BUILD)/obj/%.d)

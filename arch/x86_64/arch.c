@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include <ringvm/boot.h>
+
+#include "../../core/log.h"
+#include "../../core/vm_internal.h"
+#include "arch.h"
+
+#define CPUID_1_ECX_HYPERVISOR (1U << 31)
+#define CPUID_1_ECX_X2APIC     (1U << 21)
+
+static int vm_ioctl(struct rvm_vm *vm, unsigned long req, unsigned long arg, const char *what)
+{
+    if (ioctl(vm->fd, req, arg) < 0) {
+        int e = -errno;
+        rvm_err(vm->hv, "%s: %s", what, strerror(-e));
+        return e;
+    }
+    return 0;
+}
+
+int arch_vm_init(struct rvm_vm *vm)
+{
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    uint64_t identity = ARCH_IDENTITY_MAP_GPA;
+    int r;
+
+    /* Both must precede vCPU creation; Intel needs them for real-mode emulation. */
+    if ((r = vm_ioctl(vm, KVM_SET_IDENTITY_MAP_ADDR, (unsigned long)&identity,
+                      "KVM_SET_IDENTITY_MAP_ADDR")) < 0)
+        return r;
+    if ((r = vm_ioctl(vm, KVM_SET_TSS_ADDR, ARCH_TSS_GPA, "KVM_SET_TSS_ADDR")) < 0)
+        return r;
+    if ((r = vm_ioctl(vm, KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP")) < 0)
+        return r;
+    return vm_ioctl(vm, KVM_CREATE_PIT2, (unsigned long)&pit, "KVM_CREATE_PIT2");
+}
+
+/*
+ * The host's supported CPUID, made this vCPU's: APIC IDs in leaves 1, 0xb
+ * and 0x1f, the logical processor count, and the hypervisor bit.
+ */
+static void cpuid_for_vcpu(struct kvm_cpuid2 *c, uint32_t id, uint32_t nvcpus)
+{
+    for (uint32_t i = 0; i < c->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+        switch (e->function) {
+        case 1:
+            e->ebx = (e->ebx & 0x0000ffffU) | (id << 24) | ((nvcpus > 255 ? 255 : nvcpus) << 16);
+            e->ecx |= CPUID_1_ECX_HYPERVISOR;
+            if (nvcpus > 1)
+                e->edx |= 1U << 28; /* HTT: the logical count in EBX[23:16] is valid */
+            break;
+        case 0xb:
+        case 0x1f:
+            e->edx = id;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+int arch_vcpu_init(struct rvm_vcpu *v)
+{
+    const struct kvm_cpuid2 *src = v->vm->hv->cpuid;
+    size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
+    struct kvm_cpuid2 *c = malloc(sz);
+    int r = 0;
+
+    if (!c)
+        return -ENOMEM;
+    memcpy(c, src, sz);
+    cpuid_for_vcpu(c, v->id, v->vm->nvcpus);
+    if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
+        r = -errno;
+        rvm_err(v->vm->hv, "vCPU %u: KVM_SET_CPUID2: %s", v->id, strerror(-r));
+    }
+    free(c);
+    return r;
+}
+
+static void flat_segment(struct kvm_segment *s, uint16_t selector, uint8_t type)
+{
+    *s = (struct kvm_segment){
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = selector,
+        .type = type,
+        .present = 1,
+        .dpl = 0,
+        .db = 1,
+        .s = 1,
+        .l = 0,
+        .g = 1,
+    };
+}
+
+int arch_vcpu_set_pvh_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info)
+{
+    struct kvm_sregs sregs;
+    struct kvm_regs regs;
+    int r;
+
+    if ((r = rvm_vcpu_get_sregs(v, &sregs)) < 0)
+        return r;
+    /* PVH: 32-bit flat protected mode, paging off, CS exec/read, data read/write. */
+    flat_segment(&sregs.cs, 0x8, 0xb);
+    flat_segment(&sregs.ds, 0x10, 0x3);
+    sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+    /* A busy 32-bit TSS: VM entry checks want a usable TR even if it is never used. */
+    sregs.tr = (struct kvm_segment){
+        .base = 0, .limit = 0x67, .selector = 0x18, .type = 0xb, .present = 1, .s = 0};
+    sregs.cr0 = 0x11; /* PE | ET */
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    if ((r = rvm_vcpu_set_sregs(v, &sregs)) < 0)
+        return r;
+
+    memset(&regs, 0, sizeof(regs));
+    regs.rflags = 0x2;
+    regs.rip = info->entry;
+    regs.rbx = info->start_info_gpa;
+    return rvm_vcpu_set_regs(v, &regs);
+}
+
+int rvm_vcpu_set_pvh_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info)
+{
+    if (!v || !info)
+        return -EINVAL;
+    return arch_vcpu_set_pvh_entry(v, info);
+}

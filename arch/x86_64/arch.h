@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The architecture interface core/ calls. Everything x86-specific (irqchip,
+ * CPUID, register reset state, boot protocols) lives behind it.
+ */
+#ifndef RINGVM_ARCH_H
+#define RINGVM_ARCH_H
+
+#include <stdint.h>
+
+struct rvm_vm;
+struct rvm_vcpu;
+struct rvm_boot_info;
+
+/* Where the KVM TSS (3 pages) and identity-map page live: top of the 32-bit hole. */
+#define ARCH_IDENTITY_MAP_GPA 0xfeffc000ULL
+#define ARCH_TSS_GPA          0xfeffd000ULL
+
+/*
+ * Per-VM set-up after KVM_CREATE_VM and before any vCPU: TSS and identity
+ * map addresses, in-kernel irqchip, PIT. Returns 0 or -errno (logged).
+ */
+int arch_vm_init(struct rvm_vm *vm);
+
+/* Per-vCPU set-up after KVM_CREATE_VCPU: CPUID for this vCPU's APIC ID. */
+int arch_vcpu_init(struct rvm_vcpu *vcpu);
+
+/* Loads the PVH entry state into vcpu (32-bit flat protected mode). */
+int arch_vcpu_set_pvh_entry(struct rvm_vcpu *vcpu, const struct rvm_boot_info *info);
+
+#endif

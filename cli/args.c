@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+
+const char cli_usage[] =
+    "usage: ringvm run --kernel PATH [options]   run a PVH guest until it ends\n"
+    "       ringvm caps                          print what this host's KVM offers\n"
+    "       ringvm --help | --version\n"
+    "\n"
+    "run options:\n"
+    "  --kernel PATH        PVH ELF image (XEN_ELFNOTE_PHYS32_ENTRY), e.g. a vmlinux\n"
+    "  --cmdline STRING     guest command line (default: empty)\n"
+    "  --initrd PATH        initial ramdisk, passed as the first PVH module\n"
+    "  --mem SIZE           guest RAM, with K, M or G suffix (default: 128M)\n"
+    "  --vcpus N            number of vCPUs (default: 1)\n"
+    "  --cpus LIST          pin vCPU i to the i-th CPU of LIST, e.g. 0,1 or 2-5 (round robin)\n"
+    "  --numa-node N        place memory on node N and pin vCPUs to its CPUs\n"
+    "  --hugepages KIND     none (4 KiB, default), thp, 2M or 1G (hugetlbfs; the pool must\n"
+    "                       already hold enough pages: see docs/host-setup.md)\n"
+    "  --prefault           fault all guest memory in before the guest starts\n"
+    "  --serial stdio|PATH  where COM1 output goes (default: stdio)\n"
+    "  -v, --verbose        log debug messages to stderr\n"
+    "\n"
+    "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4) and a debug-exit port at 0xf4.\n"
+    "Exit status: the value the guest writes to port 0xf4 (QEMU's isa-debug-exit\n"
+    "would exit with (value << 1) | 1), 0 when the guest powers off, 125 when ringvm\n"
+    "fails or the guest crashes (triple fault, emulation error), 130 on SIGINT/SIGTERM.\n";
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+
+    if (!s || !*s || *s == '-')
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -EINVAL;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    default:
+        return -EINVAL;
+    }
+    /* A suffix may be spelt K, KB or KiB. */
+    if (*end && strcmp(end + 1, "") && strcmp(end + 1, "B") && strcmp(end + 1, "iB"))
+        return -EINVAL;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -EINVAL;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_cpus(const char *s, int *cpus, unsigned max)
+{
+    unsigned n = 0;
+    const char *p = s;
+
+    if (!s || !*s)
+        return -EINVAL;
+    while (*p) {
+        char *end;
+        unsigned long a, b;
+
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        a = b = strtoul(p, &end, 10);
+        if (*end == '-') {
+            if (end[1] < '0' || end[1] > '9')
+                return -EINVAL;
+            b = strtoul(end + 1, &end, 10);
+        }
+        if (a > b || b >= 4096 || (*end && *end != ','))
+            return -EINVAL;
+        for (unsigned long c = a; c <= b; c++) {
+            if (n == max)
+                return -EINVAL;
+            cpus[n++] = (int)c;
+        }
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p)
+            return -EINVAL; /* trailing comma */
+    }
+    return (int)n;
+}
+
+static int fail(char *err, size_t len, const char *fmt, const char *arg)
+{
+    snprintf(err, len, fmt, arg ? arg : "");
+    return -EINVAL;
+}
+
+static int parse_hugepages(const char *s, enum rvm_mem_backing *b)
+{
+    if (!strcmp(s, "none") || !strcmp(s, "4K") || !strcmp(s, "4k"))
+        *b = RVM_MEM_ANON;
+    else if (!strcmp(s, "thp"))
+        *b = RVM_MEM_THP;
+    else if (!strcmp(s, "2M") || !strcmp(s, "2m"))
+        *b = RVM_MEM_HUGE_2M;
+    else if (!strcmp(s, "1G") || !strcmp(s, "1g"))
+        *b = RVM_MEM_HUGE_1G;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+enum {
+    OPT_KERNEL = 256,
+    OPT_CMDLINE,
+    OPT_INITRD,
+    OPT_MEM,
+    OPT_VCPUS,
+    OPT_CPUS,
+    OPT_NUMA,
+    OPT_HUGE,
+    OPT_PREFAULT,
+    OPT_SERIAL,
+    OPT_VERSION
+};
+
+static const struct option long_opts[] = {
+    {"kernel", required_argument, NULL, OPT_KERNEL},
+    {"cmdline", required_argument, NULL, OPT_CMDLINE},
+    {"initrd", required_argument, NULL, OPT_INITRD},
+    {"mem", required_argument, NULL, OPT_MEM},
+    {"vcpus", required_argument, NULL, OPT_VCPUS},
+    {"cpus", required_argument, NULL, OPT_CPUS},
+    {"numa-node", required_argument, NULL, OPT_NUMA},
+    {"hugepages", required_argument, NULL, OPT_HUGE},
+    {"prefault", no_argument, NULL, OPT_PREFAULT},
+    {"serial", required_argument, NULL, OPT_SERIAL},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, size_t len)
+{
+    unsigned long v;
+    int n;
+
+    switch (c) {
+    case OPT_KERNEL:
+        o->kernel = arg;
+        return 0;
+    case OPT_CMDLINE:
+        o->cmdline = arg;
+        return 0;
+    case OPT_INITRD:
+        o->initrd = arg;
+        return 0;
+    case OPT_SERIAL:
+        o->serial = arg;
+        return *arg ? 0 : fail(err, len, "--serial needs stdio or a path", NULL);
+    case OPT_PREFAULT:
+        o->vm.mem.prefault = true;
+        return 0;
+    case 'v':
+        o->verbose = true;
+        return 0;
+    case OPT_MEM:
+        if (cli_parse_size(arg, &o->vm.mem.size) < 0 || o->vm.mem.size == 0)
+            return fail(err, len, "bad --mem size '%s' (e.g. 128M, 2G)", arg);
+        return 0;
+    case OPT_VCPUS:
+        if (parse_uint(arg, 1024, &v) < 0 || v == 0)
+            return fail(err, len, "bad --vcpus '%s' (1 to 1024)", arg);
+        o->vm.vcpus = (uint32_t)v;
+        return 0;
+    case OPT_CPUS:
+        n = cli_parse_cpus(arg, o->vm.cpus, RVM_MAX_CPUS_LIST);
+        if (n <= 0)
+            return fail(err, len, "bad --cpus list '%s' (e.g. 0,1 or 2-5)", arg);
+        o->vm.n_cpus = (unsigned)n;
+        return 0;
+    case OPT_NUMA:
+        if (parse_uint(arg, 1023, &v) < 0)
+            return fail(err, len, "bad --numa-node '%s'", arg);
+        o->vm.numa_node = (int)v;
+        return 0;
+    case OPT_HUGE:
+        if (parse_hugepages(arg, &o->vm.mem.backing) < 0)
+            return fail(err, len, "bad --hugepages '%s' (none, thp, 2M or 1G)", arg);
+        return 0;
+    }
+    return fail(err, len, "unknown option", NULL);
+}
+
+int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t len)
+{
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    rvm_vm_config_init(&o->vm);
+    o->serial = "stdio";
+    if (err && len)
+        err[0] = '\0';
+    if (argc < 2)
+        return fail(err, len, "no command given (try --help)", NULL);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        o->cmd = CLI_HELP;
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        o->cmd = CLI_VERSION;
+        return 0;
+    }
+    if (!strcmp(argv[1], "caps")) {
+        o->cmd = CLI_CAPS;
+        return argc == 2 ? 0 : fail(err, len, "caps takes no arguments", NULL);
+    }
+    if (strcmp(argv[1], "run") != 0)
+        return fail(err, len, "unknown command '%s' (try --help)", argv[1]);
+    o->cmd = CLI_RUN;
+
+    optind = 2;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":vh", long_opts, NULL)) != -1) {
+        if (c == 'h') {
+            o->cmd = CLI_HELP;
+            return 0;
+        }
+        if (c == '?')
+            return fail(err, len, "unknown option '%s'", argv[optind - 1]);
+        if (c == ':')
+            return fail(err, len, "option '%s' needs a value", argv[optind - 1]);
+        if (c == OPT_VERSION) {
+            o->cmd = CLI_VERSION;
+            return 0;
+        }
+        if (parse_run_opt(c, optarg, o, err, len) < 0)
+            return -EINVAL;
+    }
+    if (optind < argc)
+        return fail(err, len, "unexpected argument '%s'", argv[optind]);
+    if (!o->kernel)
+        return fail(err, len, "run needs --kernel PATH", NULL);
+    if (o->vm.n_cpus && o->vm.numa_node >= 0)
+        return fail(err, len, "--cpus and --numa-node exclude each other", NULL);
+    return 0;
+}

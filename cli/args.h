@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RINGVM_CLI_ARGS_H
+#define RINGVM_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ringvm/ringvm.h>
+
+enum cli_command { CLI_NONE = 0, CLI_RUN, CLI_CAPS, CLI_HELP, CLI_VERSION };
+
+struct cli_opts {
+    enum cli_command cmd;
+    const char *kernel;
+    const char *cmdline;
+    const char *initrd;
+    const char *serial; /* "stdio" or a path */
+    bool verbose;
+    struct rvm_vm_config vm;
+};
+
+/*
+ * Parses argv (argv[0] is the program) into *o. Returns 0, or -EINVAL with a
+ * one-line reason in err[0..errlen). Pure: touches nothing but *o and err.
+ */
+int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t errlen);
+
+/* "64M", "2G", "4096", "512K" -> bytes. -EINVAL on junk or overflow. */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* "0,2-4" -> cpus[] (at most max entries). Returns the count or -EINVAL. */
+int cli_parse_cpus(const char *s, int *cpus, unsigned max);
+
+extern const char cli_usage[];
+
+#endif

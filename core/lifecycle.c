@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Managed execution: one pinned thread per vCPU and the controls around them.
+ *
+ * The run loop takes no lock. vm->run_state (GO, PAUSE, STOP) is read with
+ * one atomic load per exit; a controller changes it, then kicks every vCPU
+ * (kvm_run->immediate_exit = 1, then the kick signal) so that a vCPU inside
+ * KVM_RUN comes out and one about to enter returns at once. Only the slow
+ * paths (parking, ending, joining) use vm->ctl and vm->cond.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "vm_internal.h"
+
+/* Caller holds vm->ctl (so thread handles are stable). */
+static void kick_all_locked(struct rvm_vm *vm)
+{
+    for (uint32_t i = 0; i < vm->nvcpus; i++) {
+        struct rvm_vcpu *v = vm->vcpus[i];
+
+        if (!v)
+            continue;
+        __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        if (v->thread_started)
+            pthread_kill(v->thread, vm->hv->kick_signal);
+    }
+}
+
+void vm_kick_all(struct rvm_vm *vm)
+{
+    pthread_mutex_lock(&vm->ctl);
+    kick_all_locked(vm);
+    pthread_mutex_unlock(&vm->ctl);
+}
+
+void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint32_t vcpu)
+{
+    pthread_mutex_lock(&vm->ctl);
+    if (!__atomic_load_n(&vm->ended, __ATOMIC_RELAXED)) {
+        vm->result.end = end;
+        vm->result.value = value;
+        vm->result.qemu_status = end == RVM_END_DEBUG_EXIT ? (int)((value << 1) | 1) : 0;
+        vm->result.vcpu = vcpu;
+        __atomic_store_n(&vm->ended, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&vm->run_state, RUN_STOP, __ATOMIC_SEQ_CST);
+    kick_all_locked(vm);
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->ctl);
+}
+
+void rvm_vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value)
+{
+    vm_request_end(vm, end, value, 0);
+}
+
+static void park(struct rvm_vm *vm)
+{
+    pthread_mutex_lock(&vm->ctl);
+    vm->threads_parked++;
+    pthread_cond_broadcast(&vm->cond);
+    while (__atomic_load_n(&vm->run_state, __ATOMIC_SEQ_CST) == RUN_PAUSE)
+        pthread_cond_wait(&vm->cond, &vm->ctl);
+    vm->threads_parked--;
+    pthread_mutex_unlock(&vm->ctl);
+}
+
+void *vcpu_thread_main(void *arg)
+{
+    struct rvm_vcpu *v = arg;
+    struct rvm_vm *vm = v->vm;
+    struct rvm_exit e;
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, vm->hv->kick_signal);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+    for (;;) {
+        int st = __atomic_load_n(&vm->run_state, __ATOMIC_SEQ_CST);
+        int r;
+
+        if (st == RUN_STOP)
+            break;
+        if (st == RUN_PAUSE) {
+            park(vm);
+            continue;
+        }
+        r = rvm_vcpu_run(v, &e);
+        if (r < 0) {
+            rvm_err(vm->hv, "vCPU %u: KVM_RUN: %s", v->id, strerror(-r));
+            vm_request_end(vm, RVM_END_ERROR, r, v->id);
+            break;
+        }
+        if (e.reason != RVM_EXIT_INTR && rvm_vcpu_dispatch(v, &e) < 0)
+            break;
+    }
+
+    pthread_mutex_lock(&vm->ctl);
+    vm->threads_alive--;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->ctl);
+    return NULL;
+}
+
+/* The CPUs vCPU i is pinned to; *pin false when it is not pinned. */
+static int vcpu_cpuset(struct rvm_vm *vm, uint32_t i, cpu_set_t *set, bool *pin)
+{
+    const struct rvm_vm_config *c = &vm->config;
+    cpu_set_t allowed, node;
+    int cpu = -1;
+
+    *pin = false;
+    CPU_ZERO(set);
+    if (c->n_cpus > 0) {
+        cpu = c->cpus[i % c->n_cpus];
+    } else if (c->numa_node >= 0) {
+        int r = rvm_hv_node_cpus(vm->hv, c->numa_node, &node);
+        int k, n = CPU_COUNT(&node);
+
+        if (r < 0 || n == 0) {
+            rvm_err(vm->hv, "NUMA node %d: no CPUs", c->numa_node);
+            return r < 0 ? r : -EINVAL;
+        }
+        k = (int)(i % (uint32_t)n);
+        for (cpu = 0; cpu < CPU_SETSIZE; cpu++)
+            if (CPU_ISSET(cpu, &node) && k-- == 0)
+                break;
+    } else {
+        return 0;
+    }
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+        return -errno;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+        rvm_err(vm->hv, "vCPU %u: CPU %d is not available to this process", i, cpu);
+        return -EINVAL;
+    }
+    CPU_SET(cpu, set);
+    *pin = true;
+    return 0;
+}
+
+/* Takes the started threads' handles under ctl, then joins them without it. */
+static void join_all(struct rvm_vm *vm)
+{
+    pthread_t *t = vm->join_buf; /* guarded by join_lock */
+    uint32_t n = 0;
+
+    pthread_mutex_lock(&vm->join_lock);
+    pthread_mutex_lock(&vm->ctl);
+    for (uint32_t i = 0; i < vm->nvcpus; i++) {
+        struct rvm_vcpu *v = vm->vcpus[i];
+
+        if (v && v->thread_started) {
+            t[n++] = v->thread;
+            v->thread_started = false;
+        }
+    }
+    pthread_mutex_unlock(&vm->ctl);
+    for (uint32_t i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+
+    pthread_mutex_lock(&vm->ctl);
+    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) != RVM_VM_CREATED ||
+        __atomic_load_n(&vm->ended, __ATOMIC_RELAXED))
+        __atomic_store_n(&vm->lifecycle, RVM_VM_STOPPED, __ATOMIC_RELEASE);
+    bool notify = !vm->end_notified && __atomic_load_n(&vm->ended, __ATOMIC_RELAXED);
+    vm->end_notified |= notify;
+    pthread_mutex_unlock(&vm->ctl);
+    if (notify) {
+        pthread_mutex_lock(&vm->dev_lock);
+        for (struct vm_device *d = vm->devices; d; d = d->next)
+            if (d->on_end)
+                d->on_end(d->dev);
+        pthread_mutex_unlock(&vm->dev_lock);
+    }
+    pthread_mutex_unlock(&vm->join_lock);
+}
+
+static int start_threads_locked(struct rvm_vm *vm)
+{
+    for (uint32_t i = 0; i < vm->nvcpus; i++) {
+        struct rvm_vcpu *v = vm->vcpus[i];
+        pthread_attr_t attr;
+        cpu_set_t set;
+        bool pin;
+        int r;
+
+        if ((r = vcpu_cpuset(vm, i, &set, &pin)) < 0)
+            return r;
+        pthread_attr_init(&attr);
+        if (pin)
+            pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+        r = -pthread_create(&v->thread, &attr, vcpu_thread_main, v);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+            rvm_err(vm->hv, "vCPU %u: cannot start its thread: %s", i, strerror(-r));
+            return r;
+        }
+        v->thread_started = true;
+        vm->threads_alive++;
+    }
+    return 0;
+}
+
+int rvm_vm_start(struct rvm_vm *vm)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&vm->ctl);
+    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) != RVM_VM_CREATED ||
+        __atomic_load_n(&vm->ended, __ATOMIC_RELAXED)) {
+        pthread_mutex_unlock(&vm->ctl);
+        return -EBUSY;
+    }
+    for (uint32_t i = 0; i < vm->nvcpus && r == 0; i++)
+        if (!vm->vcpus[i])
+            r = vcpu_create_locked(vm, i, NULL);
+    if (r == 0) {
+        /* The threads read run_state first: GO before any starts. */
+        __atomic_store_n(&vm->run_state, RUN_GO, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&vm->lifecycle, RVM_VM_RUNNING, __ATOMIC_RELEASE);
+        r = start_threads_locked(vm);
+    }
+    pthread_mutex_unlock(&vm->ctl);
+    if (r < 0) {
+        vm_request_end(vm, RVM_END_ERROR, r, 0);
+        join_all(vm);
+    }
+    return r;
+}
+
+int rvm_vm_pause(struct rvm_vm *vm)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&vm->ctl);
+    switch (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED)) {
+    case RVM_VM_PAUSED:
+        goto out;
+    case RVM_VM_RUNNING:
+        break;
+    default:
+        r = -EINVAL;
+        goto out;
+    }
+    if (__atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_GO) {
+        r = -EINVAL; /* ending */
+        goto out;
+    }
+    __atomic_store_n(&vm->run_state, RUN_PAUSE, __ATOMIC_SEQ_CST);
+    kick_all_locked(vm);
+    while (vm->threads_parked < vm->threads_alive &&
+           __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) == RUN_PAUSE)
+        pthread_cond_wait(&vm->cond, &vm->ctl);
+    if (__atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE)
+        r = -ECANCELED; /* the VM ended while pausing */
+    else
+        __atomic_store_n(&vm->lifecycle, RVM_VM_PAUSED, __ATOMIC_RELEASE);
+out:
+    pthread_mutex_unlock(&vm->ctl);
+    return r;
+}
+
+int rvm_vm_resume(struct rvm_vm *vm)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&vm->ctl);
+    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) != RVM_VM_PAUSED) {
+        r = -EINVAL;
+    } else {
+        __atomic_store_n(&vm->run_state, RUN_GO, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&vm->lifecycle, RVM_VM_RUNNING, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&vm->cond);
+    }
+    pthread_mutex_unlock(&vm->ctl);
+    return r;
+}
+
+int rvm_vm_stop(struct rvm_vm *vm)
+{
+    vm_request_end(vm, RVM_END_STOPPED, 0, 0);
+    join_all(vm);
+    return 0;
+}
+
+int rvm_vm_wait(struct rvm_vm *vm, int timeout_ms, struct rvm_vm_result *result)
+{
+    struct timespec deadline;
+    int r = 0;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms > 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&vm->ctl);
+    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) == RVM_VM_CREATED &&
+        !__atomic_load_n(&vm->ended, __ATOMIC_RELAXED)) {
+        pthread_mutex_unlock(&vm->ctl);
+        return -EINVAL; /* never started: nothing would end it */
+    }
+    while (!(__atomic_load_n(&vm->ended, __ATOMIC_RELAXED) && vm->threads_alive == 0)) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&vm->cond, &vm->ctl);
+        } else if (timeout_ms == 0 ||
+                   pthread_cond_timedwait(&vm->cond, &vm->ctl, &deadline) == ETIMEDOUT) {
+            r = -ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm->ctl);
+    if (r == 0)
+        join_all(vm);
+    if (result)
+        rvm_vm_result(vm, result);
+    return r;
+}
+
+enum rvm_vm_state rvm_vm_state(const struct rvm_vm *vm)
+{
+    return __atomic_load_n(&vm->lifecycle, __ATOMIC_ACQUIRE);
+}
+
+void rvm_vm_result(const struct rvm_vm *vm, struct rvm_vm_result *result)
+{
+    struct rvm_vm *m = (struct rvm_vm *)vm;
+
+    pthread_mutex_lock(&m->ctl);
+    if (__atomic_load_n(&m->ended, __ATOMIC_RELAXED))
+        *result = m->result;
+    else
+        memset(result, 0, sizeof(*result));
+    pthread_mutex_unlock(&m->ctl);
+}
+
+int rvm_vcpu_thread_affinity(struct rvm_vcpu *v, void *cpus)
+{
+    struct rvm_vm *vm = v->vm;
+    int r;
+
+    pthread_mutex_lock(&vm->ctl);
+    if (!v->thread_started)
+        r = -ESRCH;
+    else
+        r = -pthread_getaffinity_np(v->thread, sizeof(cpu_set_t), cpus);
+    pthread_mutex_unlock(&vm->ctl);
+    return r;
+}

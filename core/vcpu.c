@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../arch/x86_64/arch.h"
+#include "log.h"
+#include "vm_internal.h"
+
+static const char *const exit_names[RVM_EXIT__COUNT] = {
+    [RVM_EXIT_NONE] = "none",
+    [RVM_EXIT_IO_IN] = "io-in",
+    [RVM_EXIT_IO_OUT] = "io-out",
+    [RVM_EXIT_MMIO_READ] = "mmio-read",
+    [RVM_EXIT_MMIO_WRITE] = "mmio-write",
+    [RVM_EXIT_HLT] = "hlt",
+    [RVM_EXIT_SHUTDOWN] = "shutdown",
+    [RVM_EXIT_SYSTEM_EVENT] = "system-event",
+    [RVM_EXIT_INTERNAL_ERROR] = "internal-error",
+    [RVM_EXIT_FAIL_ENTRY] = "fail-entry",
+    [RVM_EXIT_DIRTY_RING_FULL] = "dirty-ring-full",
+    [RVM_EXIT_INTR] = "intr",
+    [RVM_EXIT_DEBUG] = "debug",
+    [RVM_EXIT_UNKNOWN] = "unknown",
+};
+
+const char *rvm_exit_reason_name(enum rvm_exit_reason reason)
+{
+    return (unsigned)reason < RVM_EXIT__COUNT ? exit_names[reason] : "invalid";
+}
+
+/* Caller holds vm->ctl. */
+int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out)
+{
+    struct rvm_vcpu *v;
+    int r;
+
+    if (id >= vm->nvcpus)
+        return -EINVAL;
+    if (vm->vcpus[id])
+        return -EEXIST;
+    v = calloc(1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    v->vm = vm;
+    v->id = id;
+    v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, (unsigned long)id);
+    if (v->fd < 0) {
+        r = -errno;
+        rvm_err(vm->hv, "KVM_CREATE_VCPU %u: %s", id, strerror(-r));
+        goto err_free;
+    }
+    v->run =
+        mmap(NULL, (size_t)vm->hv->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+    if (v->run == MAP_FAILED) {
+        r = -errno;
+        goto err_close;
+    }
+    if ((r = arch_vcpu_init(v)) < 0)
+        goto err_unmap;
+    if (id == 0 && vm->have_boot && (r = arch_vcpu_set_pvh_entry(v, &vm->boot)) < 0)
+        goto err_unmap;
+    __atomic_store_n(&vm->vcpus[id], v, __ATOMIC_RELEASE);
+    if (out)
+        *out = v;
+    return 0;
+
+err_unmap:
+    munmap(v->run, (size_t)vm->hv->vcpu_mmap_size);
+err_close:
+    close(v->fd);
+err_free:
+    free(v);
+    return r;
+}
+
+int rvm_vcpu_create(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out)
+{
+    int r;
+
+    pthread_mutex_lock(&vm->ctl);
+    r = vcpu_create_locked(vm, id, out);
+    pthread_mutex_unlock(&vm->ctl);
+    return r;
+}
+
+uint32_t rvm_vcpu_id(const struct rvm_vcpu *v)
+{
+    return v->id;
+}
+
+/* A counter with one writer (the vCPU's thread): relaxed load and store, no locked op. */
+static inline void bump(uint64_t *c)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+static inline void count_exit(struct rvm_vcpu *v, enum rvm_exit_reason r)
+{
+    bump(&v->exits[r]);
+}
+
+static uint64_t load_le(const void *p, unsigned size)
+{
+    uint64_t v = 0;
+
+    memcpy(&v, p, size > 8 ? 8 : size);
+    return v;
+}
+
+static void describe_exit(struct rvm_vcpu *v, struct rvm_exit *e)
+{
+    const struct kvm_run *run = v->run;
+
+    e->kvm_reason = run->exit_reason;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        e->reason = run->io.direction == KVM_EXIT_IO_OUT ? RVM_EXIT_IO_OUT : RVM_EXIT_IO_IN;
+        e->u.io.port = run->io.port;
+        e->u.io.size = run->io.size;
+        e->u.io.count = run->io.count;
+        e->u.io.data = e->reason == RVM_EXIT_IO_OUT
+                           ? load_le((const uint8_t *)run + run->io.data_offset, run->io.size)
+                           : 0;
+        if (e->reason == RVM_EXIT_IO_IN)
+            v->pending = RVM_EXIT_IO_IN;
+        break;
+    case KVM_EXIT_MMIO:
+        e->reason = run->mmio.is_write ? RVM_EXIT_MMIO_WRITE : RVM_EXIT_MMIO_READ;
+        e->u.mmio.addr = run->mmio.phys_addr;
+        e->u.mmio.size = (uint8_t)run->mmio.len;
+        e->u.mmio.data = run->mmio.is_write ? load_le(run->mmio.data, run->mmio.len) : 0;
+        if (!run->mmio.is_write)
+            v->pending = RVM_EXIT_MMIO_READ;
+        break;
+    case KVM_EXIT_HLT:
+        e->reason = RVM_EXIT_HLT;
+        break;
+    case KVM_EXIT_SHUTDOWN:
+        e->reason = RVM_EXIT_SHUTDOWN;
+        break;
+    case KVM_EXIT_SYSTEM_EVENT:
+        e->reason = RVM_EXIT_SYSTEM_EVENT;
+        e->u.system_event.type = run->system_event.type;
+        e->u.system_event.ndata = run->system_event.ndata > 16 ? 16 : run->system_event.ndata;
+        memcpy(e->u.system_event.data, run->system_event.data,
+               e->u.system_event.ndata * sizeof(uint64_t));
+        break;
+    case KVM_EXIT_INTERNAL_ERROR:
+        e->reason = RVM_EXIT_INTERNAL_ERROR;
+        e->u.internal.suberror = run->internal.suberror;
+        e->u.internal.ndata = run->internal.ndata > 16 ? 16 : run->internal.ndata;
+        memcpy(e->u.internal.data, run->internal.data, e->u.internal.ndata * sizeof(uint64_t));
+        break;
+    case KVM_EXIT_FAIL_ENTRY:
+        e->reason = RVM_EXIT_FAIL_ENTRY;
+        e->u.fail_entry.reason = run->fail_entry.hardware_entry_failure_reason;
+        e->u.fail_entry.cpu = run->fail_entry.cpu;
+        break;
+    case KVM_EXIT_DIRTY_RING_FULL:
+        e->reason = RVM_EXIT_DIRTY_RING_FULL;
+        break;
+    case KVM_EXIT_INTR:
+        e->reason = RVM_EXIT_INTR;
+        break;
+    case KVM_EXIT_DEBUG:
+        e->reason = RVM_EXIT_DEBUG;
+        break;
+    default:
+        e->reason = RVM_EXIT_UNKNOWN;
+        break;
+    }
+}
+
+int rvm_vcpu_run(struct rvm_vcpu *v, struct rvm_exit *e)
+{
+    v->pending = RVM_EXIT_NONE;
+    if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+        int err = errno;
+
+        if (err != EINTR && err != EAGAIN)
+            return -err;
+        /*
+         * Kicked. Clear immediate_exit before the caller re-reads the run
+         * state: a kick after this point finds the new state (it is stored
+         * before immediate_exit is set) or interrupts the next KVM_RUN.
+         */
+        __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+        e->reason = RVM_EXIT_INTR;
+        e->kvm_reason = KVM_EXIT_INTR;
+        count_exit(v, RVM_EXIT_INTR);
+        return 0;
+    }
+    describe_exit(v, e);
+    count_exit(v, e->reason);
+    return 0;
+}
+
+int rvm_vcpu_set_io_result(struct rvm_vcpu *v, uint64_t value)
+{
+    struct kvm_run *run = v->run;
+    uint8_t *p = (uint8_t *)run + run->io.data_offset;
+
+    if (v->pending != RVM_EXIT_IO_IN)
+        return -EINVAL;
+    for (uint32_t i = 0; i < run->io.count; i++)
+        memcpy(p + (size_t)i * run->io.size, &value, run->io.size);
+    return 0;
+}
+
+int rvm_vcpu_set_mmio_result(struct rvm_vcpu *v, uint64_t value)
+{
+    struct kvm_run *run = v->run;
+
+    if (v->pending != RVM_EXIT_MMIO_READ || run->mmio.len > 8)
+        return -EINVAL;
+    memcpy(run->mmio.data, &value, run->mmio.len);
+    return 0;
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+/* Enter/leave a bus-table read section (see vm_synchronize). */
+static inline void qs_enter(struct rvm_vcpu *v)
+{
+    __atomic_add_fetch(&v->qs, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline void qs_leave(struct rvm_vcpu *v)
+{
+    __atomic_add_fetch(&v->qs, 1, __ATOMIC_RELEASE);
+}
+
+/* One access of `size` bytes at addr: the range must hold all of it. */
+static const struct bus_range *find_range(const struct bus_table *t, uint64_t addr, uint32_t size)
+{
+    const struct bus_range *r = bus_lookup(t, addr);
+
+    if (r && size <= r->len - (addr - r->base))
+        return r;
+    return NULL;
+}
+
+static uint64_t access_read(struct rvm_vcpu *v, const struct bus_range *r, uint64_t addr,
+                            uint32_t size)
+{
+    uint64_t val = ~0ULL;
+
+    if (!r) {
+        bump(&v->unhandled_io);
+        return val;
+    }
+    if (r->ops.read && r->ops.read(r->opaque, addr - r->base, size, &val) < 0)
+        val = ~0ULL;
+    return val;
+}
+
+static void access_write(struct rvm_vcpu *v, const struct bus_range *r, uint64_t addr,
+                         uint32_t size, uint64_t val)
+{
+    if (!r) {
+        bump(&v->unhandled_io);
+        return;
+    }
+    if (r->ops.write)
+        r->ops.write(r->opaque, addr - r->base, size, val);
+}
+
+static void dispatch_pio(struct rvm_vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint8_t *p = (uint8_t *)run + run->io.data_offset;
+    const struct bus_range *r;
+
+    qs_enter(v);
+    r = find_range(bus_current(&v->vm->bus[RVM_BUS_PIO]), run->io.port, run->io.size);
+    for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size) {
+        uint64_t val;
+
+        if (run->io.direction == KVM_EXIT_IO_OUT) {
+            access_write(v, r, run->io.port, run->io.size, load_le(p, run->io.size));
+        } else {
+            val = access_read(v, r, run->io.port, run->io.size);
+            memcpy(p, &val, run->io.size);
+        }
+    }
+    qs_leave(v);
+    v->pending = RVM_EXIT_NONE;
+}
+
+static void dispatch_mmio(struct rvm_vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint32_t len = run->mmio.len > 8 ? 8 : run->mmio.len;
+    const struct bus_range *r;
+
+    qs_enter(v);
+    r = find_range(bus_current(&v->vm->bus[RVM_BUS_MMIO]), run->mmio.phys_addr, len);
+    if (run->mmio.is_write) {
+        access_write(v, r, run->mmio.phys_addr, len, load_le(run->mmio.data, len));
+    } else {
+        uint64_t val = access_read(v, r, run->mmio.phys_addr, len);
+        memcpy(run->mmio.data, &val, len);
+    }
+    qs_leave(v);
+    v->pending = RVM_EXIT_NONE;
+}
+
+static int end_with_error(struct rvm_vcpu *v, const struct rvm_exit *e)
+{
+    struct rvm_vm *vm = v->vm;
+
+    switch (e->reason) {
+    case RVM_EXIT_INTERNAL_ERROR:
+        rvm_err(vm->hv, "vCPU %u: KVM internal error, suberror %u%s (data %u: 0x%llx 0x%llx)",
+                v->id, e->u.internal.suberror,
+                e->u.internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? " (emulation failure)"
+                                                                       : "",
+                e->u.internal.ndata,
+                (unsigned long long)(e->u.internal.ndata > 0 ? e->u.internal.data[0] : 0),
+                (unsigned long long)(e->u.internal.ndata > 1 ? e->u.internal.data[1] : 0));
+        break;
+    case RVM_EXIT_FAIL_ENTRY:
+        rvm_err(vm->hv, "vCPU %u: VM entry failed, hardware reason 0x%llx on CPU %u", v->id,
+                (unsigned long long)e->u.fail_entry.reason, e->u.fail_entry.cpu);
+        break;
+    default:
+        rvm_err(vm->hv, "vCPU %u: unexpected exit %s (KVM reason %u)", v->id,
+                rvm_exit_reason_name(e->reason), e->kvm_reason);
+        break;
+    }
+    vm_request_end(vm, RVM_END_ERROR, e->kvm_reason, v->id);
+    return 1;
+}
+
+int rvm_vcpu_dispatch(struct rvm_vcpu *v, const struct rvm_exit *e)
+{
+    struct rvm_vm *vm = v->vm;
+
+    switch (e->reason) {
+    case RVM_EXIT_IO_IN:
+    case RVM_EXIT_IO_OUT:
+        dispatch_pio(v);
+        break;
+    case RVM_EXIT_MMIO_READ:
+    case RVM_EXIT_MMIO_WRITE:
+        dispatch_mmio(v);
+        break;
+    case RVM_EXIT_NONE:
+    case RVM_EXIT_INTR:
+    case RVM_EXIT_HLT:
+    case RVM_EXIT_DEBUG:
+    case RVM_EXIT_DIRTY_RING_FULL:
+        break;
+    case RVM_EXIT_SHUTDOWN:
+        rvm_info(vm->hv, "vCPU %u: triple fault (shutdown)", v->id);
+        vm_request_end(vm, RVM_END_SHUTDOWN, 0, v->id);
+        return 1;
+    case RVM_EXIT_SYSTEM_EVENT:
+        if (e->u.system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) {
+            vm_request_end(vm, RVM_END_POWEROFF, 0, v->id);
+            return 1;
+        }
+        if (e->u.system_event.type == KVM_SYSTEM_EVENT_RESET) {
+            vm_request_end(vm, RVM_END_RESET, 0, v->id);
+            return 1;
+        }
+        return end_with_error(v, e);
+    default:
+        return end_with_error(v, e);
+    }
+    return __atomic_load_n(&vm->ended, __ATOMIC_ACQUIRE) ? 1 : 0;
+}
+
+int rvm_vcpu_get_regs(struct rvm_vcpu *v, struct kvm_regs *regs)
+{
+    return ioctl(v->fd, KVM_GET_REGS, regs) < 0 ? -errno : 0;
+}
+
+int rvm_vcpu_set_regs(struct rvm_vcpu *v, const struct kvm_regs *regs)
+{
+    return ioctl(v->fd, KVM_SET_REGS, regs) < 0 ? -errno : 0;
+}
+
+int rvm_vcpu_get_sregs(struct rvm_vcpu *v, struct kvm_sregs *sregs)
+{
+    return ioctl(v->fd, KVM_GET_SREGS, sregs) < 0 ? -errno : 0;
+}
+
+int rvm_vcpu_set_sregs(struct rvm_vcpu *v, const struct kvm_sregs *sregs)
+{
+    return ioctl(v->fd, KVM_SET_SREGS, sregs) < 0 ? -errno : 0;
+}
+
+int64_t rvm_vcpu_tsc_khz(struct rvm_vcpu *v)
+{
+    int r = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+
+    return r < 0 ? -errno : r;
+}
+
+void rvm_vcpu_stats(const struct rvm_vcpu *v, struct rvm_vcpu_stats *s)
+{
+    for (int i = 0; i < RVM_EXIT__COUNT; i++)
+        s->exits[i] = __atomic_load_n(&v->exits[i], __ATOMIC_RELAXED);
+    s->unhandled_io = __atomic_load_n(&v->unhandled_io, __ATOMIC_RELAXED);
+}

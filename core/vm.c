@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../arch/x86_64/arch.h"
+#include "log.h"
+#include "vm_internal.h"
+
+void rvm_vm_config_init(struct rvm_vm_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->mem.size = 128ULL << 20;
+    c->mem.backing = RVM_MEM_ANON;
+    c->mem.numa_node = -1;
+    c->vcpus = 1;
+    c->numa_node = -1;
+}
+
+static int register_memory(struct rvm_vm *vm)
+{
+    for (unsigned i = 0; i < rvm_mem_region_count(vm->mem); i++) {
+        const struct rvm_mem_region *r = rvm_mem_region(vm->mem, i);
+        struct kvm_userspace_memory_region slot = {
+            .slot = i,
+            .guest_phys_addr = r->gpa,
+            .memory_size = r->size,
+            .userspace_addr = (uintptr_t)r->hva,
+        };
+
+        if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+            int e = -errno;
+            rvm_err(vm->hv, "KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(-e));
+            return e;
+        }
+    }
+    return 0;
+}
+
+int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct rvm_vm **out)
+{
+    struct rvm_mem_config mc;
+    struct rvm_vm *vm;
+    int r;
+
+    if (!hv || !config || !out)
+        return -EINVAL;
+    if (config->vcpus > hv->caps.max_vcpus || config->n_cpus > RVM_MAX_CPUS_LIST) {
+        rvm_err(hv, "%u vCPUs asked, KVM allows %u", config->vcpus, hv->caps.max_vcpus);
+        return -EINVAL;
+    }
+    vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return -ENOMEM;
+    vm->hv = hv;
+    vm->fd = -1;
+    vm->config = *config;
+    vm->nvcpus = config->vcpus ? config->vcpus : 1;
+    vm->vcpus = calloc(vm->nvcpus, sizeof(vm->vcpus[0]));
+    vm->join_buf = calloc(vm->nvcpus, sizeof(vm->join_buf[0]));
+    if (!vm->vcpus || !vm->join_buf) {
+        r = -ENOMEM;
+        goto err_free;
+    }
+    pthread_mutex_init(&vm->ctl, NULL);
+    pthread_cond_init(&vm->cond, NULL);
+    pthread_mutex_init(&vm->dev_lock, NULL);
+    pthread_mutex_init(&vm->join_lock, NULL);
+    if ((r = bus_init(&vm->bus[RVM_BUS_PIO], 0x10000)) < 0)
+        goto err_sync;
+    if ((r = bus_init(&vm->bus[RVM_BUS_MMIO], 0)) < 0)
+        goto err_bus_pio;
+
+    vm->fd = ioctl(hv->kvm_fd, KVM_CREATE_VM, 0);
+    if (vm->fd < 0) {
+        r = -errno;
+        rvm_err(hv, "KVM_CREATE_VM: %s", strerror(-r));
+        goto err_bus_mmio;
+    }
+    if ((r = arch_vm_init(vm)) < 0)
+        goto err_vm;
+
+    mc = config->mem;
+    if (mc.numa_node < 0)
+        mc.numa_node = config->numa_node;
+    if ((r = rvm_mem_create(hv, &mc, &vm->mem)) < 0)
+        goto err_vm;
+    if ((r = register_memory(vm)) < 0)
+        goto err_mem;
+    __atomic_store_n(&vm->lifecycle, RVM_VM_CREATED, __ATOMIC_RELEASE);
+    *out = vm;
+    return 0;
+
+err_mem:
+    rvm_mem_destroy(vm->mem);
+err_vm:
+    close(vm->fd);
+err_bus_mmio:
+    bus_fini(&vm->bus[RVM_BUS_MMIO]);
+err_bus_pio:
+    bus_fini(&vm->bus[RVM_BUS_PIO]);
+err_sync:
+    pthread_mutex_destroy(&vm->join_lock);
+    pthread_mutex_destroy(&vm->dev_lock);
+    pthread_cond_destroy(&vm->cond);
+    pthread_mutex_destroy(&vm->ctl);
+err_free:
+    free(vm->join_buf);
+    free(vm->vcpus);
+    free(vm);
+    return r;
+}
+
+static void vcpu_free(struct rvm_vcpu *v, int mmap_size)
+{
+    munmap(v->run, (size_t)mmap_size);
+    close(v->fd);
+    free(v);
+}
+
+void rvm_vm_destroy(struct rvm_vm *vm)
+{
+    struct vm_device *d, *next;
+
+    if (!vm)
+        return;
+    rvm_vm_stop(vm);
+    for (d = vm->devices; d; d = next) {
+        next = d->next;
+        if (d->destroy)
+            d->destroy(d->dev);
+        free(d);
+    }
+    for (uint32_t i = 0; i < vm->nvcpus; i++)
+        if (vm->vcpus[i])
+            vcpu_free(vm->vcpus[i], vm->hv->vcpu_mmap_size);
+    close(vm->fd); /* the memory slots go with the VM */
+    rvm_mem_destroy(vm->mem);
+    bus_fini(&vm->bus[RVM_BUS_MMIO]);
+    bus_fini(&vm->bus[RVM_BUS_PIO]);
+    pthread_mutex_destroy(&vm->join_lock);
+    pthread_mutex_destroy(&vm->dev_lock);
+    pthread_cond_destroy(&vm->cond);
+    pthread_mutex_destroy(&vm->ctl);
+    free(vm->join_buf);
+    free(vm->vcpus);
+    free(vm);
+}
+
+struct rvm_mem *rvm_vm_mem(struct rvm_vm *vm)
+{
+    return vm->mem;
+}
+
+struct rvm_hv *rvm_vm_hv(struct rvm_vm *vm)
+{
+    return vm->hv;
+}
+
+uint32_t rvm_vm_vcpu_count(const struct rvm_vm *vm)
+{
+    return vm->nvcpus;
+}
+
+struct rvm_vcpu *rvm_vm_vcpu(struct rvm_vm *vm, uint32_t i)
+{
+    return i < vm->nvcpus ? __atomic_load_n(&vm->vcpus[i], __ATOMIC_ACQUIRE) : NULL;
+}
+
+int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *))
+{
+    struct vm_device *d = calloc(1, sizeof(*d));
+
+    if (!d)
+        return -ENOMEM;
+    d->dev = dev;
+    d->on_end = on_end;
+    d->destroy = destroy;
+    pthread_mutex_lock(&vm->dev_lock);
+    d->next = vm->devices;
+    vm->devices = d;
+    pthread_mutex_unlock(&vm->dev_lock);
+    return 0;
+}
+
+/* ---- buses --------------------------------------------------------------- */
+
+void vm_synchronize(struct rvm_vm *vm)
+{
+    for (uint32_t i = 0; i < vm->nvcpus; i++) {
+        struct rvm_vcpu *v = rvm_vm_vcpu(vm, i);
+        uint64_t c;
+
+        if (!v)
+            continue;
+        c = __atomic_load_n(&v->qs, __ATOMIC_SEQ_CST);
+        if (!(c & 1))
+            continue; /* not holding a table now; any later load sees the new one */
+        while (__atomic_load_n(&v->qs, __ATOMIC_SEQ_CST) == c)
+            sched_yield();
+    }
+}
+
+int rvm_vm_map_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base, uint64_t len,
+                  const struct rvm_io_ops *ops, void *opaque)
+{
+    struct bus_table *old;
+    int r;
+
+    if (bus != RVM_BUS_PIO && bus != RVM_BUS_MMIO)
+        return -EINVAL;
+    r = bus_insert(&vm->bus[bus], base, len, ops, opaque, &old);
+    if (r < 0)
+        return r;
+    vm_synchronize(vm);
+    free(old);
+    return 0;
+}
+
+int rvm_vm_unmap_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base)
+{
+    struct bus_table *old;
+    int r;
+
+    if (bus != RVM_BUS_PIO && bus != RVM_BUS_MMIO)
+        return -EINVAL;
+    r = bus_remove(&vm->bus[bus], base, &old);
+    if (r < 0)
+        return r;
+    vm_synchronize(vm);
+    free(old);
+    return 0;
+}
+
+static int ioeventfd(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t len,
+                     bool has_match, uint64_t match, int fd, bool remove)
+{
+    struct kvm_ioeventfd io = {
+        .datamatch = has_match ? match : 0,
+        .addr = addr,
+        .len = len,
+        .fd = fd,
+        .flags = (bus == RVM_BUS_PIO ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+                 (has_match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
+                 (remove ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0),
+    };
+
+    if ((bus != RVM_BUS_PIO && bus != RVM_BUS_MMIO) || fd < 0 ||
+        (len != 1 && len != 2 && len != 4 && len != 8))
+        return -EINVAL;
+    if (ioctl(vm->fd, KVM_IOEVENTFD, &io) < 0) {
+        int e = -errno;
+        rvm_err(vm->hv, "KVM_IOEVENTFD %s 0x%llx/%u: %s", remove ? "remove" : "add",
+                (unsigned long long)addr, len, strerror(-e));
+        return e;
+    }
+    return 0;
+}
+
+int rvm_vm_add_ioeventfd(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t len,
+                         bool has_match, uint64_t match, int fd)
+{
+    return ioeventfd(vm, bus, addr, len, has_match, match, fd, false);
+}
+
+int rvm_vm_remove_ioeventfd(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t len,
+                            bool has_match, uint64_t match, int fd)
+{
+    return ioeventfd(vm, bus, addr, len, has_match, match, fd, true);
+}
+
+static int irqfd(struct rvm_vm *vm, uint32_t gsi, int fd, bool remove)
+{
+    struct kvm_irqfd f = {
+        .fd = (uint32_t)fd, .gsi = gsi, .flags = remove ? KVM_IRQFD_FLAG_DEASSIGN : 0};
+
+    if (fd < 0)
+        return -EINVAL;
+    return ioctl(vm->fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
+}
+
+int rvm_vm_add_irqfd(struct rvm_vm *vm, uint32_t gsi, int fd)
+{
+    return irqfd(vm, gsi, fd, false);
+}
+
+int rvm_vm_remove_irqfd(struct rvm_vm *vm, uint32_t gsi, int fd)
+{
+    return irqfd(vm, gsi, fd, true);
+}
+
+int rvm_vm_set_irq(struct rvm_vm *vm, uint32_t gsi, bool level)
+{
+    struct kvm_irq_level l = {.irq = gsi, .level = level};
+
+    return ioctl(vm->fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef RINGVM_CORE_VM_INTERNAL_H
+#define RINGVM_CORE_VM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <ringvm/boot.h>
+#include <ringvm/vcpu.h>
+#include <ringvm/vm.h>
+
+#include "bus.h"
+#include "hv_internal.h"
+
+/* What the managed vCPU threads are asked to do; vm->run_state. */
+enum run_state {
+    RUN_GO = 0,
+    RUN_PAUSE,
+    RUN_STOP,
+};
+
+struct rvm_vcpu {
+    struct rvm_vm *vm;
+    uint32_t id;
+    int fd;
+    struct kvm_run *run; /* mmap of the vCPU fd */
+    /*
+     * Quiescent-state counter for bus-table reclamation: odd while the vCPU
+     * holds a bus table (dispatching an exit), even otherwise.
+     */
+    uint64_t qs;
+    /* What the last exit left pending: RVM_EXIT_IO_IN, RVM_EXIT_MMIO_READ or NONE. */
+    enum rvm_exit_reason pending;
+    pthread_t thread;
+    bool thread_started;
+    bool thread_running;             /* set by the thread itself; read with __atomic */
+    uint64_t exits[RVM_EXIT__COUNT]; /* written by the running thread only */
+    uint64_t unhandled_io;
+};
+
+/* A device owned by the VM: notified when the VM ends, freed with it. */
+struct vm_device {
+    void (*on_end)(void *dev);
+    void (*destroy)(void *dev);
+    void *dev;
+    struct vm_device *next;
+};
+
+struct rvm_vm {
+    struct rvm_hv *hv;
+    int fd;
+    struct rvm_mem *mem;
+    struct rvm_vm_config config;
+    uint32_t nvcpus;
+    struct rvm_vcpu **vcpus; /* nvcpus slots; NULL until created */
+    struct rvm_bus bus[2];
+
+    int run_state;       /* enum run_state, __atomic */
+    int lifecycle;       /* enum rvm_vm_state, __atomic */
+    pthread_mutex_t ctl; /* slow path only: start/pause/resume/stop/wait */
+    pthread_cond_t cond;
+    uint32_t threads_alive;
+    uint32_t threads_parked;
+
+    int ended;                 /* __atomic: 1 once the result is set */
+    bool end_notified;         /* devices' on_end ran (under ctl) */
+    pthread_mutex_t join_lock; /* serialises joiners; never taken by vCPU threads */
+    pthread_t *join_buf;       /* nvcpus slots, used under join_lock */
+    struct rvm_vm_result result;
+
+    bool have_boot;
+    struct rvm_boot_info boot;
+
+    pthread_mutex_t dev_lock;
+    struct vm_device *devices;
+};
+
+/* Waits until every vCPU holding a bus table has passed a quiescent point. */
+void vm_synchronize(struct rvm_vm *vm);
+
+/* Takes ownership of dev: on_end (may be NULL) at VM end, destroy at VM destroy. */
+int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *));
+
+/* Interrupts every vCPU's KVM_RUN (immediate_exit + signal). */
+void vm_kick_all(struct rvm_vm *vm);
+
+/* rvm_vm_request_end() naming the vCPU that ended the VM. */
+void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint32_t vcpu);
+
+/* rvm_vcpu_create() with vm->ctl held. */
+int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out);
+
+/* The managed loop of one vCPU thread. */
+void *vcpu_thread_main(void *arg);
+
+#endif

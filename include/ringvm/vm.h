@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A virtual machine: its guest memory, vCPUs, I/O buses and lifecycle.
+ *
+ * Two ways to run it:
+ *  - managed: rvm_vm_start() creates one thread per vCPU, pinned as the config
+ *    says, each running a lock-free loop that dispatches exits to the VM's
+ *    buses; rvm_vm_pause(), rvm_vm_resume(), rvm_vm_stop() and rvm_vm_wait()
+ *    control it from any thread;
+ *  - manual: the embedder creates vCPUs with rvm_vcpu_create() and calls
+ *    rvm_vcpu_run() itself, seeing every exit (see vcpu.h).
+ */
+#ifndef RINGVM_VM_H
+#define RINGVM_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ringvm/mem.h>
+
+struct rvm_vm;
+struct rvm_hv;
+struct rvm_vcpu;
+
+#define RVM_MAX_CPUS_LIST 256
+
+struct rvm_vm_config {
+    struct rvm_mem_config mem;
+    uint32_t vcpus; /* 0 means 1 */
+    /*
+     * Pinning for managed vCPU threads: vCPU i runs on cpus[i % n_cpus] when
+     * n_cpus > 0; else on the CPUs of numa_node (round robin) when numa_node
+     * >= 0; else wherever the scheduler likes. numa_node also places memory
+     * when mem.numa_node is -1.
+     */
+    unsigned n_cpus;
+    int cpus[RVM_MAX_CPUS_LIST];
+    int numa_node;
+};
+
+/* A config with defaults: 1 vCPU, 128 MiB anonymous memory, no pinning. */
+void rvm_vm_config_init(struct rvm_vm_config *config);
+
+/*
+ * Creates a VM: KVM VM, in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT,
+ * TSS and identity-map pages placed in the 32-bit hole, guest memory
+ * allocated and registered. No vCPU exists yet. On success *out owns it.
+ */
+int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct rvm_vm **out);
+
+/* Stops (if running), joins every vCPU thread, frees everything. */
+void rvm_vm_destroy(struct rvm_vm *vm);
+
+struct rvm_mem *rvm_vm_mem(struct rvm_vm *vm);
+struct rvm_hv *rvm_vm_hv(struct rvm_vm *vm);
+uint32_t rvm_vm_vcpu_count(const struct rvm_vm *vm);
+/* vCPU i if it exists, else NULL. */
+struct rvm_vcpu *rvm_vm_vcpu(struct rvm_vm *vm, uint32_t i);
+
+/* ---- I/O buses ---------------------------------------------------------- */
+
+enum rvm_bus_kind {
+    RVM_BUS_PIO = 0,  /* x86 port I/O, addresses 0..0xffff */
+    RVM_BUS_MMIO = 1, /* guest-physical MMIO */
+};
+
+/*
+ * A device's handlers. They run on the vCPU thread that took the exit, with
+ * no library lock held, possibly on several vCPU threads at once: a device
+ * shared by vCPUs synchronises itself. `offset` is relative to the range's
+ * base; size is 1, 2, 4 or 8. read fills *data (the low `size` bytes are
+ * used). A handler returns 0, or -errno to log the access as failed (the
+ * guest sees all-ones for reads). A NULL handler ignores writes / reads ones.
+ */
+struct rvm_io_ops {
+    int (*read)(void *opaque, uint64_t offset, uint32_t size, uint64_t *data);
+    int (*write)(void *opaque, uint64_t offset, uint32_t size, uint64_t data);
+};
+
+/*
+ * Maps [base, base + len) on a bus to ops/opaque. -EEXIST when it overlaps a
+ * range already mapped, -EINVAL for len 0, overflow, or a PIO range beyond
+ * 0xffff. Safe while vCPUs run: the new table is published atomically and
+ * the old one freed once every vCPU has passed a quiescent point.
+ */
+int rvm_vm_map_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base, uint64_t len,
+                  const struct rvm_io_ops *ops, void *opaque);
+
+/*
+ * Unmaps the range starting exactly at base. -ENOENT if none does. When it
+ * returns, no vCPU is still inside that range's handlers.
+ */
+int rvm_vm_unmap_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base);
+
+/*
+ * Binds eventfd `fd` to guest writes of `len` bytes (1, 2, 4 or 8) at addr,
+ * so they signal the fd inside KVM without an exit to user space. If
+ * has_match, only writes of value `match` do. The fd stays the caller's.
+ */
+int rvm_vm_add_ioeventfd(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t len,
+                         bool has_match, uint64_t match, int fd);
+int rvm_vm_remove_ioeventfd(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t len,
+                            bool has_match, uint64_t match, int fd);
+
+/* Binds eventfd fd to interrupt line gsi (IOAPIC pins 0-23): a write raises an edge. */
+int rvm_vm_add_irqfd(struct rvm_vm *vm, uint32_t gsi, int fd);
+int rvm_vm_remove_irqfd(struct rvm_vm *vm, uint32_t gsi, int fd);
+
+/* Sets interrupt line gsi to level (KVM_IRQ_LINE). */
+int rvm_vm_set_irq(struct rvm_vm *vm, uint32_t gsi, bool level);
+
+/* ---- Lifecycle (managed execution) --------------------------------------- */
+
+enum rvm_vm_state {
+    RVM_VM_CREATED = 0,
+    RVM_VM_RUNNING,
+    RVM_VM_PAUSED,
+    RVM_VM_STOPPED,
+};
+
+enum rvm_vm_end {
+    RVM_END_NONE = 0,   /* still running, or never started */
+    RVM_END_STOPPED,    /* rvm_vm_stop() from the host */
+    RVM_END_DEBUG_EXIT, /* the guest wrote to the debug-exit port */
+    RVM_END_POWEROFF,   /* the guest powered off (KVM system event) */
+    RVM_END_RESET,      /* the guest asked for a reset */
+    RVM_END_SHUTDOWN,   /* triple fault */
+    RVM_END_ERROR,      /* internal error, failed entry, or a run-loop error */
+};
+
+struct rvm_vm_result {
+    enum rvm_vm_end end;
+    /*
+     * RVM_END_DEBUG_EXIT: the value the guest wrote; qemu_status is the
+     * status QEMU's isa-debug-exit would exit with, (value << 1) | 1.
+     * RVM_END_ERROR: a negative errno in value for run-loop errors, or the
+     * KVM exit reason; vcpu names the vCPU that ended the VM.
+     */
+    int64_t value;
+    int qemu_status;
+    uint32_t vcpu;
+};
+
+/*
+ * Creates the missing vCPUs (rvm_vcpu_create), then one pinned thread per
+ * vCPU running the managed loop. -EBUSY if already started. If a thread
+ * cannot be created or pinned, the ones started are stopped and joined and
+ * the error returned.
+ */
+int rvm_vm_start(struct rvm_vm *vm);
+
+/*
+ * Kicks every vCPU out of KVM_RUN and returns once all are parked (not in
+ * KVM_RUN, not in a handler). -EINVAL unless running. Idempotent on a
+ * paused VM.
+ */
+int rvm_vm_pause(struct rvm_vm *vm);
+
+/* Lets parked vCPUs run again. -EINVAL unless paused. */
+int rvm_vm_resume(struct rvm_vm *vm);
+
+/*
+ * Ends the VM (RVM_END_STOPPED unless the guest ended it first), kicks and
+ * joins every vCPU thread. Safe from any thread except a vCPU thread, and
+ * more than once.
+ */
+int rvm_vm_stop(struct rvm_vm *vm);
+
+/*
+ * Ends the VM from a device handler or any thread without waiting: records
+ * end/value (the first caller wins) and kicks the vCPUs. Threads are joined
+ * by rvm_vm_stop()/rvm_vm_wait().
+ */
+void rvm_vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value);
+
+/*
+ * Blocks until the VM has ended (the guest or rvm_vm_request_end), joins the
+ * vCPU threads and fills *result. timeout_ms < 0 waits forever; -ETIMEDOUT
+ * when the time runs out first.
+ */
+int rvm_vm_wait(struct rvm_vm *vm, int timeout_ms, struct rvm_vm_result *result);
+
+enum rvm_vm_state rvm_vm_state(const struct rvm_vm *vm);
+
+/* The result so far (end is RVM_END_NONE while the VM runs). */
+void rvm_vm_result(const struct rvm_vm *vm, struct rvm_vm_result *result);
+
+#endif
