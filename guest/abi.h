@@ -11,11 +11,11 @@
 #define BG_COM1_BASE 0x3f8
 
 /* QEMU isa-debug-exit semantics: writing v ends the VM (QEMU exits (v<<1)|1). */
-#define BG_DEBUG_EXIT_PORT 0xf4
-#define BG_EXIT_OK 0
-#define BG_EXIT_BAD_CMDLINE 1
+#define BG_DEBUG_EXIT_PORT   0xf4
+#define BG_EXIT_OK           0
+#define BG_EXIT_BAD_CMDLINE  1
 #define BG_EXIT_UNKNOWN_TEST 2
-#define BG_EXIT_EXCEPTION 3
+#define BG_EXIT_EXCEPTION    3
 
 /* test=pio: 4-byte OUT to this port, one user-space exit per iteration. */
 #define BG_PIO_PORT 0x600
@@ -33,8 +33,8 @@
  * PVH boot (the guest is entered in 32-bit protected mode with %ebx pointing
  * at a struct hvm_start_info). Only these fields are read by the guest.
  */
-#define BG_PVH_NOTE_PHYS32_ENTRY 18 /* ELF note "Xen", XEN_ELFNOTE_PHYS32_ENTRY */
-#define BG_PVH_START_MAGIC 0x336ec578 /* u32 at offset 0 of hvm_start_info */
-#define BG_PVH_CMDLINE_PADDR_OFF 24 /* u64 cmdline_paddr (offset 16 is modlist_paddr) */
+#define BG_PVH_NOTE_PHYS32_ENTRY 18         /* ELF note "Xen", XEN_ELFNOTE_PHYS32_ENTRY */
+#define BG_PVH_START_MAGIC       0x336ec578 /* u32 at offset 0 of hvm_start_info */
+#define BG_PVH_CMDLINE_PADDR_OFF 24         /* u64 cmdline_paddr (offset 16 is modlist_paddr) */
 
 #endif

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bench guest internals shared by boot.S and the C code. Not part of the
+ * host/guest contract (that is abi.h).
+ */
+#ifndef RINGVM_GUEST_BG_H
+#define RINGVM_GUEST_BG_H
+
+#include "abi.h"
+
+/* GDT selectors (order matches what SYSRET would want, though we never use it). */
+#define SEL_KCODE 0x08
+#define SEL_KDATA 0x10
+#define SEL_UDATA 0x18
+#define SEL_UCODE 0x20
+#define SEL_TSS   0x28
+
+/* Interrupt vectors. */
+#define VEC_TIMER       0x20 /* local APIC timer, used by test=hlt only */
+#define VEC_SPURIOUS    0xff /* local APIC spurious vector */
+#define NUM_EXC_VECTORS 32
+#define ISR_STUB_SIZE   16 /* exception stubs are spaced this far apart */
+
+/* xAPIC MMIO register block and register offsets. */
+#define APIC_BASE       0xfee00000
+#define APIC_EOI        0xb0
+#define APIC_SVR        0xf0
+#define APIC_LVT_TIMER  0x320
+#define APIC_TIMER_INIT 0x380
+#define APIC_TIMER_DIV  0x3e0
+#define APIC_SVR_ENABLE 0x100
+#define APIC_LVT_MASKED 0x10000
+#define APIC_DIV_BY_1   0xb
+/* One-shot initial count for test=hlt (APIC bus ticks; 1 GHz under KVM = 256 ns). */
+#define HLT_TIMER_COUNT 256
+
+/*
+ * RFLAGS for CPL3: IOPL=3 (in/out allowed), IF=0, reserved bit 1. Some hosts
+ * (software-nested KVM) force IOPL to 0 at CPL3, so the TSS also carries an
+ * I/O permission bitmap opening the ports we use.
+ */
+#define USER_RFLAGS 0x3002
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+
+/* Defined in boot.S. */
+extern char isr_stubs[]; /* NUM_EXC_VECTORS stubs, ISR_STUB_SIZE bytes apart */
+extern char ud_isr[], timer_isr[], spurious_isr[];
+/* CPL3 only: run fn(n) at CPL0 (IF=0) and return its result. */
+uint64_t bg_cpl0_call(uint64_t (*fn)(uint64_t n), uint64_t n);
+/* CPL0 only: n APIC-timer halt/wake round trips; returns their TSC cycles. */
+uint64_t bg_hlt_loop(uint64_t n);
+
+/* Called by the exception stubs at CPL0; prints and exits. */
+void bg_exception(uint64_t vec, uint64_t err, uint64_t rip) __attribute__((noreturn));
+/* The CPL3 entry point, reached by iretq from boot.S with %rdi = start_info. */
+void bg_main(const void *start_info) __attribute__((noreturn));
+#endif
+
+#endif
