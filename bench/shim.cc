@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: MIT
+// The thin C++ layer: registers the C cases with Google Benchmark, and with
+// --table prints a compact table (median of repetitions, ringvm/raw ratios).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bench.h"
+
+struct bench_ctx {
+    benchmark::State *state;
+};
+
+extern "C" bool bench_keep_running(struct bench_ctx *ctx)
+{
+    return ctx->state->KeepRunning();
+}
+
+extern "C" void bench_set_iteration_time(struct bench_ctx *ctx, double seconds)
+{
+    ctx->state->SetIterationTime(seconds);
+}
+
+extern "C" void bench_counter_add(struct bench_ctx *ctx, const char *name, double value)
+{
+    auto &c = ctx->state->counters[name];
+    c.value += value;
+    c.flags = benchmark::Counter::kAvgIterations;
+}
+
+extern "C" void bench_fail(struct bench_ctx *ctx, const char *reason)
+{
+    ctx->state->SkipWithError(reason);
+}
+
+namespace
+{
+
+std::map<std::string, std::string> headline; // case name -> counter
+
+void register_cases(const bench_case *cases)
+{
+    for (const bench_case *c = cases; c->name; c++) {
+        bench_fn fn = c->fn;
+        auto *b = benchmark::RegisterBenchmark(c->name, [fn](benchmark::State &st) {
+            bench_ctx ctx{&st};
+            fn(&ctx);
+        });
+        if (c->manual_time)
+            b->UseManualTime();
+        if (c->iterations)
+            b->Iterations(c->iterations);
+        b->Unit(benchmark::kMillisecond);
+        headline[c->name] = c->counter;
+    }
+}
+
+// Collects every run and prints, at the end, one line per case: the median of
+// its headline counter and, for ".../ringvm" cases with a ".../raw" twin, the ratio.
+class TableReporter : public benchmark::BenchmarkReporter
+{
+  public:
+    bool ReportContext(const Context &) override
+    {
+        return true;
+    }
+    void ReportRuns(const std::vector<Run> &runs) override
+    {
+        for (const Run &r : runs) {
+            if (r.run_type != Run::RT_Iteration)
+                continue;
+            std::string name = r.run_name.function_name;
+            if (r.error_occurred) {
+                errors[name] = r.error_message;
+                continue;
+            }
+            auto it = r.counters.find(headline[name]);
+            if (it != r.counters.end())
+                values[name].push_back(it->second.value);
+            order.push_back(name);
+        }
+    }
+    void Finalize() override
+    {
+        std::printf("%-34s %-6s %12s %8s %s\n", "case", "unit", "median", "n", "vs raw");
+        std::vector<std::string> seen;
+        for (const auto &name : order) {
+            if (std::find(seen.begin(), seen.end(), name) != seen.end())
+                continue;
+            seen.push_back(name);
+            double m = median(values[name]);
+            std::string ratio;
+            auto slash = name.rfind("/ringvm");
+            if (slash != std::string::npos) {
+                std::string raw = name.substr(0, slash) + "/raw";
+                if (!values[raw].empty()) {
+                    char b[32];
+                    std::snprintf(b, sizeof(b), "%.3fx", m / median(values[raw]));
+                    ratio = b;
+                }
+            }
+            std::printf("%-34s %-6s %12.1f %8zu %s\n", name.c_str(), headline[name].c_str(), m,
+                        values[name].size(), ratio.c_str());
+        }
+        for (const auto &e : errors)
+            std::printf("%-34s failed: %s\n", e.first.c_str(), e.second.c_str());
+    }
+
+  private:
+    static double median(std::vector<double> v)
+    {
+        if (v.empty())
+            return 0;
+        std::sort(v.begin(), v.end());
+        size_t n = v.size();
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    }
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<double>> values;
+    std::map<std::string, std::string> errors;
+};
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    bool table = false;
+    std::vector<char *> args;
+    for (int i = 0; i < argc; i++) {
+        if (std::strcmp(argv[i], "--table") == 0)
+            table = true;
+        else
+            args.push_back(argv[i]);
+    }
+    int n = static_cast<int>(args.size());
+    register_cases(bench_exit_cases);
+    register_cases(bench_vm_cases);
+    benchmark::Initialize(&n, args.data());
+    if (benchmark::ReportUnrecognizedArguments(n, args.data()))
+        return 1;
+    if (table) {
+        TableReporter rep;
+        benchmark::RunSpecifiedBenchmarks(&rep);
+    } else {
+        benchmark::RunSpecifiedBenchmarks();
+    }
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job on the built-in guest: exit latency against a raw KVM loop, VM
+# creation and per-VM memory, printed as a table (medians of repetitions).
+set -eu
+build=${1:-build}
+if [ ! -w /dev/kvm ]; then
+    echo "ringvm demo: /dev/kvm is missing or not writable; see docs/host-setup.md" >&2
+    exit 1
+fi
+echo "ringvm $(sed -n 's/^#define RINGVM_VERSION_STRING "\(.*\)"/\1/p' include/ringvm/ringvm.h) on $(uname -r), $(nproc) CPUs"
+echo "One run of $build/ringvm-bench; ratios compare cases measured in this same run."
+echo
+"$build"/ringvm-bench --table --benchmark_repetitions=3 --benchmark_min_time=0.2 \
+    --benchmark_filter='^(exit|vm)/'

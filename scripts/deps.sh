@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ringvm builds and tests with, if any is missing.
+# Idempotent: apt-get runs only when something is missing.
+set -eu
+pkgs=(
+    gcc g++ make pkg-config linux-libc-dev
+    liburing-dev libnuma-dev libhugetlbfs-dev libcmocka-dev libbenchmark-dev libxxhash-dev
+    qemu-system-x86 # the cross-check that the bench guest runs unchanged under QEMU
+)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "ringvm: installing ${missing[*]}" >&2
+sudo=
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

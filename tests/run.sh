@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test binary in $BUILD/tests, shows their output, and ends with one
+# line "N passed, N failed, N skipped" over all of them. Exit status 1 if any
+# test failed or a binary crashed.
+set -u
+build=${BUILD:-build}
+passed=0 failed=0 skipped=0 broken=()
+
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    log=$(mktemp)
+    timeout 600 "$t" >"$log" 2>&1
+    status=$?
+    cat "$log"
+    p=$(grep -c '^\[       OK \]' "$log")
+    f=$(grep -cE '^\[  FAILED  \] [a-z_0-9]+$' "$log")
+    s=$(grep -cE '^\[  SKIPPED \] [a-z_0-9]+$' "$log")
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        # The binary died (signal, timeout) without cmocka reporting a failure.
+        echo "$(basename "$t"): exited with status $status"
+        failed=$((failed + 1))
+        broken+=("$(basename "$t")")
+    fi
+    rm -f "$log"
+done
+
+echo
+[ ${#broken[@]} -gt 0 ] && echo "crashed: ${broken[*]}"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

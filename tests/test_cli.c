@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit: the ringvm command's argument parsing. */
+#include <errno.h>
+#include <string.h>
+
+#include "../cli/args.h"
+#include "common/testutil.h"
+
+#define ARGV(...)                                                                                  \
+    (char *[])                                                                                     \
+    {                                                                                              \
+        "ringvm", __VA_ARGS__, NULL                                                                \
+    }
+#define ARGC(...)          ((int)(sizeof((char *[]){"ringvm", __VA_ARGS__}) / sizeof(char *)))
+#define PARSE(o, err, ...) cli_parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (o), err, sizeof(err))
+
+static void test_sizes(void **state)
+{
+    uint64_t v;
+    (void)state;
+
+    assert_int_equal(cli_parse_size("4096", &v), 0);
+    assert_int_equal(v, 4096);
+    assert_int_equal(cli_parse_size("64M", &v), 0);
+    assert_int_equal(v, 64ULL << 20);
+    assert_int_equal(cli_parse_size("2G", &v), 0);
+    assert_int_equal(v, 2ULL << 30);
+    assert_int_equal(cli_parse_size("512k", &v), 0);
+    assert_int_equal(v, 512ULL << 10);
+    assert_int_equal(cli_parse_size("1GiB", &v), 0);
+    assert_int_equal(v, 1ULL << 30);
+    assert_int_equal(cli_parse_size("16MB", &v), 0);
+    assert_int_equal(v, 16ULL << 20);
+    assert_int_equal(cli_parse_size("", &v), -EINVAL);
+    assert_int_equal(cli_parse_size("M", &v), -EINVAL);
+    assert_int_equal(cli_parse_size("-1", &v), -EINVAL);
+    assert_int_equal(cli_parse_size("12X", &v), -EINVAL);
+    assert_int_equal(cli_parse_size("12Mx", &v), -EINVAL);
+    assert_int_equal(cli_parse_size("99999999999999999999", &v), -EINVAL);
+    assert_int_equal(cli_parse_size("17179869184G", &v), -EINVAL); /* 2^34 G overflows */
+}
+
+static void test_cpu_lists(void **state)
+{
+    int cpus[8];
+    (void)state;
+
+    assert_int_equal(cli_parse_cpus("0,1", cpus, 8), 2);
+    assert_int_equal(cpus[0], 0);
+    assert_int_equal(cpus[1], 1);
+    assert_int_equal(cli_parse_cpus("2-4,7", cpus, 8), 4);
+    assert_int_equal(cpus[0], 2);
+    assert_int_equal(cpus[2], 4);
+    assert_int_equal(cpus[3], 7);
+    assert_int_equal(cli_parse_cpus("3", cpus, 8), 1);
+    assert_int_equal(cli_parse_cpus("", cpus, 8), -EINVAL);
+    assert_int_equal(cli_parse_cpus("4-2", cpus, 8), -EINVAL);
+    assert_int_equal(cli_parse_cpus("1,", cpus, 8), -EINVAL);
+    assert_int_equal(cli_parse_cpus("a", cpus, 8), -EINVAL);
+    assert_int_equal(cli_parse_cpus("1;2", cpus, 8), -EINVAL);
+    assert_int_equal(cli_parse_cpus("0-", cpus, 8), -EINVAL);
+    assert_int_equal(cli_parse_cpus("0-9", cpus, 8), -EINVAL); /* more than max */
+    assert_int_equal(cli_parse_cpus("5000", cpus, 8), -EINVAL);
+}
+
+static void test_full_run(void **state)
+{
+    struct cli_opts o;
+    char err[128];
+    (void)state;
+
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k.elf", "--cmdline", "test=pio n=1",
+                           "--initrd", "i.img", "--mem", "256M", "--vcpus", "2", "--cpus", "0,1",
+                           "--hugepages", "2M", "--prefault", "--serial", "out.txt", "-v"),
+                     0);
+    assert_int_equal(o.cmd, CLI_RUN);
+    assert_string_equal(o.kernel, "k.elf");
+    assert_string_equal(o.cmdline, "test=pio n=1");
+    assert_string_equal(o.initrd, "i.img");
+    assert_string_equal(o.serial, "out.txt");
+    assert_int_equal(o.vm.mem.size, 256ULL << 20);
+    assert_int_equal(o.vm.vcpus, 2);
+    assert_int_equal(o.vm.n_cpus, 2);
+    assert_int_equal(o.vm.cpus[1], 1);
+    assert_int_equal(o.vm.mem.backing, RVM_MEM_HUGE_2M);
+    assert_true(o.vm.mem.prefault);
+    assert_true(o.verbose);
+}
+
+static void test_defaults(void **state)
+{
+    struct cli_opts o;
+    char err[128];
+    (void)state;
+
+    assert_int_equal(PARSE(&o, err, "run", "--kernel=k"), 0);
+    assert_string_equal(o.kernel, "k");
+    assert_null(o.cmdline);
+    assert_string_equal(o.serial, "stdio");
+    assert_int_equal(o.vm.mem.size, 128ULL << 20);
+    assert_int_equal(o.vm.vcpus, 1);
+    assert_int_equal(o.vm.n_cpus, 0);
+    assert_int_equal(o.vm.numa_node, -1);
+    assert_int_equal(o.vm.mem.backing, RVM_MEM_ANON);
+    assert_int_equal(
+        PARSE(&o, err, "run", "--kernel", "k", "--numa-node", "0", "--hugepages", "thp"), 0);
+    assert_int_equal(o.vm.numa_node, 0);
+    assert_int_equal(o.vm.mem.backing, RVM_MEM_THP);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--hugepages", "1G"), 0);
+    assert_int_equal(o.vm.mem.backing, RVM_MEM_HUGE_1G);
+}
+
+static void test_errors(void **state)
+{
+    struct cli_opts o;
+    char err[128];
+    (void)state;
+
+    assert_int_equal(cli_parse(1, ARGV(NULL), &o, err, sizeof(err)), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run"), -EINVAL);
+    assert_non_null(strstr(err, "--kernel"));
+    assert_int_equal(PARSE(&o, err, "start"), -EINVAL);
+    assert_non_null(strstr(err, "unknown command"));
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--bogus"), -EINVAL);
+    assert_non_null(strstr(err, "--bogus"));
+    assert_int_equal(PARSE(&o, err, "run", "--kernel"), -EINVAL);
+    assert_non_null(strstr(err, "needs a value"));
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--hugepages", "3M"), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--mem", "0"), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--vcpus", "0"), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--vcpus", "2x"), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--cpus", "0", "--numa-node", "0"),
+                     -EINVAL);
+    assert_non_null(strstr(err, "exclude"));
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "extra"), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "caps", "x"), -EINVAL);
+}
+
+static void test_help_version(void **state)
+{
+    struct cli_opts o;
+    char err[128];
+    (void)state;
+
+    assert_int_equal(PARSE(&o, err, "--help"), 0);
+    assert_int_equal(o.cmd, CLI_HELP);
+    assert_int_equal(PARSE(&o, err, "run", "--help"), 0);
+    assert_int_equal(o.cmd, CLI_HELP);
+    assert_int_equal(PARSE(&o, err, "--version"), 0);
+    assert_int_equal(o.cmd, CLI_VERSION);
+    assert_int_equal(PARSE(&o, err, "caps"), 0);
+    assert_int_equal(o.cmd, CLI_CAPS);
+    /* --help documents every run option. */
+    const char *opts[] = {"--kernel", "--cmdline",   "--initrd",    "--mem",      "--vcpus",
+                          "--cpus",   "--numa-node", "--hugepages", "--prefault", "--serial"};
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        assert_non_null(strstr(cli_usage, opts[i]));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),    cmocka_unit_test(test_cpu_lists),
+        cmocka_unit_test(test_full_run), cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_errors),   cmocka_unit_test(test_help_version),
+    };
+    return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ringvm command and QEMU run as processes, on the bench guest: the
+ * acceptance commands of the README, and a 2 MiB-hugepage VM with the pool
+ * reserved for the test and given back after it.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/testutil.h"
+
+#define POOL      "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+#define POOL_FREE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+
+static char out[16384];
+
+/* Runs a shell command, stdout+stderr into out; returns its exit status or -1. */
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    FILE *p;
+    size_t n = 0;
+    int st;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    while (n < sizeof(out) - 1 && fgets(out + n, (int)(sizeof(out) - n), p))
+        n += strlen(out + n);
+    out[n] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *ringvm_path(void)
+{
+    static char path[PATH_MAX + 32];
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+    if (n < 0)
+        return "build/ringvm";
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(path, sizeof(path), "%s/../ringvm", exe);
+    return path;
+}
+
+static void test_run_pio(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(sh("timeout 120 %s run --kernel %s --cmdline 'test=pio n=1000' 2>&1",
+                        ringvm_path(), guest_path()),
+                     0);
+    assert_non_null(strstr(out, "RESULT test=pio n=1000 "));
+}
+
+static void test_run_smp_pinned(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        print_message("SKIP: needs two online CPUs\n");
+        skip();
+    }
+    assert_int_equal(sh("timeout 120 %s run --kernel %s --cmdline 'test=pio n=1000' --vcpus 2 "
+                        "--cpus 0,1 2>&1",
+                        ringvm_path(), guest_path()),
+                     0);
+    assert_non_null(strstr(out, "RESULT test=pio n=1000 "));
+}
+
+static void test_run_serial_file(void **state)
+{
+    char path[] = "/tmp/ringvm-serial-XXXXXX";
+    void *buf;
+    size_t len;
+    int fd = mkstemp(path);
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(sh("timeout 120 %s run --kernel %s --cmdline 'test=mmio n=10' --serial %s "
+                        "--mem 32M --prefault --hugepages thp 2>&1",
+                        ringvm_path(), guest_path(), path),
+                     0);
+    assert_null(strstr(out, "RESULT")); /* went to the file, not stdout */
+    assert_int_equal(read_whole(path, &buf, &len), 0);
+    ((char *)buf)[len] = '\0';
+    assert_non_null(strstr(buf, "RESULT test=mmio n=10 "));
+    free(buf);
+    unlink(path);
+}
+
+/* The guest's debug-exit value becomes the exit status. */
+static void test_run_exit_status(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(sh("timeout 120 %s run --kernel %s --cmdline 'test=nope' 2>&1", ringvm_path(),
+                        guest_path()),
+                     2);
+    assert_non_null(strstr(out, "ERROR unknown test=nope"));
+}
+
+/* ringvm's own failures: one line on stderr and status 125. */
+static void test_run_errors(void **state)
+{
+    (void)state;
+    assert_int_equal(sh("%s run --kernel /nonexistent 2>&1 >/dev/null", ringvm_path()), 125);
+    assert_non_null(strstr(out, "/nonexistent"));
+    assert_int_equal(sh("%s run --mem 12Q --kernel x 2>&1", ringvm_path()), 125);
+    assert_string_equal(out, "ringvm: bad --mem size '12Q' (e.g. 128M, 2G)\n");
+    assert_int_equal(sh("%s --help", ringvm_path()), 0);
+    assert_non_null(strstr(out, "--hugepages"));
+}
+
+static long read_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = -1;
+
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static int write_long(const char *path, long v)
+{
+    FILE *f = fopen(path, "w");
+    int r;
+
+    if (!f)
+        return -errno;
+    r = fprintf(f, "%ld\n", v) < 0 ? -EIO : 0;
+    return fclose(f) == 0 ? r : -errno;
+}
+
+/* A VM on 2 MiB hugepages, through the library and the command, with a pool reserved here. */
+static void test_hugepages_2m(void **state)
+{
+    long before = read_long(POOL);
+    const long want = 48; /* 64 MiB VM + 32 MiB VM, with slack */
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    if (before < 0 || write_long(POOL, before + want) < 0) {
+        print_message("SKIP: cannot grow the 2 MiB hugepage pool (%s): not root?\n", POOL);
+        skip();
+    }
+    if (read_long(POOL_FREE) < want) {
+        write_long(POOL, before);
+        print_message("SKIP: the kernel could not reserve %ld hugepages\n", want);
+        skip();
+    }
+    int st = sh("timeout 120 %s run --kernel %s --cmdline 'test=pio n=1000' --hugepages 2M "
+                "--mem 64M 2>&1",
+                ringvm_path(), guest_path());
+    char copy[sizeof(out)];
+    memcpy(copy, out, sizeof(out));
+
+    struct rvm_vm_config c;
+    struct rvm_hv *hv = NULL;
+    struct rvm_vm *vm = NULL;
+    int r1, r2 = -1;
+    rvm_vm_config_init(&c);
+    c.mem.size = 32 << 20;
+    c.mem.backing = RVM_MEM_HUGE_2M;
+    r1 = rvm_hv_open(NULL, &hv);
+    if (r1 == 0)
+        r1 = rvm_vm_create(hv, &c, &vm);
+    if (r1 == 0) {
+        r2 = rvm_mem_page_size(rvm_vm_mem(vm)) == (2 << 20) &&
+                     (uintptr_t)rvm_mem_hva(rvm_vm_mem(vm), 0, 1) % (2 << 20) == 0
+                 ? 0
+                 : -1;
+        rvm_vm_destroy(vm);
+    }
+    rvm_hv_close(hv);
+    write_long(POOL, before); /* give the pool back before asserting */
+
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(copy, "RESULT test=pio n=1000 "));
+    assert_int_equal(r1, 0);
+    assert_int_equal(r2, 0);
+    assert_int_equal(read_long(POOL), before);
+}
+
+/* The same image runs unchanged under QEMU (microvm), whose debug exit gives (v << 1) | 1. */
+static void test_qemu_runs_guest(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    if (sh("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) {
+        print_message("SKIP: qemu-system-x86_64 is not installed\n");
+        skip();
+    }
+    assert_int_equal(sh("timeout 120 qemu-system-x86_64 -M microvm,acpi=off -accel kvm -cpu "
+                        "host,-arch-capabilities -m 64 -nodefaults -nographic -serial stdio "
+                        "-device isa-debug-exit,iobase=0xf4 -kernel %s -append 'test=pio n=1000' "
+                        "</dev/null 2>&1",
+                        guest_path()),
+                     1);
+    assert_non_null(strstr(out, "RESULT test=pio n=1000 "));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_run_pio),         cmocka_unit_test(test_run_smp_pinned),
+        cmocka_unit_test(test_run_serial_file), cmocka_unit_test(test_run_exit_status),
+        cmocka_unit_test(test_run_errors),      cmocka_unit_test(test_hugepages_2m),
+        cmocka_unit_test(test_qemu_runs_guest),
+    };
+    return cmocka_run_group_tests_name("cmd", tests, NULL, NULL);
+}
