@@ -55,6 +55,9 @@ BENCH_CXX_SRCS := $(wildcard bench/*.cc)
 BENCH_OBJS := $(BENCH_C_SRCS:%.c=$(BUILD)/obj/%.o) $(BENCH_CXX_SRCS:%.cc=$(BUILD)/obj/%.o)
 BENCH := $(BUILD)/ringvm-bench
 
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+
 TEST_COMMON_SRCS := $(wildcard tests/common/*.c)
 TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -64,15 +67,16 @@ CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
 
 include guest/guest.mk
 
-.PHONY: all lib cli bench tests guest test demo deps install uninstall format format-check clean help
+.PHONY: all lib cli bench tests guest examples test demo deps install uninstall format format-check clean help
 
-all: lib cli bench tests guest
+all: lib cli bench tests guest examples
 
-lib: $(LIB_A) $(LIB_SO) $(BUILD)/ringvm.pc
+lib: $(LIB_A) $(LIB_SO)
 cli: $(CLI)
 bench: $(BENCH) guest
 tests: $(TESTS) guest
 guest: $(GUEST_ELF)
+examples: $(EXAMPLES)
 
 $(BUILD)/obj/%.o: %.c
 	$(call say,CC,$<)
@@ -88,9 +92,9 @@ $(LIB_A): $(LIB_OBJS)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIB_SO): $(LIB_OBJS)
+$(LIB_SO): $(LIB_OBJS) core/libringvm.map
 	$(call say,LD,$@)
-	$(Q)$(CC) -shared -Wl,-soname,libringvm.so.0 $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) -shared -Wl,-soname,libringvm.so.0 -Wl,--version-script=core/libringvm.map $(LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS)
 
 $(CLI): $(CLI_OBJS) $(LIB_A)
 	$(call say,LD,$@)
@@ -105,12 +109,27 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJS) $(CLI_LIB_OBJS) $(L
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TEST_COMMON_OBJS) $(CLI_LIB_OBJS) $(LIB_A) -lcmocka $(LIBS)
 
-$(BUILD)/ringvm.pc: Makefile
+# Examples build against the installed-style interface: the public headers and the archive.
+$(BUILD)/examples/%: examples/%.c $(LIB_A)
+	$(call say,CC,$<)
 	@mkdir -p $(dir $@)
-	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
-	  'Name: ringvm' 'Description: embeddable KVM virtual machine monitor core' \
-	  'Version: $(shell sed -n 's/^#define RINGVM_VERSION_STRING "\(.*\)"/\1/p' include/ringvm/ringvm.h)' \
-	  'Libs: -L$${libdir} -lringvm' 'Libs.private: $(LIBS)' 'Cflags: -I$${includedir}' > $@
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+
+# The pkg-config file names the prefix it is installed under, so install writes it.
+RINGVM_VERSION_STRING := $(shell sed -n 's/^\#define RINGVM_VERSION_STRING "\(.*\)"/\1/p' include/ringvm/ringvm.h)
+define ringvm_pc
+prefix=$(PREFIX)
+libdir=$${prefix}/lib
+includedir=$${prefix}/include
+
+Name: ringvm
+Description: embeddable KVM virtual machine monitor core
+Version: $(RINGVM_VERSION_STRING)
+Libs: -L$${libdir} -lringvm
+Libs.private: $(LIBS)
+Cflags: -I$${includedir}
+endef
+export ringvm_pc
 
 # Installs the Debian packages the build and tests need, if any are missing.
 deps:
@@ -130,7 +149,7 @@ install: lib cli
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libringvm.so.0
 	ln -sf libringvm.so.0 $(DESTDIR)$(PREFIX)/lib/libringvm.so
-	install -m 644 $(BUILD)/ringvm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	printf '%s\n' "$$ringvm_pc" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ringvm.pc
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 
 uninstall:

@@ -8,6 +8,8 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "raw.h"
@@ -42,11 +44,12 @@ static void run_raw(struct bench_ctx *ctx, const char *test)
         bench_fail(ctx, "cannot load the bench guest or open /dev/kvm");
         return;
     }
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     bench_pin_self();
     while (bench_keep_running(ctx)) {
         struct console con = {.len = 0};
         struct raw_vm vm;
-        int r = raw_vm_create(&t, &vm);
+        int r = raw_vm_create(&t, efd, &vm);
 
         if (r == 0)
             r = raw_vm_run(&vm, &con);
@@ -60,6 +63,7 @@ static void run_raw(struct bench_ctx *ctx, const char *test)
             break;
     }
     raw_template_fini(&t);
+    close(efd);
     free(img.elf);
 }
 
@@ -113,6 +117,14 @@ static void mmio_ringvm(struct bench_ctx *c)
 {
     run_ringvm(c, "mmio");
 }
+static void ioeventfd_pio_raw(struct bench_ctx *c)
+{
+    run_raw(c, "ioeventfd-pio");
+}
+static void ioeventfd_mmio_raw(struct bench_ctx *c)
+{
+    run_raw(c, "ioeventfd-mmio");
+}
 static void ioeventfd_pio_ringvm(struct bench_ctx *c)
 {
     run_ringvm(c, "ioeventfd-pio");
@@ -127,7 +139,9 @@ const struct bench_case bench_exit_cases[] = {
     {"exit/pio/ringvm", pio_ringvm, true, 0, "ns_per_exit"},
     {"exit/mmio/raw", mmio_raw, true, 0, "ns_per_exit"},
     {"exit/mmio/ringvm", mmio_ringvm, true, 0, "ns_per_exit"},
+    {"exit/ioeventfd_pio/raw", ioeventfd_pio_raw, true, 0, "ns_per_exit"},
     {"exit/ioeventfd_pio/ringvm", ioeventfd_pio_ringvm, true, 0, "ns_per_exit"},
+    {"exit/ioeventfd_mmio/raw", ioeventfd_mmio_raw, true, 0, "ns_per_exit"},
     {"exit/ioeventfd_mmio/ringvm", ioeventfd_mmio_ringvm, true, 0, "ns_per_exit"},
     {NULL, NULL, false, 0, NULL},
 };

@@ -72,7 +72,14 @@ static void seg(struct kvm_segment *s, uint16_t sel, uint8_t type)
     s->present = s->db = s->s = s->g = 1;
 }
 
-int raw_vm_create(const struct raw_template *t, struct raw_vm *vm)
+static int raw_ioeventfd(int vm_fd, uint64_t addr, uint32_t flags, int efd)
+{
+    struct kvm_ioeventfd io = {.addr = addr, .len = 4, .fd = efd, .flags = flags};
+
+    return ioctl(vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int raw_vm_create(const struct raw_template *t, int efd, struct raw_vm *vm)
 {
     struct kvm_userspace_memory_region slot = {.slot = 0, .memory_size = BENCH_MEM_SIZE};
     struct kvm_sregs sregs;
@@ -121,6 +128,10 @@ int raw_vm_create(const struct raw_template *t, struct raw_vm *vm)
     if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &sregs) < 0 ||
         ioctl(vm->vcpu_fd, KVM_SET_REGS, &regs) < 0)
         return -errno;
+    if (efd >= 0) {
+        int r = raw_ioeventfd(vm->vm_fd, BG_IOEVENTFD_PIO_PORT, KVM_IOEVENTFD_FLAG_PIO, efd);
+        return r < 0 ? r : raw_ioeventfd(vm->vm_fd, BG_IOEVENTFD_MMIO_ADDR, 0, efd);
+    }
     return 0;
 }
 

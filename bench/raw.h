@@ -32,8 +32,11 @@ struct raw_vm {
 int raw_template_init(struct raw_template *t, const struct guest_image *img, const char *cmdline);
 void raw_template_fini(struct raw_template *t);
 
-/* VM, memory, vCPU from the template, up to the point of the first KVM_RUN. */
-int raw_vm_create(const struct raw_template *t, struct raw_vm *vm);
+/*
+ * VM, memory, vCPU from the template, up to the point of the first KVM_RUN.
+ * With efd >= 0, the bench guest's ioeventfd port and address signal it.
+ */
+int raw_vm_create(const struct raw_template *t, int efd, struct raw_vm *vm);
 void raw_vm_destroy(struct raw_vm *vm);
 
 /* Runs until the first exit of any kind. 0 or -errno. */

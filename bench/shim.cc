@@ -42,6 +42,7 @@ namespace
 {
 
 std::map<std::string, std::string> headline; // case name -> counter
+std::vector<std::string> registered;         // case names, in registration order
 
 void register_cases(const bench_case *cases)
 {
@@ -57,6 +58,7 @@ void register_cases(const bench_case *cases)
             b->Iterations(c->iterations);
         b->Unit(benchmark::kMillisecond);
         headline[c->name] = c->counter;
+        registered.push_back(c->name);
     }
 }
 
@@ -82,17 +84,14 @@ class TableReporter : public benchmark::BenchmarkReporter
             auto it = r.counters.find(headline[name]);
             if (it != r.counters.end())
                 values[name].push_back(it->second.value);
-            order.push_back(name);
         }
     }
     void Finalize() override
     {
         std::printf("%-34s %-6s %12s %8s %s\n", "case", "unit", "median", "n", "vs raw");
-        std::vector<std::string> seen;
-        for (const auto &name : order) {
-            if (std::find(seen.begin(), seen.end(), name) != seen.end())
+        for (const auto &name : registered) {
+            if (values[name].empty())
                 continue;
-            seen.push_back(name);
             double m = median(values[name]);
             std::string ratio;
             auto slash = name.rfind("/ringvm");
@@ -120,12 +119,27 @@ class TableReporter : public benchmark::BenchmarkReporter
         size_t n = v.size();
         return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     }
-    std::vector<std::string> order;
     std::map<std::string, std::vector<double>> values;
     std::map<std::string, std::string> errors;
 };
 
+bool has_flag(const std::vector<char *> &args, const char *flag)
+{
+    for (const char *a : args)
+        if (std::strncmp(a, flag, std::strlen(flag)) == 0)
+            return true;
+    return false;
+}
+
 } // namespace
+
+// Defaults that the ratios need, each overridden by the flag given explicitly:
+// many short repetitions, randomly interleaved across cases, so that a raw case
+// and its ringvm twin sample the same stretch of machine noise (a few VMs apart)
+// instead of running a minute apart.
+static char default_reps[] = "--benchmark_repetitions=30";
+static char default_min_time[] = "--benchmark_min_time=0.1";
+static char default_interleave[] = "--benchmark_enable_random_interleaving=true";
 
 int main(int argc, char **argv)
 {
@@ -137,6 +151,12 @@ int main(int argc, char **argv)
         else
             args.push_back(argv[i]);
     }
+    if (!has_flag(args, "--benchmark_repetitions"))
+        args.push_back(default_reps);
+    if (!has_flag(args, "--benchmark_min_time"))
+        args.push_back(default_min_time);
+    if (!has_flag(args, "--benchmark_enable_random_interleaving"))
+        args.push_back(default_interleave);
     int n = static_cast<int>(args.size());
     register_cases(bench_exit_cases);
     register_cases(bench_vm_cases);

@@ -10,7 +10,9 @@
 #ifndef RINGVM_CORE_BUS_H
 #define RINGVM_CORE_BUS_H
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <ringvm/vm.h>
@@ -73,6 +75,38 @@ static inline const struct bus_range *bus_lookup(const struct bus_table *t, uint
             return r;
     }
     return NULL;
+}
+
+/* The range holding all `size` bytes at addr, or NULL (also when the access straddles its end). */
+static inline const struct bus_range *bus_find(const struct bus_table *t, uint64_t addr,
+                                               uint32_t size)
+{
+    const struct bus_range *r = bus_lookup(t, addr);
+
+    if (r && size <= r->len - (addr - r->base))
+        return r;
+    return NULL;
+}
+
+/*
+ * One access through range r (which may be NULL: nothing claims addr). A
+ * read fills *val, all ones when unclaimed, handler-less or failed. Returns
+ * 0, or -ENOENT when no range claimed the access.
+ */
+static inline int bus_range_access(const struct bus_range *r, uint64_t addr, uint32_t size,
+                                   bool write, uint64_t *val)
+{
+    if (!write)
+        *val = ~0ULL;
+    if (!r)
+        return -ENOENT;
+    if (write) {
+        if (r->ops.write)
+            r->ops.write(r->opaque, addr - r->base, size, *val);
+    } else if (r->ops.read && r->ops.read(r->opaque, addr - r->base, size, val) < 0) {
+        *val = ~0ULL;
+    }
+    return 0;
 }
 
 #endif

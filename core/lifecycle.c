@@ -75,7 +75,6 @@ void *vcpu_thread_main(void *arg)
 {
     struct rvm_vcpu *v = arg;
     struct rvm_vm *vm = v->vm;
-    struct rvm_exit e;
     sigset_t set;
 
     sigemptyset(&set);
@@ -92,14 +91,12 @@ void *vcpu_thread_main(void *arg)
             park(vm);
             continue;
         }
-        r = rvm_vcpu_run(v, &e);
+        r = vcpu_run_dispatch(v);
         if (r < 0) {
             rvm_err(vm->hv, "vCPU %u: KVM_RUN: %s", v->id, strerror(-r));
             vm_request_end(vm, RVM_END_ERROR, r, v->id);
             break;
         }
-        if (e.reason != RVM_EXIT_INTR && rvm_vcpu_dispatch(v, &e) < 0)
-            break;
     }
 
     pthread_mutex_lock(&vm->ctl);

@@ -43,9 +43,10 @@ int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out)
         return -EINVAL;
     if (vm->vcpus[id])
         return -EEXIST;
-    v = calloc(1, sizeof(*v));
+    v = aligned_alloc(64, sizeof(*v)); /* its own cache lines: vCPUs never share one */
     if (!v)
         return -ENOMEM;
+    memset(v, 0, sizeof(*v));
     v->vm = vm;
     v->id = id;
     v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, (unsigned long)id);
@@ -176,23 +177,33 @@ static void describe_exit(struct rvm_vcpu *v, struct rvm_exit *e)
     }
 }
 
-int rvm_vcpu_run(struct rvm_vcpu *v, struct rvm_exit *e)
+/* One KVM_RUN. 0: an exit to describe; 1: kicked (counted); -errno: failure. */
+static int enter(struct rvm_vcpu *v)
 {
     v->pending = RVM_EXIT_NONE;
-    if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-        int err = errno;
+    if (ioctl(v->fd, KVM_RUN, 0) == 0)
+        return 0;
+    if (errno != EINTR && errno != EAGAIN)
+        return -errno;
+    /*
+     * Kicked. Clear immediate_exit before the caller re-reads the run state:
+     * a kick after this point finds the new state (it is stored before
+     * immediate_exit is set) or interrupts the next KVM_RUN.
+     */
+    __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+    count_exit(v, RVM_EXIT_INTR);
+    return 1;
+}
 
-        if (err != EINTR && err != EAGAIN)
-            return -err;
-        /*
-         * Kicked. Clear immediate_exit before the caller re-reads the run
-         * state: a kick after this point finds the new state (it is stored
-         * before immediate_exit is set) or interrupts the next KVM_RUN.
-         */
-        __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+int rvm_vcpu_run(struct rvm_vcpu *v, struct rvm_exit *e)
+{
+    int r = enter(v);
+
+    if (r < 0)
+        return r;
+    if (r == 1) {
         e->reason = RVM_EXIT_INTR;
         e->kvm_reason = KVM_EXIT_INTR;
-        count_exit(v, RVM_EXIT_INTR);
         return 0;
     }
     describe_exit(v, e);
@@ -235,58 +246,22 @@ static inline void qs_leave(struct rvm_vcpu *v)
     __atomic_add_fetch(&v->qs, 1, __ATOMIC_RELEASE);
 }
 
-/* One access of `size` bytes at addr: the range must hold all of it. */
-static const struct bus_range *find_range(const struct bus_table *t, uint64_t addr, uint32_t size)
-{
-    const struct bus_range *r = bus_lookup(t, addr);
-
-    if (r && size <= r->len - (addr - r->base))
-        return r;
-    return NULL;
-}
-
-static uint64_t access_read(struct rvm_vcpu *v, const struct bus_range *r, uint64_t addr,
-                            uint32_t size)
-{
-    uint64_t val = ~0ULL;
-
-    if (!r) {
-        bump(&v->unhandled_io);
-        return val;
-    }
-    if (r->ops.read && r->ops.read(r->opaque, addr - r->base, size, &val) < 0)
-        val = ~0ULL;
-    return val;
-}
-
-static void access_write(struct rvm_vcpu *v, const struct bus_range *r, uint64_t addr,
-                         uint32_t size, uint64_t val)
-{
-    if (!r) {
-        bump(&v->unhandled_io);
-        return;
-    }
-    if (r->ops.write)
-        r->ops.write(r->opaque, addr - r->base, size, val);
-}
-
 static void dispatch_pio(struct rvm_vcpu *v)
 {
     struct kvm_run *run = v->run;
     uint8_t *p = (uint8_t *)run + run->io.data_offset;
+    bool write = run->io.direction == KVM_EXIT_IO_OUT;
     const struct bus_range *r;
 
     qs_enter(v);
-    r = find_range(bus_current(&v->vm->bus[RVM_BUS_PIO]), run->io.port, run->io.size);
+    r = bus_find(bus_current(&v->vm->bus[RVM_BUS_PIO]), run->io.port, run->io.size);
     for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size) {
-        uint64_t val;
+        uint64_t val = write ? load_le(p, run->io.size) : 0;
 
-        if (run->io.direction == KVM_EXIT_IO_OUT) {
-            access_write(v, r, run->io.port, run->io.size, load_le(p, run->io.size));
-        } else {
-            val = access_read(v, r, run->io.port, run->io.size);
+        if (bus_range_access(r, run->io.port, run->io.size, write, &val) < 0)
+            bump(&v->unhandled_io);
+        if (!write)
             memcpy(p, &val, run->io.size);
-        }
     }
     qs_leave(v);
     v->pending = RVM_EXIT_NONE;
@@ -296,17 +271,16 @@ static void dispatch_mmio(struct rvm_vcpu *v)
 {
     struct kvm_run *run = v->run;
     uint32_t len = run->mmio.len > 8 ? 8 : run->mmio.len;
-    const struct bus_range *r;
+    bool write = run->mmio.is_write;
+    uint64_t val = write ? load_le(run->mmio.data, len) : 0;
 
     qs_enter(v);
-    r = find_range(bus_current(&v->vm->bus[RVM_BUS_MMIO]), run->mmio.phys_addr, len);
-    if (run->mmio.is_write) {
-        access_write(v, r, run->mmio.phys_addr, len, load_le(run->mmio.data, len));
-    } else {
-        uint64_t val = access_read(v, r, run->mmio.phys_addr, len);
-        memcpy(run->mmio.data, &val, len);
-    }
+    if (bus_range_access(bus_find(bus_current(&v->vm->bus[RVM_BUS_MMIO]), run->mmio.phys_addr, len),
+                         run->mmio.phys_addr, len, write, &val) < 0)
+        bump(&v->unhandled_io);
     qs_leave(v);
+    if (!write)
+        memcpy(run->mmio.data, &val, len);
     v->pending = RVM_EXIT_NONE;
 }
 
@@ -374,6 +348,30 @@ int rvm_vcpu_dispatch(struct rvm_vcpu *v, const struct rvm_exit *e)
         return end_with_error(v, e);
     }
     return __atomic_load_n(&vm->ended, __ATOMIC_ACQUIRE) ? 1 : 0;
+}
+
+int vcpu_run_dispatch(struct rvm_vcpu *v)
+{
+    const struct kvm_run *run = v->run;
+    struct rvm_exit e;
+    int r = enter(v);
+
+    if (r != 0)
+        return r < 0 ? r : 0;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        count_exit(v, run->io.direction == KVM_EXIT_IO_OUT ? RVM_EXIT_IO_OUT : RVM_EXIT_IO_IN);
+        dispatch_pio(v);
+        return 0; /* an ended VM is seen in run_state at the top of the loop */
+    case KVM_EXIT_MMIO:
+        count_exit(v, run->mmio.is_write ? RVM_EXIT_MMIO_WRITE : RVM_EXIT_MMIO_READ);
+        dispatch_mmio(v);
+        return 0;
+    default:
+        describe_exit(v, &e);
+        count_exit(v, e.reason);
+        return rvm_vcpu_dispatch(v, &e);
+    }
 }
 
 int rvm_vcpu_get_regs(struct rvm_vcpu *v, struct kvm_regs *regs)

@@ -55,9 +55,10 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
         rvm_err(hv, "%u vCPUs asked, KVM allows %u", config->vcpus, hv->caps.max_vcpus);
         return -EINVAL;
     }
-    vm = calloc(1, sizeof(*vm));
+    vm = aligned_alloc(64, sizeof(*vm));
     if (!vm)
         return -ENOMEM;
+    memset(vm, 0, sizeof(*vm));
     vm->hv = hv;
     vm->fd = -1;
     vm->config = *config;
@@ -236,6 +237,22 @@ int rvm_vm_unmap_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base)
     vm_synchronize(vm);
     free(old);
     return 0;
+}
+
+int vm_io_access(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t size, bool write,
+                 uint64_t *val)
+{
+    struct rvm_bus *b;
+    int r;
+
+    if (bus != RVM_BUS_PIO && bus != RVM_BUS_MMIO)
+        return -EINVAL;
+    b = &vm->bus[bus];
+    /* Holding the writers' lock: no table can be swapped out and freed under us. */
+    pthread_mutex_lock(&b->lock);
+    r = bus_range_access(bus_find(b->table, addr, size), addr, size, write, val);
+    pthread_mutex_unlock(&b->lock);
+    return r;
 }
 
 static int ioeventfd(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t len,

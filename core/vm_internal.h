@@ -19,24 +19,27 @@ enum run_state {
     RUN_STOP,
 };
 
+/*
+ * The first cache line holds everything the managed loop touches per port or
+ * MMIO exit (after KVM_RUN the caches are cold: each extra line costs).
+ */
 struct rvm_vcpu {
-    struct rvm_vm *vm;
-    uint32_t id;
-    int fd;
     struct kvm_run *run; /* mmap of the vCPU fd */
+    struct rvm_vm *vm;
     /*
      * Quiescent-state counter for bus-table reclamation: odd while the vCPU
      * holds a bus table (dispatching an exit), even otherwise.
      */
     uint64_t qs;
+    int fd;
     /* What the last exit left pending: RVM_EXIT_IO_IN, RVM_EXIT_MMIO_READ or NONE. */
-    enum rvm_exit_reason pending;
-    pthread_t thread;
-    bool thread_started;
-    bool thread_running;             /* set by the thread itself; read with __atomic */
+    uint8_t pending;                 /* enum rvm_exit_reason */
     uint64_t exits[RVM_EXIT__COUNT]; /* written by the running thread only */
     uint64_t unhandled_io;
-};
+    uint32_t id;
+    pthread_t thread;
+    bool thread_started;
+} __attribute__((aligned(64)));
 
 /* A device owned by the VM: notified when the VM ends, freed with it. */
 struct vm_device {
@@ -47,15 +50,17 @@ struct vm_device {
 };
 
 struct rvm_vm {
+    /* Hot, first: the run state and the bus tables every exit reads. */
+    int run_state; /* enum run_state, __atomic */
+    struct rvm_bus bus[2];
+
     struct rvm_hv *hv;
     int fd;
     struct rvm_mem *mem;
     struct rvm_vm_config config;
     uint32_t nvcpus;
     struct rvm_vcpu **vcpus; /* nvcpus slots; NULL until created */
-    struct rvm_bus bus[2];
 
-    int run_state;       /* enum run_state, __atomic */
     int lifecycle;       /* enum rvm_vm_state, __atomic */
     pthread_mutex_t ctl; /* slow path only: start/pause/resume/stop/wait */
     pthread_cond_t cond;
@@ -73,10 +78,19 @@ struct rvm_vm {
 
     pthread_mutex_t dev_lock;
     struct vm_device *devices;
-};
+} __attribute__((aligned(64)));
 
 /* Waits until every vCPU holding a bus table has passed a quiescent point. */
 void vm_synchronize(struct rvm_vm *vm);
+
+/*
+ * One access on a bus from a thread that is not a vCPU (tests, device
+ * models that forward accesses): as the guest's would be dispatched. Holds
+ * the bus's writer lock meanwhile, so maps and unmaps wait. 0, -ENOENT when
+ * nothing claims the access, -EINVAL for a bad bus.
+ */
+int vm_io_access(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t size, bool write,
+                 uint64_t *val);
 
 /* Takes ownership of dev: on_end (may be NULL) at VM end, destroy at VM destroy. */
 int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *));
@@ -86,6 +100,13 @@ void vm_kick_all(struct rvm_vm *vm);
 
 /* rvm_vm_request_end() naming the vCPU that ended the VM. */
 void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint32_t vcpu);
+
+/*
+ * The managed loop's step: one KVM_RUN, then port and MMIO exits dispatched
+ * straight from kvm_run (no struct rvm_exit), others through
+ * rvm_vcpu_dispatch(). 0 to go on, 1 when the VM ended, -errno on failure.
+ */
+int vcpu_run_dispatch(struct rvm_vcpu *v);
 
 /* rvm_vcpu_create() with vm->ctl held. */
 int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out);

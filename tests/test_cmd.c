@@ -114,6 +114,19 @@ static void test_run_exit_status(void **state)
     assert_non_null(strstr(out, "ERROR unknown test=nope"));
 }
 
+/* The README's embedding example, built by make, runs the guest too. */
+static void test_embed_example(void **state)
+{
+    char path[PATH_MAX + 32];
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    snprintf(path, sizeof(path), "%s", ringvm_path());
+    strcpy(strrchr(path, '/'), "/examples/embed");
+    assert_int_equal(sh("timeout 120 %s %s 'test=mmio n=5' 2>&1", path, guest_path()), 0);
+    assert_non_null(strstr(out, "RESULT test=mmio n=5 "));
+}
+
 /* ringvm's own failures: one line on stderr and status 125. */
 static void test_run_errors(void **state)
 {
@@ -224,7 +237,7 @@ int main(void)
         cmocka_unit_test(test_run_pio),         cmocka_unit_test(test_run_smp_pinned),
         cmocka_unit_test(test_run_serial_file), cmocka_unit_test(test_run_exit_status),
         cmocka_unit_test(test_run_errors),      cmocka_unit_test(test_hugepages_2m),
-        cmocka_unit_test(test_qemu_runs_guest),
+        cmocka_unit_test(test_qemu_runs_guest), cmocka_unit_test(test_embed_example),
     };
     return cmocka_run_group_tests_name("cmd", tests, NULL, NULL);
 }
