@@ -23,6 +23,8 @@ bool bench_keep_running(struct bench_ctx *ctx);
 void bench_set_iteration_time(struct bench_ctx *ctx, double seconds);
 /* Adds value to a counter averaged over the iterations (counter = sum / iterations). */
 void bench_counter_add(struct bench_ctx *ctx, const char *name, double value);
+/* Sets a counter to value, reported as is (not averaged over iterations). */
+void bench_counter_set(struct bench_ctx *ctx, const char *name, double value);
 /* Marks the case failed with a reason; the caller must then return. */
 void bench_fail(struct bench_ctx *ctx, const char *reason);
 
@@ -34,6 +36,7 @@ struct bench_case {
     bool manual_time;    /* iteration time comes from bench_set_iteration_time() */
     int iterations;      /* 0: let the framework choose */
     const char *counter; /* the headline counter, for the table */
+    int repetitions;     /* 0: --benchmark_repetitions decides */
 };
 
 /* Cases, defined in the bench/ C files; each list ends with a NULL name. */

@@ -33,6 +33,11 @@ extern "C" void bench_counter_add(struct bench_ctx *ctx, const char *name, doubl
     c.flags = benchmark::Counter::kAvgIterations;
 }
 
+extern "C" void bench_counter_set(struct bench_ctx *ctx, const char *name, double value)
+{
+    ctx->state->counters[name] = benchmark::Counter(value);
+}
+
 extern "C" void bench_fail(struct bench_ctx *ctx, const char *reason)
 {
     ctx->state->SkipWithError(reason);
@@ -56,6 +61,8 @@ void register_cases(const bench_case *cases)
             b->UseManualTime();
         if (c->iterations)
             b->Iterations(c->iterations);
+        if (c->repetitions)
+            b->Repetitions(c->repetitions);
         b->Unit(benchmark::kMillisecond);
         headline[c->name] = c->counter;
         registered.push_back(c->name);
@@ -88,7 +95,7 @@ class TableReporter : public benchmark::BenchmarkReporter
     }
     void Finalize() override
     {
-        std::printf("%-34s %-6s %12s %8s %s\n", "case", "unit", "median", "n", "vs raw");
+        std::printf("%-34s %-16s %12s %4s %s\n", "case", "unit", "median", "n", "vs raw");
         for (const auto &name : registered) {
             if (values[name].empty())
                 continue;
@@ -103,8 +110,9 @@ class TableReporter : public benchmark::BenchmarkReporter
                     ratio = b;
                 }
             }
-            std::printf("%-34s %-6s %12.1f %8zu %s\n", name.c_str(), headline[name].c_str(), m,
-                        values[name].size(), ratio.c_str());
+            std::printf(m < 10 ? "%-34s %-16s %12.3f %4zu %s\n" : "%-34s %-16s %12.1f %4zu %s\n",
+                        name.c_str(), headline[name].c_str(), m, values[name].size(),
+                        ratio.c_str());
         }
         for (const auto &e : errors)
             std::printf("%-34s failed: %s\n", e.first.c_str(), e.second.c_str());

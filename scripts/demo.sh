@@ -8,7 +8,7 @@ if [ ! -w /dev/kvm ]; then
     exit 1
 fi
 echo "ringvm $(sed -n 's/^#define RINGVM_VERSION_STRING "\(.*\)"/\1/p' include/ringvm/ringvm.h) on $(uname -r), $(nproc) CPUs"
-echo "One run of $build/ringvm-bench (about a minute): medians of 30 short repetitions,"
+echo "One run of $build/ringvm-bench (a little over a minute): medians of 15 short repetitions,"
 echo "randomly interleaved; ratios compare cases measured in this same run."
 echo
-"$build"/ringvm-bench --table --benchmark_filter='^(exit|vm)/'
+"$build"/ringvm-bench --table --benchmark_repetitions=15 --benchmark_filter='^(exit|vm)/'
