@@ -26,6 +26,7 @@ struct bus_range {
 
 struct bus_table {
     size_t n;
+    struct bus_table *next_retired; /* on the VM's list of tables awaiting a grace period */
     struct bus_range r[];
 };
 

@@ -315,6 +315,12 @@ int rvm_vcpu_dispatch(struct rvm_vcpu *v, const struct rvm_exit *e)
 {
     struct rvm_vm *vm = v->vm;
 
+    /*
+     * Remember who dispatches (manual execution), so that a handler may map
+     * ranges without waiting for itself. The managed loop's port and MMIO
+     * exits do not come through here: they are recognised by thread.
+     */
+    __atomic_store_n(&v->manual_dispatcher, pthread_self(), __ATOMIC_RELAXED);
     switch (e->reason) {
     case RVM_EXIT_IO_IN:
     case RVM_EXIT_IO_OUT:

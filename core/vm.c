@@ -141,6 +141,11 @@ void rvm_vm_destroy(struct rvm_vm *vm)
     for (uint32_t i = 0; i < vm->nvcpus; i++)
         if (vm->vcpus[i])
             vcpu_free(vm->vcpus[i], vm->hv->vcpu_mmap_size);
+    while (vm->retired) { /* every thread is joined: no reader is left */
+        struct bus_table *t = vm->retired;
+        vm->retired = t->next_retired;
+        free(t);
+    }
     close(vm->fd); /* the memory slots go with the VM */
     rvm_mem_destroy(vm->mem);
     bus_fini(&vm->bus[RVM_BUS_MMIO]);
@@ -208,6 +213,48 @@ void vm_synchronize(struct rvm_vm *vm)
     }
 }
 
+/* Is the calling thread inside the dispatch of one of this VM's exits? Caller holds ctl. */
+static bool in_dispatch_locked(struct rvm_vm *vm)
+{
+    pthread_t self = pthread_self();
+    bool found = false;
+
+    for (uint32_t i = 0; i < vm->nvcpus && !found; i++) {
+        struct rvm_vcpu *v = vm->vcpus[i];
+
+        if (!v || !(__atomic_load_n(&v->qs, __ATOMIC_SEQ_CST) & 1))
+            continue;
+        /* A dispatch in progress on our own thread: managed, or a manual caller. */
+        found = (v->thread_started && pthread_equal(v->thread, self)) ||
+                pthread_equal(__atomic_load_n(&v->manual_dispatcher, __ATOMIC_RELAXED), self);
+    }
+    return found;
+}
+
+void vm_retire(struct rvm_vm *vm, struct bus_table *old)
+{
+    struct bus_table *list;
+
+    pthread_mutex_lock(&vm->ctl);
+    if (in_dispatch_locked(vm)) {
+        old->next_retired = vm->retired;
+        vm->retired = old;
+        pthread_mutex_unlock(&vm->ctl);
+        return;
+    }
+    /* Tables retired before this grace period starts are covered by it. */
+    list = vm->retired;
+    vm->retired = NULL;
+    pthread_mutex_unlock(&vm->ctl);
+    vm_synchronize(vm);
+    free(old);
+    while (list) {
+        struct bus_table *next = list->next_retired;
+        free(list);
+        list = next;
+    }
+}
+
 int rvm_vm_map_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base, uint64_t len,
                   const struct rvm_io_ops *ops, void *opaque)
 {
@@ -219,8 +266,7 @@ int rvm_vm_map_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base, uint6
     r = bus_insert(&vm->bus[bus], base, len, ops, opaque, &old);
     if (r < 0)
         return r;
-    vm_synchronize(vm);
-    free(old);
+    vm_retire(vm, old);
     return 0;
 }
 
@@ -234,8 +280,7 @@ int rvm_vm_unmap_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base)
     r = bus_remove(&vm->bus[bus], base, &old);
     if (r < 0)
         return r;
-    vm_synchronize(vm);
-    free(old);
+    vm_retire(vm, old);
     return 0;
 }
 

@@ -39,6 +39,8 @@ struct rvm_vcpu {
     uint32_t id;
     pthread_t thread;
     bool thread_started;
+    /* The thread inside rvm_vcpu_dispatch() (manual execution), __atomic. */
+    pthread_t manual_dispatcher;
 } __attribute__((aligned(64)));
 
 /* A device owned by the VM: notified when the VM ends, freed with it. */
@@ -78,16 +80,31 @@ struct rvm_vm {
 
     pthread_mutex_t dev_lock;
     struct vm_device *devices;
+
+    /* Bus tables replaced from a vCPU thread, freed after a later grace period (under ctl). */
+    struct bus_table *retired;
 } __attribute__((aligned(64)));
 
-/* Waits until every vCPU holding a bus table has passed a quiescent point. */
+/*
+ * Waits until every vCPU holding a bus table has passed a quiescent point.
+ * Must not be called from a thread inside a vCPU's dispatch (it would wait
+ * for itself): see vm_retire().
+ */
 void vm_synchronize(struct rvm_vm *vm);
+
+/*
+ * Frees a bus table that a writer has just replaced: after a grace period,
+ * or, when the caller is itself dispatching an exit of this VM, later (the
+ * next writer that can wait, or rvm_vm_destroy()).
+ */
+void vm_retire(struct rvm_vm *vm, struct bus_table *old);
 
 /*
  * One access on a bus from a thread that is not a vCPU (tests, device
  * models that forward accesses): as the guest's would be dispatched. Holds
- * the bus's writer lock meanwhile, so maps and unmaps wait. 0, -ENOENT when
- * nothing claims the access, -EINVAL for a bad bus.
+ * the bus's writer lock meanwhile, so maps and unmaps wait (and a handler
+ * reached this way must not map or unmap). 0, -ENOENT when nothing claims
+ * the access, -EINVAL for a bad bus.
  */
 int vm_io_access(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t size, bool write,
                  uint64_t *val);

@@ -474,6 +474,74 @@ static void test_bus_changes_while_running(void **state)
     tvm_destroy(&t);
 }
 
+/* A device that moves another range around from inside its own handler. */
+struct remapper {
+    struct rvm_vm *vm;
+    uint64_t writes;
+    int errors;
+};
+
+static int remap_write(void *opaque, uint64_t off, uint32_t size, uint64_t data)
+{
+    static const struct rvm_io_ops none = {NULL, NULL};
+    struct remapper *m = opaque;
+    (void)off, (void)size, (void)data;
+
+    /* Map 0x700 on even writes, unmap it on odd ones. */
+    int r = (m->writes++ % 2) ? rvm_vm_unmap_io(m->vm, RVM_BUS_PIO, 0x700)
+                              : rvm_vm_map_io(m->vm, RVM_BUS_PIO, 0x700, 4, &none, NULL);
+    if (r < 0)
+        m->errors++;
+    return 0;
+}
+
+static void remap_from_handler(bool managed)
+{
+    static const struct rvm_io_ops ops = {.write = remap_write};
+    struct remapper m = {.writes = 0};
+    struct rvm_vm_result res;
+    struct tvm t;
+
+    tvm_create(&t, "test=pio n=301", NULL);
+    m.vm = t.vm;
+    assert_int_equal(rvm_vm_map_io(t.vm, RVM_BUS_PIO, BG_PIO_PORT, 4, &ops, &m), 0);
+    if (managed) {
+        assert_int_equal(rvm_vm_start(t.vm), 0);
+        assert_int_equal(rvm_vm_wait(t.vm, 60000, &res), 0); /* a self-wait would hang here */
+    } else {
+        struct rvm_vcpu *v;
+        struct rvm_exit e;
+        int r = 0;
+
+        assert_int_equal(rvm_vcpu_create(t.vm, 0, &v), 0);
+        while (r == 0) {
+            assert_int_equal(rvm_vcpu_run(v, &e), 0);
+            r = rvm_vcpu_dispatch(v, &e);
+        }
+        rvm_vm_result(t.vm, &res);
+    }
+    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
+    assert_int_equal(m.writes, 301);
+    assert_int_equal(m.errors, 0);
+    /* 301 writes: the last one mapped it, and it is there. */
+    assert_int_equal(rvm_vm_unmap_io(t.vm, RVM_BUS_PIO, 0x700), 0);
+    tvm_destroy(&t); /* frees the tables retired from the handler (ASan checks) */
+}
+
+static void test_remap_from_handler_managed(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    remap_from_handler(true);
+}
+
+static void test_remap_from_handler_manual(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    remap_from_handler(false);
+}
+
 static void test_load_errors(void **state)
 {
     struct rvm_vm_config c;
@@ -549,6 +617,8 @@ int main(void)
         cmocka_unit_test(test_pinned_affinity),
         cmocka_unit_test(test_numa_node_pinning),
         cmocka_unit_test(test_bus_changes_while_running),
+        cmocka_unit_test(test_remap_from_handler_managed),
+        cmocka_unit_test(test_remap_from_handler_manual),
         cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests_name("kvm", tests, NULL, NULL);

@@ -81,14 +81,18 @@ struct rvm_io_ops {
  * Maps [base, base + len) on a bus to ops/opaque. -EEXIST when it overlaps a
  * range already mapped, -EINVAL for len 0, overflow, or a PIO range beyond
  * 0xffff. Safe while vCPUs run: the new table is published atomically and
- * the old one freed once every vCPU has passed a quiescent point.
+ * the old one freed once every vCPU has passed a quiescent point. Safe from
+ * a bus handler too (a device remapping itself): the old table is then freed
+ * later, by the next call from elsewhere or by rvm_vm_destroy().
  */
 int rvm_vm_map_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base, uint64_t len,
                   const struct rvm_io_ops *ops, void *opaque);
 
 /*
- * Unmaps the range starting exactly at base. -ENOENT if none does. When it
- * returns, no vCPU is still inside that range's handlers.
+ * Unmaps the range starting exactly at base. -ENOENT if none does. Called
+ * from outside the VM's handlers, it returns when no vCPU is still inside
+ * that range's handlers; called from a handler, other vCPUs may still be
+ * finishing an access to it.
  */
 int rvm_vm_unmap_io(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t base);
 
