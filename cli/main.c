@@ -128,6 +128,8 @@ static int run(const struct cli_opts *o)
     sigset_t stop_sigs;
     int serial_fd = -1, status = EXIT_RINGVM, r;
 
+    /* Guest output to a reader that went away is dropped, not fatal. */
+    signal(SIGPIPE, SIG_IGN);
     sigemptyset(&stop_sigs);
     sigaddset(&stop_sigs, SIGINT);
     sigaddset(&stop_sigs, SIGTERM);

@@ -127,6 +127,17 @@ static void test_embed_example(void **state)
     assert_non_null(strstr(out, "RESULT test=mmio n=5 "));
 }
 
+/* Guest output into a pipe whose reader is gone: dropped, the guest still ends normally. */
+static void test_run_closed_stdout(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(sh("bash -c 'timeout 120 %s run --kernel %s --cmdline \"test=pio n=50\" "
+                        "| true; exit ${PIPESTATUS[0]}'",
+                        ringvm_path(), guest_path()),
+                     0);
+}
+
 /* ringvm's own failures: one line on stderr and status 125. */
 static void test_run_errors(void **state)
 {
@@ -234,10 +245,11 @@ static void test_qemu_runs_guest(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_pio),         cmocka_unit_test(test_run_smp_pinned),
-        cmocka_unit_test(test_run_serial_file), cmocka_unit_test(test_run_exit_status),
-        cmocka_unit_test(test_run_errors),      cmocka_unit_test(test_hugepages_2m),
-        cmocka_unit_test(test_qemu_runs_guest), cmocka_unit_test(test_embed_example),
+        cmocka_unit_test(test_run_pio),           cmocka_unit_test(test_run_smp_pinned),
+        cmocka_unit_test(test_run_serial_file),   cmocka_unit_test(test_run_exit_status),
+        cmocka_unit_test(test_run_errors),        cmocka_unit_test(test_hugepages_2m),
+        cmocka_unit_test(test_qemu_runs_guest),   cmocka_unit_test(test_embed_example),
+        cmocka_unit_test(test_run_closed_stdout),
     };
     return cmocka_run_group_tests_name("cmd", tests, NULL, NULL);
 }
