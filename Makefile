@@ -50,16 +50,20 @@ CLI_SRCS := $(wildcard cli/*.c)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI := $(BUILD)/ringvm
 
+# Host-side helpers for the bench guest's console protocol, shared by bench and tests.
+GUEST_HOST_OBJS := $(BUILD)/obj/guest/host/protocol.o
+
 BENCH_C_SRCS := $(wildcard bench/*.c)
 BENCH_CXX_SRCS := $(wildcard bench/*.cc)
-BENCH_OBJS := $(BENCH_C_SRCS:%.c=$(BUILD)/obj/%.o) $(BENCH_CXX_SRCS:%.cc=$(BUILD)/obj/%.o)
+BENCH_OBJS := $(BENCH_C_SRCS:%.c=$(BUILD)/obj/%.o) $(BENCH_CXX_SRCS:%.cc=$(BUILD)/obj/%.o) \
+              $(GUEST_HOST_OBJS)
 BENCH := $(BUILD)/ringvm-bench
 
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
 TEST_COMMON_SRCS := $(wildcard tests/common/*.c)
-TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:%.c=$(BUILD)/obj/%.o) $(GUEST_HOST_OBJS)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 # The CLI's parser is tested directly: link its objects except main.

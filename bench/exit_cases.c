@@ -28,8 +28,8 @@ static int parse_sample(const char *out, int64_t tsc_khz, struct sample *s)
 {
     uint64_t cycles, n;
 
-    if (tsc_khz <= 0 || bench_result_value(out, "cycles", &cycles) < 0 ||
-        bench_result_value(out, "n", &n) < 0 || n == 0)
+    if (tsc_khz <= 0 || bg_result_value(out, "cycles", &cycles) < 0 ||
+        bg_result_value(out, "n", &n) < 0 || n == 0)
         return -1;
     s->seconds = (double)cycles / ((double)tsc_khz * 1e3);
     s->ns_per_exit = s->seconds * 1e9 / (double)n;
@@ -184,50 +184,24 @@ static void run_paired(struct bench_ctx *ctx, const char *test)
     env_fini(&env);
 }
 
-static void pio_raw(struct bench_ctx *c)
-{
-    run_raw(c, "pio");
-}
-static void pio_ringvm(struct bench_ctx *c)
-{
-    run_ringvm(c, "pio");
-}
-static void mmio_raw(struct bench_ctx *c)
-{
-    run_raw(c, "mmio");
-}
-static void mmio_ringvm(struct bench_ctx *c)
-{
-    run_ringvm(c, "mmio");
-}
-static void pio_paired(struct bench_ctx *c)
-{
-    run_paired(c, "pio");
-}
-static void mmio_paired(struct bench_ctx *c)
-{
-    run_paired(c, "mmio");
-}
-static void ioeventfd_pio_paired(struct bench_ctx *c)
-{
-    run_paired(c, "ioeventfd-pio");
-}
-static void ioeventfd_pio_raw(struct bench_ctx *c)
-{
-    run_raw(c, "ioeventfd-pio");
-}
-static void ioeventfd_mmio_raw(struct bench_ctx *c)
-{
-    run_raw(c, "ioeventfd-mmio");
-}
-static void ioeventfd_pio_ringvm(struct bench_ctx *c)
-{
-    run_ringvm(c, "ioeventfd-pio");
-}
-static void ioeventfd_mmio_ringvm(struct bench_ctx *c)
-{
-    run_ringvm(c, "ioeventfd-mmio");
-}
+/* One C function per registered case: which runner, which guest workload. */
+#define EXIT_CASE(fn, runner, test)                                                                \
+    static void fn(struct bench_ctx *c)                                                            \
+    {                                                                                              \
+        runner(c, test);                                                                           \
+    }
+
+EXIT_CASE(pio_raw, run_raw, "pio")
+EXIT_CASE(pio_ringvm, run_ringvm, "pio")
+EXIT_CASE(pio_paired, run_paired, "pio")
+EXIT_CASE(mmio_raw, run_raw, "mmio")
+EXIT_CASE(mmio_ringvm, run_ringvm, "mmio")
+EXIT_CASE(mmio_paired, run_paired, "mmio")
+EXIT_CASE(ioeventfd_pio_raw, run_raw, "ioeventfd-pio")
+EXIT_CASE(ioeventfd_pio_ringvm, run_ringvm, "ioeventfd-pio")
+EXIT_CASE(ioeventfd_pio_paired, run_paired, "ioeventfd-pio")
+EXIT_CASE(ioeventfd_mmio_raw, run_raw, "ioeventfd-mmio")
+EXIT_CASE(ioeventfd_mmio_ringvm, run_ringvm, "ioeventfd-mmio")
 
 const struct bench_case bench_exit_cases[] = {
     {"exit/pio/raw", pio_raw, true, 0, "ns_per_exit", 0},

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <ringvm/ringvm.h>
 
+#include "../guest/host/protocol.h"
+
 #define BENCH_MEM_SIZE (64ULL << 20)
 
 struct guest_image {
@@ -14,7 +16,7 @@ struct guest_image {
     size_t elf_size;
 };
 
-/* Reads the bench guest ELF ($RINGVM_GUEST, else next to the binary's build/guest). */
+/* Reads the bench guest ELF ($RINGVM_GUEST, else build/guest/ beside the binary). */
 int guest_image_get(struct guest_image *img);
 
 /* Monotonic time in seconds. */
@@ -22,15 +24,5 @@ double bench_now(void);
 
 /* Pins the calling thread to one CPU (the process's last allowed CPU); returns it or -errno. */
 int bench_pin_self(void);
-
-/* Finds "key=<unsigned>" in text. 0 or -ENOENT. */
-int bench_result_value(const char *text, const char *key, uint64_t *value);
-
-/* Console output of a guest, collected for parsing. */
-struct console {
-    char buf[4096];
-    size_t len;
-};
-void console_out(void *opaque, const char *p, size_t n);
 
 #endif

@@ -43,15 +43,25 @@ static void create_raw(struct bench_ctx *ctx)
     free(img.elf);
 }
 
+/* The guest image and a hypervisor handle, or a failed case. */
+static int open_ringvm(struct bench_ctx *ctx, struct guest_image *img, struct rvm_hv **hv)
+{
+    img->elf = NULL;
+    if (guest_image_get(img) < 0 || rvm_hv_open(NULL, hv) < 0) {
+        free(img->elf);
+        bench_fail(ctx, "cannot load the bench guest or open /dev/kvm");
+        return -1;
+    }
+    return 0;
+}
+
 static void create_ringvm(struct bench_ctx *ctx)
 {
     struct guest_image img;
     struct rvm_hv *hv;
 
-    if (guest_image_get(&img) < 0 || rvm_hv_open(NULL, &hv) < 0) {
-        bench_fail(ctx, "cannot load the bench guest or open /dev/kvm");
+    if (open_ringvm(ctx, &img, &hv) < 0)
         return;
-    }
     while (bench_keep_running(ctx)) {
         struct rvm_vcpu *v = NULL;
         struct rvm_exit e;
@@ -102,10 +112,8 @@ static void rss_ringvm(struct bench_ctx *ctx)
     struct guest_image img;
     struct rvm_hv *hv;
 
-    if (guest_image_get(&img) < 0 || rvm_hv_open(NULL, &hv) < 0) {
-        bench_fail(ctx, "cannot load the bench guest or open /dev/kvm");
+    if (open_ringvm(ctx, &img, &hv) < 0)
         return;
-    }
     while (bench_keep_running(ctx)) {
         static struct bench_vm b[RSS_VMS];
         long before = rss_bytes();

@@ -159,7 +159,7 @@ static void set_gate(unsigned int vec, const void *handler, uint8_t attr)
 static void idt_init(void)
 {
     for (unsigned int v = 0; v < NUM_EXC_VECTORS; v++)
-        set_gate(v, isr_stubs + v * ISR_STUB_SIZE, GATE_INTR);
+        set_gate(v, isr_entries + v * ISR_ENTRY_SIZE, GATE_INTR);
     set_gate(6, ud_isr, GATE_INTR); /* #UD doubles as the hlt request */
     set_gate(VEC_TIMER, timer_isr, GATE_INTR);
     set_gate(VEC_SPURIOUS, spurious_isr, GATE_INTR);
@@ -167,36 +167,40 @@ static void idt_init(void)
 
 /* ---- workloads: each returns the TSC cycles of its n-iteration loop ---- */
 
-static uint64_t bench_pio(uint64_t n)
+static uint64_t pio_loop(uint16_t port, uint64_t n)
 {
     uint64_t t0 = rdtsc();
     for (uint64_t i = 0; i < n; i++)
-        outl(BG_PIO_PORT, (uint32_t)i);
+        outl(port, (uint32_t)i);
     return rdtsc() - t0;
+}
+
+static uint64_t mmio_loop(uint64_t addr, uint64_t n)
+{
+    uint64_t t0 = rdtsc();
+    for (uint64_t i = 0; i < n; i++)
+        mmio_write32(addr, (uint32_t)i);
+    return rdtsc() - t0;
+}
+
+static uint64_t bench_pio(uint64_t n)
+{
+    return pio_loop(BG_PIO_PORT, n);
 }
 
 static uint64_t bench_mmio(uint64_t n)
 {
-    uint64_t t0 = rdtsc();
-    for (uint64_t i = 0; i < n; i++)
-        mmio_write32(BG_MMIO_ADDR, (uint32_t)i);
-    return rdtsc() - t0;
+    return mmio_loop(BG_MMIO_ADDR, n);
 }
 
 static uint64_t bench_ioeventfd_pio(uint64_t n)
 {
-    uint64_t t0 = rdtsc();
-    for (uint64_t i = 0; i < n; i++)
-        outl(BG_IOEVENTFD_PIO_PORT, (uint32_t)i);
-    return rdtsc() - t0;
+    return pio_loop(BG_IOEVENTFD_PIO_PORT, n);
 }
 
 static uint64_t bench_ioeventfd_mmio(uint64_t n)
 {
-    uint64_t t0 = rdtsc();
-    for (uint64_t i = 0; i < n; i++)
-        mmio_write32(BG_IOEVENTFD_MMIO_ADDR, (uint32_t)i);
-    return rdtsc() - t0;
+    return mmio_loop(BG_IOEVENTFD_MMIO_ADDR, n);
 }
 
 static const struct test {

@@ -19,7 +19,7 @@
 #define VEC_TIMER       0x20 /* local APIC timer, used by test=hlt only */
 #define VEC_SPURIOUS    0xff /* local APIC spurious vector */
 #define NUM_EXC_VECTORS 32
-#define ISR_STUB_SIZE   16 /* exception stubs are spaced this far apart */
+#define ISR_ENTRY_SIZE  16 /* exception entry points are spaced this far apart */
 
 /* xAPIC MMIO register block and register offsets. */
 #define APIC_BASE       0xfee00000
@@ -45,14 +45,14 @@
 #include <stdint.h>
 
 /* Defined in boot.S. */
-extern char isr_stubs[]; /* NUM_EXC_VECTORS stubs, ISR_STUB_SIZE bytes apart */
+extern char isr_entries[]; /* NUM_EXC_VECTORS entry points, ISR_ENTRY_SIZE bytes apart */
 extern char ud_isr[], timer_isr[], spurious_isr[];
 /* CPL3 only: run fn(n) at CPL0 (IF=0) and return its result. */
 uint64_t bg_cpl0_call(uint64_t (*fn)(uint64_t n), uint64_t n);
 /* CPL0 only: n APIC-timer halt/wake round trips; returns their TSC cycles. */
 uint64_t bg_hlt_loop(uint64_t n);
 
-/* Called by the exception stubs at CPL0; prints and exits. */
+/* Called by the exception entry points at CPL0; prints and exits. */
 void bg_exception(uint64_t vec, uint64_t err, uint64_t rip) __attribute__((noreturn));
 /* The CPL3 entry point, reached by iretq from boot.S with %rdi = start_info. */
 void bg_main(const void *start_info) __attribute__((noreturn));

@@ -86,11 +86,11 @@ long_entry:
 
     .text
 /*
- * Exception stubs, ISR_STUB_SIZE bytes apart so C can compute their addresses.
+ * Exception entry points, ISR_ENTRY_SIZE bytes apart so C can compute their addresses.
  * Each pushes a dummy error code where the CPU does not, then the vector.
  */
-    .macro isr_stub vec
-    .balign ISR_STUB_SIZE
+    .macro isr_entry vec
+    .balign ISR_ENTRY_SIZE
     .if !((\vec == 8) || (\vec >= 10 && \vec <= 14) || (\vec == 17) || (\vec == 21) || \
           (\vec == 29) || (\vec == 30))
     push $0
@@ -99,12 +99,12 @@ long_entry:
     jmp isr_common
     .endm
 
-    .balign ISR_STUB_SIZE
-    .globl isr_stubs
-isr_stubs:
+    .balign ISR_ENTRY_SIZE
+    .globl isr_entries
+isr_entries:
     .irp v, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, \
             16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31
-    isr_stub \v
+    isr_entry \v
     .endr
 
 isr_common:
@@ -131,7 +131,7 @@ bg_cpl0_call:
     .globl ud_isr
 ud_isr:
     cmpq $bg_cpl0_call, (%rsp)
-    jne isr_stubs + 6 * ISR_STUB_SIZE   /* a real #UD */
+    jne isr_entries + 6 * ISR_ENTRY_SIZE   /* a real #UD */
     addq $2, (%rsp)                 /* resume after the ud2 */
     mov %rdi, %rax
     mov %rsi, %rdi

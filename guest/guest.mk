@@ -4,6 +4,7 @@
 # Included by the top-level Makefile, or standalone from the repo root:
 #     make -f guest/guest.mk BUILD=build
 # Everything here is GUEST_-prefixed so it does not clash with the host build.
+# The includer's $(Q) and $(say) quieten the recipes; standalone they echo.
 
 GUEST_STANDALONE := $(if $(filter 1,$(words $(MAKEFILE_LIST))),1,)
 GUEST_SRCDIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
@@ -32,16 +33,19 @@ GUEST_LDS := $(GUEST_OUT)/benchguest.lds
 GUEST_SAVED_GOAL := $(.DEFAULT_GOAL)
 
 $(GUEST_ELF): $(GUEST_OBJS) $(GUEST_LDS)
-	$(GUEST_CC) $(GUEST_LDFLAGS) -T $(GUEST_LDS) -o $@ $(GUEST_OBJS)
+	$(call say,LD,$@)
+	$(Q)$(GUEST_CC) $(GUEST_LDFLAGS) -T $(GUEST_LDS) -o $@ $(GUEST_OBJS)
 
 $(GUEST_C_OBJS): $(GUEST_OUT)/%.c.o: $(GUEST_SRCDIR)/%.c | $(GUEST_OUT)
-	$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_CFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_CFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 $(GUEST_S_OBJS): $(GUEST_OUT)/%.S.o: $(GUEST_SRCDIR)/%.S | $(GUEST_OUT)
-	$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_ASFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
+	$(call say,AS,$<)
+	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) $(GUEST_ASFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 $(GUEST_LDS): $(GUEST_SRCDIR)/benchguest.ld | $(GUEST_OUT)
-	$(GUEST_CC) $(GUEST_CPPFLAGS) -E -P -x c -MMD -MP -MT $@ -MF $@.d -o $@ $<
+	$(Q)$(GUEST_CC) $(GUEST_CPPFLAGS) -E -P -x c -MMD -MP -MT $@ -MF $@.d -o $@ $<
 
 $(GUEST_OUT):
 	mkdir -p $@

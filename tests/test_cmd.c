@@ -96,7 +96,7 @@ static void test_run_serial_file(void **state)
                         ringvm_path(), guest_path(), path),
                      0);
     assert_null(strstr(out, "RESULT")); /* went to the file, not stdout */
-    assert_int_equal(read_whole(path, &buf, &len), 0);
+    assert_int_equal(bg_read_file(path, &buf, &len), 0);
     ((char *)buf)[len] = '\0';
     assert_non_null(strstr(buf, "RESULT test=mmio n=10 "));
     free(buf);

@@ -74,9 +74,9 @@ static void run_and_check(struct tvm *t, const char *test, uint64_t n)
     assert_int_equal(res.qemu_status, 1);
     snprintf(want, sizeof(want), "RESULT test=%s ", test);
     assert_non_null(strstr(t->con.buf, want));
-    assert_int_equal(result_value(t->con.buf, "n", &got_n), 0);
+    assert_int_equal(bg_result_value(t->con.buf, "n", &got_n), 0);
     assert_int_equal(got_n, n);
-    assert_int_equal(result_value(t->con.buf, "cycles", &cycles), 0);
+    assert_int_equal(bg_result_value(t->con.buf, "cycles", &cycles), 0);
     assert_true(cycles > 0);
     assert_int_equal(rvm_vm_state(t->vm), RVM_VM_STOPPED);
 }
@@ -346,7 +346,7 @@ static void test_two_vms(void **state)
     assert_non_null(strstr(w[0].t.con.buf, "RESULT test=pio n=300 "));
     assert_null(strstr(w[0].t.con.buf, "mmio"));
     assert_non_null(strstr(w[1].t.con.buf, "RESULT test=mmio n=200 "));
-    assert_int_equal(result_value(w[1].t.con.buf, "n", &n), 0);
+    assert_int_equal(bg_result_value(w[1].t.con.buf, "n", &n), 0);
     assert_int_equal(n, 200);
     for (int i = 0; i < 2; i++)
         tvm_destroy(&w[i].t);

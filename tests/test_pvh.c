@@ -332,7 +332,7 @@ static void test_bench_guest(void **state)
     void *elf;
     size_t len;
 
-    assert_int_equal(read_whole(guest_path(), &elf, &len), 0);
+    assert_int_equal(bg_read_file(guest_path(), &elf, &len), 0);
     assert_int_equal(rvm_pvh_load(f->mem, elf, len, NULL, &bi), 0);
     assert_true(bi.entry >= bi.image_lo && bi.entry < bi.image_hi);
     free(elf);

@@ -9,6 +9,8 @@
 #include <cmocka.h>
 #include <ringvm/ringvm.h>
 
+#include "../../guest/host/protocol.h"
+
 /* True when /dev/kvm can be opened read-write. */
 int kvm_usable(void);
 
@@ -21,21 +23,8 @@ int kvm_usable(void);
         }                                                                                          \
     } while (0)
 
-/* The bench guest image (build/guest/benchguest.elf beside the test binary's tree). */
-const char *guest_path(void);
-
-/* Reads a whole file; the caller frees *buf. */
-int read_whole(const char *path, void **buf, size_t *len);
-
-/* Collected guest console output. */
-struct console {
-    char buf[8192];
-    size_t len;
-};
-void console_out(void *opaque, const char *p, size_t n);
-
-/* Finds "key=<unsigned>" after "RESULT " in text. 0 or -1. */
-int result_value(const char *text, const char *key, uint64_t *value);
+/* The bench guest image: build/guest/ beside the tests' directory. */
+#define guest_path() bg_guest_path("../guest/benchguest.elf")
 
 /* A log callback that stores the last message (tests assert on it). */
 struct logbuf {
