@@ -90,6 +90,8 @@ static int ringvm_once(struct exit_env *env, struct sample *s)
     int r = bench_vm_create(env->hv, &env->img, env->cmdline, env->cpu, &b);
 
     if (r == 0)
+        r = bench_vm_add_exit_targets(&b);
+    if (r == 0)
         r = bench_vm_run(&b);
     if (r == 0)
         r = parse_sample(b.con.buf, rvm_vcpu_tsc_khz(rvm_vm_vcpu(b.vm, 0)), s);

@@ -41,18 +41,24 @@ int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char
     }
     if ((r = rvm_vm_create(hv, &c, &b->vm)) < 0)
         return r;
+    if ((r = rvm_uart_attach(b->vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(b->vm, 0)) < 0)
+        return r;
+    return rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL);
+}
+
+int bench_vm_add_exit_targets(struct bench_vm *b)
+{
+    int r;
+
     b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (b->efd < 0)
         return -errno;
-    if ((r = rvm_uart_attach(b->vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(b->vm, 0)) < 0 ||
-        (r = rvm_vm_map_io(b->vm, RVM_BUS_PIO, BG_PIO_PORT, 4, &null_ops, NULL)) < 0 ||
+    if ((r = rvm_vm_map_io(b->vm, RVM_BUS_PIO, BG_PIO_PORT, 4, &null_ops, NULL)) < 0 ||
         (r = rvm_vm_map_io(b->vm, RVM_BUS_MMIO, BG_MMIO_ADDR, 4096, &null_ops, NULL)) < 0 ||
         (r = rvm_vm_add_ioeventfd(b->vm, RVM_BUS_PIO, BG_IOEVENTFD_PIO_PORT, 4, false, 0, b->efd)) <
-            0 ||
-        (r = rvm_vm_add_ioeventfd(b->vm, RVM_BUS_MMIO, BG_IOEVENTFD_MMIO_ADDR, 4, false, 0,
-                                  b->efd)) < 0)
+            0)
         return r;
-    return rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL);
+    return rvm_vm_add_ioeventfd(b->vm, RVM_BUS_MMIO, BG_IOEVENTFD_MMIO_ADDR, 4, false, 0, b->efd);
 }
 
 void bench_vm_destroy(struct bench_vm *b)

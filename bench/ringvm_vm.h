@@ -12,12 +12,14 @@ struct bench_vm {
 };
 
 /*
- * Creates a VM on hv with the bench guest loaded with cmdline: COM1, the
- * debug-exit port, a null device on the pio and mmio test addresses, and an
- * eventfd on the ioeventfd ones. cpu >= 0 pins the vCPU there.
+ * Creates a VM on hv with the bench guest loaded with cmdline, COM1 and the
+ * debug-exit port: what any run of the guest needs. cpu >= 0 pins the vCPU.
  */
 int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline, int cpu,
                     struct bench_vm *b);
+/* Adds what the exit workloads aim at: null devices and an ioeventfd on each bus. */
+int bench_vm_add_exit_targets(struct bench_vm *b);
+
 void bench_vm_destroy(struct bench_vm *b);
 
 /* Runs it (managed) to the guest's debug exit; 0 when it reported success. */
