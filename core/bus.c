@@ -62,7 +62,7 @@ int bus_insert(struct rvm_bus *bus, uint64_t base, uint64_t len, const struct rv
         t->r[pos].ops = *ops;
     memcpy(&t->r[pos + 1], &cur->r[pos], (cur->n - pos) * sizeof(t->r[0]));
     *old = (struct bus_table *)cur;
-    __atomic_store_n(&bus->table, t, __ATOMIC_RELEASE);
+    __atomic_store_n(&bus->table, t, __ATOMIC_SEQ_CST); /* see vm_synchronize() */
 out:
     pthread_mutex_unlock(&bus->lock);
     return r;
@@ -91,7 +91,7 @@ int bus_remove(struct rvm_bus *bus, uint64_t base, struct bus_table **old)
     memcpy(t->r, cur->r, pos * sizeof(t->r[0]));
     memcpy(&t->r[pos], &cur->r[pos + 1], (cur->n - pos - 1) * sizeof(t->r[0]));
     *old = (struct bus_table *)cur;
-    __atomic_store_n(&bus->table, t, __ATOMIC_RELEASE);
+    __atomic_store_n(&bus->table, t, __ATOMIC_SEQ_CST); /* see vm_synchronize() */
 out:
     pthread_mutex_unlock(&bus->lock);
     return r;

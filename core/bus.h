@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * An I/O bus: an immutable, sorted array of non-overlapping ranges. Readers
- * (vCPU threads) load the current table with one acquire load and binary
+ * (vCPU threads) load the current table with one atomic load and binary
  * search it without locks. Writers build a new table under the bus's mutex
- * and publish it with a release store; the old table is handed back to the
+ * and publish it with an atomic store; the old table is handed back to the
  * caller, who frees it after a grace period (every vCPU past a quiescent
  * point, see vm_synchronize()).
  */
@@ -53,10 +53,13 @@ int bus_insert(struct rvm_bus *bus, uint64_t base, uint64_t len, const struct rv
 /* Publishes a table without the range starting at base. -ENOENT if none. */
 int bus_remove(struct rvm_bus *bus, uint64_t base, struct bus_table **old);
 
-/* The current table (acquire). Valid until the caller's next quiescent point. */
+/*
+ * The current table. Valid until the caller's next quiescent point. Seq_cst
+ * (a plain load on x86) to pair with the writer's grace period.
+ */
 static inline const struct bus_table *bus_current(const struct rvm_bus *bus)
 {
-    return __atomic_load_n(&bus->table, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&bus->table, __ATOMIC_SEQ_CST);
 }
 
 /* The range containing addr, or NULL. O(log n). */
@@ -92,22 +95,24 @@ static inline const struct bus_range *bus_find(const struct bus_table *t, uint64
 /*
  * One access through range r (which may be NULL: nothing claims addr). A
  * read fills *val, all ones when unclaimed, handler-less or failed. Returns
- * 0, or -ENOENT when no range claimed the access.
+ * 0, -ENOENT when no range claimed the access, -EIO when its handler failed.
  */
 static inline int bus_range_access(const struct bus_range *r, uint64_t addr, uint32_t size,
                                    bool write, uint64_t *val)
 {
+    int rc = 0;
+
     if (!write)
         *val = ~0ULL;
     if (!r)
         return -ENOENT;
     if (write) {
         if (r->ops.write)
-            r->ops.write(r->opaque, addr - r->base, size, *val);
-    } else if (r->ops.read && r->ops.read(r->opaque, addr - r->base, size, val) < 0) {
+            rc = r->ops.write(r->opaque, addr - r->base, size, *val);
+    } else if (r->ops.read && (rc = r->ops.read(r->opaque, addr - r->base, size, val)) < 0) {
         *val = ~0ULL;
     }
-    return 0;
+    return rc < 0 ? -EIO : 0;
 }
 
 #endif

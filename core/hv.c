@@ -38,7 +38,7 @@ static int install_kick_handler(const struct rvm_hv *hv)
 
     if (sigaction(hv->kick_signal, NULL, &old) < 0)
         return -errno;
-    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)
+    if ((old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
         return 0; /* the embedder handles it: any handler interrupts KVM_RUN */
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = kick_handler;

@@ -18,18 +18,43 @@
 #include "log.h"
 #include "vm_internal.h"
 
-/* Caller holds vm->ctl (so thread handles are stable). */
+/*
+ * Gets v out of KVM_RUN, or keeps it from entering: immediate_exit first,
+ * then the kick signal to whichever thread runs it (its managed thread, or
+ * the embedder's thread inside rvm_vcpu_run()). Caller holds vm->ctl, so
+ * managed thread handles are stable; run_lock keeps a manual runner inside
+ * rvm_vcpu_run() while it is signalled.
+ */
+static void kick_locked(struct rvm_vcpu *v)
+{
+    int sig = v->vm->hv->kick_signal;
+
+    __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    if (v->thread_started) {
+        pthread_kill(v->thread, sig);
+        return;
+    }
+    pthread_mutex_lock(&v->run_lock);
+    if (v->in_manual_run)
+        pthread_kill(v->manual_runner, sig);
+    pthread_mutex_unlock(&v->run_lock);
+}
+
 static void kick_all_locked(struct rvm_vm *vm)
 {
-    for (uint32_t i = 0; i < vm->nvcpus; i++) {
-        struct rvm_vcpu *v = vm->vcpus[i];
+    for (uint32_t i = 0; i < vm->nvcpus; i++)
+        if (vm->vcpus[i])
+            kick_locked(vm->vcpus[i]);
+}
 
-        if (!v)
-            continue;
-        __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-        if (v->thread_started)
-            pthread_kill(v->thread, vm->hv->kick_signal);
-    }
+int rvm_vcpu_kick(struct rvm_vcpu *v)
+{
+    if (!v)
+        return -EINVAL;
+    pthread_mutex_lock(&v->vm->ctl);
+    kick_locked(v);
+    pthread_mutex_unlock(&v->vm->ctl);
+    return 0;
 }
 
 void vm_kick_all(struct rvm_vm *vm)
@@ -80,6 +105,10 @@ void *vcpu_thread_main(void *arg)
     sigemptyset(&set);
     sigaddset(&set, vm->hv->kick_signal);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    /* A device writing to a pipe whose reader left gets EPIPE, not a dead process. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     for (;;) {
         int st = __atomic_load_n(&vm->run_state, __ATOMIC_SEQ_CST);
@@ -233,31 +262,45 @@ int rvm_vm_start(struct rvm_vm *vm)
     return r;
 }
 
+/* Is the caller one of this VM's managed vCPU threads? Caller holds ctl. */
+static bool on_vcpu_thread_locked(struct rvm_vm *vm)
+{
+    pthread_t self = pthread_self();
+
+    for (uint32_t i = 0; i < vm->nvcpus; i++) {
+        struct rvm_vcpu *v = vm->vcpus[i];
+
+        if (v && v->thread_started && pthread_equal(v->thread, self))
+            return true;
+    }
+    return false;
+}
+
 int rvm_vm_pause(struct rvm_vm *vm)
 {
-    int r = 0;
+    int st, r = 0;
 
     pthread_mutex_lock(&vm->ctl);
-    switch (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED)) {
-    case RVM_VM_PAUSED:
-        goto out;
-    case RVM_VM_RUNNING:
-        break;
-    default:
-        r = -EINVAL;
+    if (on_vcpu_thread_locked(vm)) {
+        r = -EDEADLK; /* it would wait for itself to park */
         goto out;
     }
-    if (__atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_GO) {
-        r = -EINVAL; /* ending */
+    st = __atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED);
+    if ((st != RVM_VM_RUNNING && st != RVM_VM_PAUSED) ||
+        __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) == RUN_STOP) {
+        r = -EINVAL; /* not started, or ended */
         goto out;
     }
-    __atomic_store_n(&vm->run_state, RUN_PAUSE, __ATOMIC_SEQ_CST);
-    kick_all_locked(vm);
+    if (__atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE) {
+        __atomic_store_n(&vm->run_state, RUN_PAUSE, __ATOMIC_SEQ_CST);
+        kick_all_locked(vm);
+    }
+    /* A second pauser waits for the same condition as the first. */
     while (vm->threads_parked < vm->threads_alive &&
            __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) == RUN_PAUSE)
         pthread_cond_wait(&vm->cond, &vm->ctl);
     if (__atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE)
-        r = -ECANCELED; /* the VM ended while pausing */
+        r = -ECANCELED; /* ended, or resumed by another thread, while pausing */
     else
         __atomic_store_n(&vm->lifecycle, RVM_VM_PAUSED, __ATOMIC_RELEASE);
 out:
@@ -270,7 +313,9 @@ int rvm_vm_resume(struct rvm_vm *vm)
     int r = 0;
 
     pthread_mutex_lock(&vm->ctl);
-    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) != RVM_VM_PAUSED) {
+    /* Only a paused VM that has not ended: an end leaves run_state at STOP for good. */
+    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) != RVM_VM_PAUSED ||
+        __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE) {
         r = -EINVAL;
     } else {
         __atomic_store_n(&vm->run_state, RUN_GO, __ATOMIC_SEQ_CST);
@@ -283,7 +328,14 @@ int rvm_vm_resume(struct rvm_vm *vm)
 
 int rvm_vm_stop(struct rvm_vm *vm)
 {
+    bool self;
+
     vm_request_end(vm, RVM_END_STOPPED, 0, 0);
+    pthread_mutex_lock(&vm->ctl);
+    self = on_vcpu_thread_locked(vm);
+    pthread_mutex_unlock(&vm->ctl);
+    if (self)
+        return -EDEADLK; /* ended; a stop or wait from another thread joins */
     join_all(vm);
     return 0;
 }
@@ -303,6 +355,10 @@ int rvm_vm_wait(struct rvm_vm *vm, int timeout_ms, struct rvm_vm_result *result)
         }
     }
     pthread_mutex_lock(&vm->ctl);
+    if (on_vcpu_thread_locked(vm)) {
+        pthread_mutex_unlock(&vm->ctl);
+        return -EDEADLK; /* it would wait for its own thread to end */
+    }
     if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) == RVM_VM_CREATED &&
         !__atomic_load_n(&vm->ended, __ATOMIC_RELAXED)) {
         pthread_mutex_unlock(&vm->ctl);

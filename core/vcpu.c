@@ -47,6 +47,7 @@ int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out)
     if (!v)
         return -ENOMEM;
     memset(v, 0, sizeof(*v));
+    pthread_mutex_init(&v->run_lock, NULL);
     v->vm = vm;
     v->id = id;
     v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, (unsigned long)id);
@@ -75,6 +76,7 @@ err_unmap:
 err_close:
     close(v->fd);
 err_free:
+    pthread_mutex_destroy(&v->run_lock);
     free(v);
     return r;
 }
@@ -103,6 +105,15 @@ static inline void bump(uint64_t *c)
 static inline void count_exit(struct rvm_vcpu *v, enum rvm_exit_reason r)
 {
     bump(&v->exits[r]);
+}
+
+/* Counts an access nobody claimed, or one its handler refused. */
+static inline void count_access(struct rvm_vcpu *v, int r)
+{
+    if (r == -ENOENT)
+        bump(&v->unhandled_io);
+    else if (r < 0)
+        bump(&v->failed_io);
 }
 
 static uint64_t load_le(const void *p, unsigned size)
@@ -197,7 +208,17 @@ static int enter(struct rvm_vcpu *v)
 
 int rvm_vcpu_run(struct rvm_vcpu *v, struct rvm_exit *e)
 {
-    int r = enter(v);
+    int r;
+
+    /* Manual execution: let kicks find this thread (see kick_locked()). */
+    pthread_mutex_lock(&v->run_lock);
+    v->in_manual_run = true;
+    v->manual_runner = pthread_self();
+    pthread_mutex_unlock(&v->run_lock);
+    r = enter(v);
+    pthread_mutex_lock(&v->run_lock);
+    v->in_manual_run = false;
+    pthread_mutex_unlock(&v->run_lock);
 
     if (r < 0)
         return r;
@@ -258,8 +279,7 @@ static void dispatch_pio(struct rvm_vcpu *v)
     for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size) {
         uint64_t val = write ? load_le(p, run->io.size) : 0;
 
-        if (bus_range_access(r, run->io.port, run->io.size, write, &val) < 0)
-            bump(&v->unhandled_io);
+        count_access(v, bus_range_access(r, run->io.port, run->io.size, write, &val));
         if (!write)
             memcpy(p, &val, run->io.size);
     }
@@ -412,4 +432,5 @@ void rvm_vcpu_stats(const struct rvm_vcpu *v, struct rvm_vcpu_stats *s)
     for (int i = 0; i < RVM_EXIT__COUNT; i++)
         s->exits[i] = __atomic_load_n(&v->exits[i], __ATOMIC_RELAXED);
     s->unhandled_io = __atomic_load_n(&v->unhandled_io, __ATOMIC_RELAXED);
+    s->failed_io = __atomic_load_n(&v->failed_io, __ATOMIC_RELAXED);
 }

@@ -122,6 +122,7 @@ static void vcpu_free(struct rvm_vcpu *v, int mmap_size)
 {
     munmap(v->run, (size_t)mmap_size);
     close(v->fd);
+    pthread_mutex_destroy(&v->run_lock);
     free(v);
 }
 
@@ -199,6 +200,12 @@ int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*d
 
 void vm_synchronize(struct rvm_vm *vm)
 {
+    /*
+     * The store-buffer pattern: the writer stores the table then loads qs,
+     * a reader increments qs then loads the table. All four are seq_cst
+     * (bus.c, bus_current, qs_enter, below), so at least one side sees the
+     * other: an even qs read here means that reader will load the new table.
+     */
     for (uint32_t i = 0; i < vm->nvcpus; i++) {
         struct rvm_vcpu *v = rvm_vm_vcpu(vm, i);
         uint64_t c;

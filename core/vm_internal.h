@@ -36,11 +36,16 @@ struct rvm_vcpu {
     uint8_t pending;                 /* enum rvm_exit_reason */
     uint64_t exits[RVM_EXIT__COUNT]; /* written by the running thread only */
     uint64_t unhandled_io;
+    uint64_t failed_io;
     uint32_t id;
     pthread_t thread;
     bool thread_started;
     /* The thread inside rvm_vcpu_dispatch() (manual execution), __atomic. */
     pthread_t manual_dispatcher;
+    /* The thread inside rvm_vcpu_run() (manual execution), so that kicks reach it. */
+    pthread_mutex_t run_lock;
+    bool in_manual_run;
+    pthread_t manual_runner;
 } __attribute__((aligned(64)));
 
 /* A device owned by the VM: notified when the VM ends, freed with it. */
@@ -104,7 +109,7 @@ void vm_retire(struct rvm_vm *vm, struct bus_table *old);
  * models that forward accesses): as the guest's would be dispatched. Holds
  * the bus's writer lock meanwhile, so maps and unmaps wait (and a handler
  * reached this way must not map or unmap). 0, -ENOENT when nothing claims
- * the access, -EINVAL for a bad bus.
+ * the access, -EIO when its handler refused it, -EINVAL for a bad bus.
  */
 int vm_io_access(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32_t size, bool write,
                  uint64_t *val);

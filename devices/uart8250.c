@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,43 @@ struct rvm_uart {
     unsigned rx_head, rx_count;
     char obuf[OUT_SIZE];
     size_t olen;
+    bool flush; /* obuf holds a line (or is full): emit it after unlocking */
 };
+
+/*
+ * Hands guest output to the sink. Called without u->lock, so that a slow or
+ * blocked sink stalls only this vCPU's handler, not the device. A write
+ * interrupted by a kick is retried while the VM runs and dropped once it is
+ * ending, so a stalled reader cannot keep stop or pause waiting; output the
+ * sink refuses (EPIPE, EIO, EAGAIN) is dropped, and the guest goes on.
+ * Lines are written one write() at a time, so a short write to a full pipe
+ * is finished before the next line starts.
+ */
+/*
+ * write() that cannot raise SIGPIPE in the calling thread, whichever it is (a
+ * vCPU thread, or an embedder's thread flushing at the end): SIGPIPE is
+ * blocked around the write, and one this write caused is consumed.
+ */
+static ssize_t write_nosigpipe(int fd, const void *p, size_t n)
+{
+    const struct timespec zero = {0, 0};
+    sigset_t pipe_set, old, pending;
+    ssize_t w;
+    int err, was_pending;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    w = write(fd, p, n);
+    err = errno;
+    if (w < 0 && err == EPIPE && !was_pending)
+        sigtimedwait(&pipe_set, NULL, &zero);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return w;
+}
 
 static void emit(struct rvm_uart *u, const char *p, size_t n)
 {
@@ -61,25 +98,31 @@ static void emit(struct rvm_uart *u, const char *p, size_t n)
         u->out(u->out_opaque, p, n);
         return;
     }
-    while (u->out_fd >= 0 && n > 0) {
-        ssize_t w = write(u->out_fd, p, n);
-        if (w < 0 && errno == EINTR)
+    while (u->out_fd > 0 && n > 0) {
+        ssize_t w = write_nosigpipe(u->out_fd, p, n);
+
+        if (w < 0 && errno == EINTR &&
+            __atomic_load_n(&u->vm->run_state, __ATOMIC_ACQUIRE) == RUN_GO)
             continue;
         if (w <= 0)
-            return; /* the sink is gone: guest output is dropped, the guest goes on */
+            return;
         p += w;
         n -= (size_t)w;
     }
 }
 
-static void flush_locked(struct rvm_uart *u)
+/* Moves buffered output into out (OUT_SIZE bytes) for emit() after unlocking. */
+static size_t take_output_locked(struct rvm_uart *u, char *out)
 {
-    if (u->olen) {
-        emit(u, u->obuf, u->olen);
-        u->olen = 0;
-    }
+    size_t n = u->olen;
+
+    memcpy(out, u->obuf, n);
+    u->olen = 0;
+    u->flush = false;
+    return n;
 }
 
+/* Appends one transmitted byte; asks for a flush at a newline or a full buffer. */
 static void transmit(struct rvm_uart *u, uint8_t c)
 {
     if (u->mcr & MCR_LOOP) {
@@ -89,7 +132,7 @@ static void transmit(struct rvm_uart *u, uint8_t c)
     }
     u->obuf[u->olen++] = (char)c;
     if (c == '\n' || u->olen == OUT_SIZE)
-        flush_locked(u);
+        u->flush = true;
 }
 
 static uint8_t iir(const struct rvm_uart *u)
@@ -169,6 +212,8 @@ static int uart_write(void *opaque, uint64_t off, uint32_t size, uint64_t data)
 {
     struct rvm_uart *u = opaque;
     uint8_t v = (uint8_t)data;
+    char line[OUT_SIZE];
+    size_t n = 0;
 
     if (size != 1)
         return -EINVAL;
@@ -210,7 +255,11 @@ static int uart_write(void *opaque, uint64_t off, uint32_t size, uint64_t data)
         break;
     }
     update_irq(u);
+    if (u->flush)
+        n = take_output_locked(u, line);
     pthread_mutex_unlock(&u->lock);
+    if (n)
+        emit(u, line, n);
     return 0;
 }
 
@@ -218,9 +267,14 @@ static const struct rvm_io_ops uart_ops = {.read = uart_read, .write = uart_writ
 
 void rvm_uart_flush(struct rvm_uart *u)
 {
+    char line[OUT_SIZE];
+    size_t n;
+
     pthread_mutex_lock(&u->lock);
-    flush_locked(u);
+    n = take_output_locked(u, line);
     pthread_mutex_unlock(&u->lock);
+    if (n)
+        emit(u, line, n);
 }
 
 int rvm_uart_input(struct rvm_uart *u, const void *buf, size_t len)

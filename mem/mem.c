@@ -165,6 +165,7 @@ static int bind_node(struct rvm_mem *m, int node)
 
 static int prefault(struct rvm_mem *m)
 {
+    /* Unlike touching the pages, MADV_POPULATE_WRITE reports a failure instead of SIGBUS. */
     if (madvise(m->base, m->map_size, MADV_POPULATE_WRITE) == 0)
         return 0;
     if (errno != EINVAL) {
@@ -205,7 +206,8 @@ int rvm_mem_create(struct rvm_hv *hv, const struct rvm_mem_config *config, struc
     m->fd = -1;
     m->total = config->size;
     m->page_size = backing_page_size(config->backing);
-    if (config->size == 0 || config->size % m->page_size) {
+    /* 64 TiB: far above any host, far below where size + alignment could wrap. */
+    if (config->size == 0 || config->size % m->page_size || config->size > RVM_MEM_MAX_SIZE) {
         rvm_err(hv, "guest memory size %llu is not a positive multiple of the %llu KiB page",
                 (unsigned long long)config->size, (unsigned long long)(m->page_size >> 10));
         r = -EINVAL;
@@ -227,7 +229,12 @@ int rvm_mem_create(struct rvm_hv *hv, const struct rvm_mem_config *config, struc
         goto err_free;
     if (config->numa_node >= 0 && (r = bind_node(m, config->numa_node)) < 0)
         goto err_unmap;
-    if (config->prefault && (r = prefault(m)) < 0)
+    /*
+     * The hugetlb reservation made at mmap is not per node: with a node
+     * policy, fault the pages in now, so that a node that is short fails here.
+     */
+    bool huge = config->backing == RVM_MEM_HUGE_2M || config->backing == RVM_MEM_HUGE_1G;
+    if ((config->prefault || (huge && config->numa_node >= 0)) && (r = prefault(m)) < 0)
         goto err_unmap;
     lay_out_regions(m);
     *out = m;

@@ -12,9 +12,11 @@ for t in "$build"/tests/test_*; do
     timeout 600 "$t" >"$log" 2>&1
     status=$?
     cat "$log"
+    # cmocka's own summary lines (a failed or skipped test's name is listed twice).
     p=$(grep -c '^\[       OK \]' "$log")
-    f=$(grep -cE '^\[  FAILED  \] [a-z_0-9]+$' "$log")
-    s=$(grep -cE '^\[  SKIPPED \] [a-z_0-9]+$' "$log")
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:$/\1/p' "$log" | head -1)
+    s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test(s), listed below:$/\1/p' "$log" | head -1)
+    f=${f:-0} s=${s:-0}
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
         # The binary died (signal, timeout) without cmocka reporting a failure.

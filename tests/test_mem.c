@@ -51,6 +51,12 @@ static void test_bad_sizes(void **state)
     assert_int_equal(rvm_mem_create(NULL, &c, &m), -EINVAL);
     c.size = 4096 + 1;
     assert_int_equal(rvm_mem_create(NULL, &c, &m), -EINVAL);
+    c.size = UINT64_MAX - 4095; /* page-aligned, but size + THP alignment would wrap */
+    c.backing = RVM_MEM_THP;
+    assert_int_equal(rvm_mem_create(NULL, &c, &m), -EINVAL);
+    c.size = RVM_MEM_MAX_SIZE + 4096;
+    c.backing = RVM_MEM_ANON;
+    assert_int_equal(rvm_mem_create(NULL, &c, &m), -EINVAL);
     c.size = 3ULL << 20; /* not a 2 MiB multiple */
     c.backing = RVM_MEM_HUGE_2M;
     assert_int_equal(rvm_mem_create(NULL, &c, &m), -EINVAL);

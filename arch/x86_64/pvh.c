@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -322,6 +322,10 @@ int rvm_vm_load_pvh(struct rvm_vm *vm, const void *elf, size_t size,
 
     if (!info)
         info = &local;
+    /* Loading under a running guest would rewrite its memory and registers. */
+    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_ACQUIRE) != RVM_VM_CREATED ||
+        __atomic_load_n(&vm->ended, __ATOMIC_ACQUIRE))
+        return -EBUSY;
     r = rvm_pvh_load(vm->mem, elf, size, params, info);
     if (r < 0)
         return r;
@@ -329,16 +333,17 @@ int rvm_vm_load_pvh(struct rvm_vm *vm, const void *elf, size_t size,
     vm->boot = *info;
     vm->have_boot = true;
     v0 = vm->vcpus[0];
-    r = v0 ? arch_vcpu_set_pvh_entry(v0, info) : 0;
     pthread_mutex_unlock(&vm->ctl);
-    return r;
+    /* Not under ctl: a vCPU ioctl waits while that vCPU is in KVM_RUN. */
+    return v0 ? arch_vcpu_set_pvh_entry(v0, info) : 0;
 }
 
 int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_pvh_params *params,
                          struct rvm_boot_info *info)
 {
     struct stat st;
-    void *p;
+    uint8_t *buf;
+    size_t got = 0;
     int fd, r;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -352,16 +357,28 @@ int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_p
         close(fd);
         return r;
     }
-    if (st.st_size <= 0) {
-        rvm_err(vm->hv, "%s: empty file", path);
+    if (st.st_size <= 0 || (uint64_t)st.st_size > RVM_MEM_MAX_SIZE) {
+        rvm_err(vm->hv, "%s: empty or not a regular file", path);
         close(fd);
         return -ENOEXEC;
     }
-    p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* read(), not mmap(): a file truncated under us must not SIGBUS the process. */
+    buf = malloc((size_t)st.st_size);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* shrank meanwhile: parse what there is */
+        got += (size_t)n;
+    }
     close(fd);
-    if (p == MAP_FAILED)
-        return -errno;
-    r = rvm_vm_load_pvh(vm, p, (size_t)st.st_size, params, info);
-    munmap(p, (size_t)st.st_size);
+    r = rvm_vm_load_pvh(vm, buf, got, params, info);
+    free(buf);
     return r;
 }

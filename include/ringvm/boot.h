@@ -53,7 +53,8 @@ int rvm_pvh_load(struct rvm_mem *mem, const void *elf, size_t size,
 
 /*
  * rvm_pvh_load() into the VM's memory, then records the entry state for
- * vCPU 0: applied now if vCPU 0 exists, else when it is created.
+ * vCPU 0: applied now if vCPU 0 exists, else when it is created. -EBUSY once
+ * the VM has been started (or has ended): load before rvm_vm_start().
  */
 int rvm_vm_load_pvh(struct rvm_vm *vm, const void *elf, size_t size,
                     const struct rvm_pvh_params *params, struct rvm_boot_info *info);

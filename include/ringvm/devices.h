@@ -18,7 +18,8 @@ struct rvm_uart;
 
 /*
  * Output sink of a UART: called on the vCPU thread with a line (or a full
- * buffer) of guest output; must not call back into the UART.
+ * buffer) of guest output, without the UART's lock held. Lines from
+ * different vCPUs may arrive concurrently.
  */
 typedef void (*rvm_uart_out_fn)(void *opaque, const char *buf, size_t len);
 
@@ -27,7 +28,9 @@ struct rvm_uart_config {
     uint32_t irq;        /* 0: 4 (COM1's) */
     rvm_uart_out_fn out; /* NULL: write to out_fd */
     void *out_opaque;
-    int out_fd; /* used when out is NULL; -1 discards */
+    int out_fd; /* used when out is NULL; 0 or negative discards. Output the fd
+                   refuses (EPIPE, EIO, EAGAIN) is dropped, and never raises
+                   SIGPIPE in the writing thread. */
 };
 
 /*

@@ -12,8 +12,8 @@ enum rvm_log_level {
 /*
  * Log sink. Called from any library thread (vCPU threads included), so it must
  * be thread-safe. msg is a complete line without a trailing newline, valid only
- * for the duration of the call. Never called with the library holding a lock
- * the callback could need.
+ * for the duration of the call. It may be called with library locks held: it
+ * must not call back into ringvm (hand the line to a queue or a file instead).
  */
 typedef void (*rvm_log_fn)(void *opaque, enum rvm_log_level level, const char *msg);
 

@@ -19,6 +19,7 @@ struct rvm_hv;
 #define RVM_MEM_LOW_LIMIT   0xc0000000ULL
 #define RVM_MEM_HIGH_BASE   0x100000000ULL
 #define RVM_MEM_MAX_REGIONS 2
+#define RVM_MEM_MAX_SIZE    (1ULL << 46) /* 64 TiB */
 
 enum rvm_mem_backing {
     RVM_MEM_ANON = 0, /* anonymous 4 KiB pages */
@@ -44,8 +45,10 @@ struct rvm_mem_region {
  * Allocates guest memory. hv may be NULL (unit tests, tools); it is used only
  * for logging and the NUMA topology. Hugepage backings reserve their pages
  * now: a pool that is short fails here with -ENOMEM and a log line naming
- * the shortfall, never with SIGBUS later. -EINVAL: size is 0 or not a
- * multiple of the page size; -ENODEV: NUMA node requested but not present.
+ * the shortfall, never with SIGBUS later (with a NUMA node, the pages are
+ * also faulted in now, on that node). -EINVAL: size is 0, above
+ * RVM_MEM_MAX_SIZE or not a multiple of the page size; -ENODEV: NUMA node
+ * requested but not present.
  */
 int rvm_mem_create(struct rvm_hv *hv, const struct rvm_mem_config *config, struct rvm_mem **out);
 

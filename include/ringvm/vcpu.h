@@ -103,6 +103,16 @@ int rvm_vcpu_run(struct rvm_vcpu *vcpu, struct rvm_exit *exit);
 int rvm_vcpu_dispatch(struct rvm_vcpu *vcpu, const struct rvm_exit *exit);
 
 /*
+ * Makes the vCPU leave KVM_RUN (RVM_EXIT_INTR) or return at once from its
+ * next rvm_vcpu_run(): for a manual loop that must stop or look at its own
+ * state while the guest halts. Safe from any thread. rvm_vm_request_end(),
+ * rvm_vm_stop() and rvm_vm_pause() kick every vCPU this way, managed or not.
+ * The kick signal (rvm_hv_config.kick_signal) must not be blocked in the
+ * thread that runs the vCPU.
+ */
+int rvm_vcpu_kick(struct rvm_vcpu *vcpu);
+
+/*
  * Supply the value a pending IO_IN / MMIO_READ exit reads. -EINVAL if the last
  * exit was not of that kind. For string I/O the value fills every element.
  */
@@ -127,6 +137,7 @@ int64_t rvm_vcpu_tsc_khz(struct rvm_vcpu *vcpu);
 struct rvm_vcpu_stats {
     uint64_t exits[RVM_EXIT__COUNT];
     uint64_t unhandled_io; /* accesses no bus range claimed */
+    uint64_t failed_io;    /* accesses whose handler returned -errno */
 };
 void rvm_vcpu_stats(const struct rvm_vcpu *vcpu, struct rvm_vcpu_stats *stats);
 

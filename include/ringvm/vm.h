@@ -48,7 +48,11 @@ void rvm_vm_config_init(struct rvm_vm_config *config);
  */
 int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct rvm_vm **out);
 
-/* Stops (if running), joins every vCPU thread, frees everything. */
+/*
+ * Stops (if running), joins every vCPU thread, frees everything. Not from a
+ * vCPU thread or handler; a manual loop must have returned from
+ * rvm_vcpu_run() (rvm_vm_stop() kicks it out) before this is called.
+ */
 void rvm_vm_destroy(struct rvm_vm *vm);
 
 struct rvm_mem *rvm_vm_mem(struct rvm_vm *vm);
@@ -69,8 +73,9 @@ enum rvm_bus_kind {
  * no library lock held, possibly on several vCPU threads at once: a device
  * shared by vCPUs synchronises itself. `offset` is relative to the range's
  * base; size is 1, 2, 4 or 8. read fills *data (the low `size` bytes are
- * used). A handler returns 0, or -errno to log the access as failed (the
- * guest sees all-ones for reads). A NULL handler ignores writes / reads ones.
+ * used). A handler returns 0, or -errno to refuse the access: it is counted
+ * in rvm_vcpu_stats().failed_io and a refused read returns all ones. A NULL
+ * handler ignores writes / reads ones.
  */
 struct rvm_io_ops {
     int (*read)(void *opaque, uint64_t offset, uint32_t size, uint64_t *data);
@@ -147,26 +152,29 @@ struct rvm_vm_result {
 
 /*
  * Creates the missing vCPUs (rvm_vcpu_create), then one pinned thread per
- * vCPU running the managed loop. -EBUSY if already started. If a thread
- * cannot be created or pinned, the ones started are stopped and joined and
- * the error returned.
+ * vCPU running the managed loop. -EBUSY if already started or ended. If a
+ * vCPU or thread cannot be created or pinned, the threads started are
+ * stopped and joined, the VM ends (RVM_END_ERROR) and the error is returned:
+ * destroy it.
  */
 int rvm_vm_start(struct rvm_vm *vm);
 
 /*
  * Kicks every vCPU out of KVM_RUN and returns once all are parked (not in
- * KVM_RUN, not in a handler). -EINVAL unless running. Idempotent on a
- * paused VM.
+ * KVM_RUN, not in a handler). Idempotent; concurrent callers all wait.
+ * -EINVAL unless running or paused; -ECANCELED if the VM ended (or another
+ * thread resumed it) meanwhile; -EDEADLK from a vCPU thread (a handler).
  */
 int rvm_vm_pause(struct rvm_vm *vm);
 
-/* Lets parked vCPUs run again. -EINVAL unless paused. */
+/* Lets parked vCPUs run again. -EINVAL unless paused (an ended VM stays ended). */
 int rvm_vm_resume(struct rvm_vm *vm);
 
 /*
  * Ends the VM (RVM_END_STOPPED unless the guest ended it first), kicks and
- * joins every vCPU thread. Safe from any thread except a vCPU thread, and
- * more than once.
+ * joins every vCPU thread. Safe from any thread, more than once. From a
+ * vCPU thread (a handler) it ends the VM but cannot join its own thread:
+ * -EDEADLK, and a later stop or wait from another thread joins.
  */
 int rvm_vm_stop(struct rvm_vm *vm);
 
@@ -180,7 +188,8 @@ void rvm_vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value);
 /*
  * Blocks until the VM has ended (the guest or rvm_vm_request_end), joins the
  * vCPU threads and fills *result. timeout_ms < 0 waits forever; -ETIMEDOUT
- * when the time runs out first.
+ * when the time runs out first; -EINVAL if never started; -EDEADLK from a
+ * vCPU thread.
  */
 int rvm_vm_wait(struct rvm_vm *vm, int timeout_ms, struct rvm_vm_result *result);
 

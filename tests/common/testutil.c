@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -25,4 +26,38 @@ void log_to_buf(void *opaque, enum rvm_log_level level, const char *msg)
     (void)level;
     snprintf(b->last, sizeof(b->last), "%s", msg);
     b->count++;
+}
+
+void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A VM with COM1 into t->con, the debug-exit port and the guest loaded with cmdline. */
+void tvm_create(struct tvm *t, const char *cmdline, const struct rvm_vm_config *config)
+{
+    struct rvm_hv_config hc = {.log = log_to_buf, .log_opaque = &t->log, .log_level = RVM_LOG_WARN};
+    struct rvm_uart_config uc = {.out = console_out, .out_opaque = &t->con};
+    struct rvm_pvh_params pp = {.cmdline = cmdline};
+    struct rvm_vm_config c;
+
+    memset(t, 0, sizeof(*t));
+    if (config) {
+        c = *config;
+    } else {
+        rvm_vm_config_init(&c);
+        c.mem.size = 64 << 20;
+    }
+    assert_int_equal(rvm_hv_open(&hc, &t->hv), 0);
+    assert_int_equal(rvm_vm_create(t->hv, &c, &t->vm), 0);
+    assert_int_equal(rvm_uart_attach(t->vm, &uc, NULL), 0);
+    assert_int_equal(rvm_debug_exit_attach(t->vm, 0), 0);
+    assert_int_equal(rvm_vm_load_pvh_file(t->vm, guest_path(), &pp, NULL), 0);
+}
+
+void tvm_destroy(struct tvm *t)
+{
+    rvm_vm_destroy(t->vm);
+    rvm_hv_close(t->hv);
 }

@@ -33,4 +33,18 @@ struct logbuf {
 };
 void log_to_buf(void *opaque, enum rvm_log_level level, const char *msg);
 
+/* A VM with COM1 into con, the debug-exit port and the bench guest loaded. */
+struct tvm {
+    struct rvm_hv *hv;
+    struct rvm_vm *vm;
+    struct console con;
+    struct logbuf log;
+};
+
+/* config NULL: 1 vCPU, 64 MiB. Asserts on any failure. */
+void tvm_create(struct tvm *t, const char *cmdline, const struct rvm_vm_config *config);
+void tvm_destroy(struct tvm *t);
+
+void sleep_ms(int ms);
+
 #endif
