@@ -204,6 +204,7 @@ EXIT_CASE(ioeventfd_pio_ringvm, run_ringvm, "ioeventfd-pio")
 EXIT_CASE(ioeventfd_pio_paired, run_paired, "ioeventfd-pio")
 EXIT_CASE(ioeventfd_mmio_raw, run_raw, "ioeventfd-mmio")
 EXIT_CASE(ioeventfd_mmio_ringvm, run_ringvm, "ioeventfd-mmio")
+EXIT_CASE(ioeventfd_mmio_paired, run_paired, "ioeventfd-mmio")
 
 const struct bench_case bench_exit_cases[] = {
     {"exit/pio/raw", pio_raw, true, 0, "ns_per_exit", 0},
@@ -217,5 +218,6 @@ const struct bench_case bench_exit_cases[] = {
     {"exit/ioeventfd_pio/paired", ioeventfd_pio_paired, true, PAIRS, "ringvm_over_raw", 1},
     {"exit/ioeventfd_mmio/raw", ioeventfd_mmio_raw, true, 0, "ns_per_exit", 0},
     {"exit/ioeventfd_mmio/ringvm", ioeventfd_mmio_ringvm, true, 0, "ns_per_exit", 0},
+    {"exit/ioeventfd_mmio/paired", ioeventfd_mmio_paired, true, PAIRS, "ringvm_over_raw", 1},
     {NULL, NULL, false, 0, NULL, 0},
 };

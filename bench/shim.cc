@@ -69,8 +69,11 @@ void register_cases(const bench_case *cases)
     }
 }
 
-// Collects every run and prints, at the end, one line per case: the median of
-// its headline counter and, for ".../ringvm" cases with a ".../raw" twin, the ratio.
+// Collects every run and prints, at the end, one line per measured quantity:
+// raw and ringvm side by side with their ratio. A ".../paired" case gives all
+// three itself (medians over its pairs); ".../raw" and ".../ringvm" twins give
+// the medians of their repetitions, labelled "separate" since on a noisy host
+// their ratio is the weaker measure (docs/benchmarks.md).
 class TableReporter : public benchmark::BenchmarkReporter
 {
   public:
@@ -88,46 +91,64 @@ class TableReporter : public benchmark::BenchmarkReporter
                 errors[name] = r.error_message;
                 continue;
             }
-            auto it = r.counters.find(headline[name]);
-            if (it != r.counters.end())
-                values[name].push_back(it->second.value);
+            for (const auto &c : r.counters)
+                values[name][c.first].push_back(c.second.value);
         }
     }
     void Finalize() override
     {
-        std::printf("%-34s %-16s %12s %4s %s\n", "case", "unit", "median", "n", "vs raw");
+        std::printf("%-36s %-8s %12s %12s %10s\n", "case", "unit", "raw", "ringvm", "ringvm/raw");
         for (const auto &name : registered) {
-            if (values[name].empty())
-                continue;
-            double m = median(values[name]);
-            std::string ratio;
-            auto slash = name.rfind("/ringvm");
-            if (slash != std::string::npos) {
-                std::string raw = name.substr(0, slash) + "/raw";
-                if (!values[raw].empty()) {
-                    char b[32];
-                    std::snprintf(b, sizeof(b), "%.3fx", m / median(values[raw]));
-                    ratio = b;
+            size_t slash = name.rfind('/');
+            std::string base = name.substr(0, slash), kind = name.substr(slash + 1);
+            const std::string &unit = headline[name];
+
+            if (kind == "paired" && has(name, "ringvm_over_raw")) {
+                row(base + " (paired)", "ns/exit", med(name, "raw_ns"), med(name, "ringvm_ns"),
+                    med(name, "ringvm_over_raw"));
+            } else if (kind == "ringvm" && has(name, unit)) {
+                double rvm = med(name, unit);
+                if (has(base + "/raw", unit)) {
+                    double raw = med(base + "/raw", unit);
+                    row(base + " (separate)", unit, raw, rvm, rvm / raw);
+                } else {
+                    row(base, unit, -1, rvm, -1);
                 }
+            } else if (kind == "raw" && has(name, unit) && !has(base + "/ringvm", unit)) {
+                row(base, unit, med(name, unit), -1, -1);
             }
-            std::printf(m < 10 ? "%-34s %-16s %12.3f %4zu %s\n" : "%-34s %-16s %12.1f %4zu %s\n",
-                        name.c_str(), headline[name].c_str(), m, values[name].size(),
-                        ratio.c_str());
         }
         for (const auto &e : errors)
-            std::printf("%-34s failed: %s\n", e.first.c_str(), e.second.c_str());
+            std::printf("%-36s failed: %s\n", e.first.c_str(), e.second.c_str());
     }
 
   private:
-    static double median(std::vector<double> v)
+    bool has(const std::string &name, const std::string &counter)
     {
-        if (v.empty())
-            return 0;
+        auto it = values.find(name);
+        return it != values.end() && it->second.count(counter) && !it->second[counter].empty();
+    }
+    double med(const std::string &name, const std::string &counter)
+    {
+        std::vector<double> v = values[name][counter];
         std::sort(v.begin(), v.end());
         size_t n = v.size();
         return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     }
-    std::map<std::string, std::vector<double>> values;
+    static void row(const std::string &label, const std::string &unit, double raw, double rvm,
+                    double ratio)
+    {
+        char a[32] = "-", b[32] = "-", c[32] = "";
+        if (raw >= 0)
+            std::snprintf(a, sizeof(a), "%.1f", raw);
+        if (rvm >= 0)
+            std::snprintf(b, sizeof(b), "%.1f", rvm);
+        if (ratio >= 0)
+            std::snprintf(c, sizeof(c), "%.3f", ratio);
+        std::printf("%-36s %-8s %12s %12s %10s\n", label.c_str(),
+                    unit == "ns_per_exit" ? "ns/exit" : unit.c_str(), a, b, c);
+    }
+    std::map<std::string, std::map<std::string, std::vector<double>>> values;
     std::map<std::string, std::string> errors;
 };
 

@@ -8,7 +8,9 @@ if [ ! -w /dev/kvm ]; then
     exit 1
 fi
 echo "ringvm $(sed -n 's/^#define RINGVM_VERSION_STRING "\(.*\)"/\1/p' include/ringvm/ringvm.h) on $(uname -r), $(nproc) CPUs"
-echo "One run of $build/ringvm-bench (a little over a minute): medians of 15 short repetitions,"
-echo "randomly interleaved; ratios compare cases measured in this same run."
+echo "One run of $build/ringvm-bench (about a minute). Exit costs are measured in pairs:"
+echo "the guest runs on a bare KVM_RUN loop and on ringvm back to back, 40 times;"
+echo "medians of those runs (ringvm/raw: the median of the 40 per-pair ratios),"
+echo "and of 15 interleaved repetitions for the VM cases."
 echo
-"$build"/ringvm-bench --table --benchmark_repetitions=15 --benchmark_filter='^(exit|vm)/'
+"$build"/ringvm-bench --table --benchmark_repetitions=15 --benchmark_filter='/paired/|^vm/'
