@@ -41,7 +41,7 @@ CXXFLAGS += -std=c++17 $(filter-out -Wstrict-prototypes -Wmissing-prototypes,$(W
 LDFLAGS += $(SANFLAGS)
 LIBS := -lhugetlbfs -lnuma -lpthread
 
-LIB_SRCS := $(wildcard core/*.c arch/x86_64/*.c mem/*.c devices/*.c)
+LIB_SRCS := $(wildcard core/*.c arch/x86_64/*.c mem/*.c devices/*.c virtio/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB_A := $(BUILD)/libringvm.a
 LIB_SO := $(BUILD)/libringvm.so

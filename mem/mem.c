@@ -13,6 +13,7 @@
 #include <ringvm/mem.h>
 
 #include "mem_internal.h"
+#include <stdbool.h>
 
 #include "../core/hv_internal.h"
 #include "../core/log.h"
@@ -36,7 +37,8 @@ struct rvm_mem {
     uint64_t map_size; /* bytes mapped at base */
     uint64_t total;
     uint64_t page_size;
-    int fd; /* hugetlbfs file, or -1 */
+    int fd;                   /* hugetlbfs file, or -1 */
+    unsigned long *dev_dirty; /* one bit per 4 KiB of the mapping: what the VMM wrote */
     unsigned n;
     struct rvm_mem_region r[RVM_MEM_MAX_REGIONS];
 };
@@ -237,6 +239,11 @@ int rvm_mem_create(struct rvm_hv *hv, const struct rvm_mem_config *config, struc
     if ((config->prefault || (huge && config->numa_node >= 0)) && (r = prefault(m)) < 0)
         goto err_unmap;
     lay_out_regions(m);
+    m->dev_dirty = calloc((m->map_size / 4096 + 63) / 64, sizeof(unsigned long));
+    if (!m->dev_dirty) {
+        r = -ENOMEM;
+        goto err_unmap;
+    }
     *out = m;
     return 0;
 
@@ -253,6 +260,7 @@ void rvm_mem_destroy(struct rvm_mem *m)
 {
     if (!m)
         return;
+    free(m->dev_dirty);
     munmap(m->base, m->map_size);
     if (m->fd >= 0)
         close(m->fd);
@@ -334,4 +342,38 @@ int64_t rvm_mem_resident_bytes(const struct rvm_mem *m)
 struct rvm_hv *mem_hv(const struct rvm_mem *m)
 {
     return m->hv;
+}
+
+void mem_mark_dirty(struct rvm_mem *m, uint64_t gpa, uint64_t len)
+{
+    const uint8_t *hva = len ? rvm_mem_hva(m, gpa, len) : NULL;
+    uint64_t first, last;
+
+    if (!hva)
+        return;
+    first = (uint64_t)(hva - (const uint8_t *)m->base) / 4096;
+    last = (uint64_t)(hva + len - 1 - (const uint8_t *)m->base) / 4096;
+    for (uint64_t p = first; p <= last; p++) {
+        unsigned long bit = 1UL << (p % 64), *w = &m->dev_dirty[p / 64];
+
+        if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit)) /* skip the locked op if set */
+            __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
+    }
+}
+
+bool mem_dirty_test(const struct rvm_mem *m, uint64_t gpa)
+{
+    const uint8_t *hva = rvm_mem_hva(m, gpa, 1);
+    uint64_t p;
+
+    if (!hva)
+        return false;
+    p = (uint64_t)(hva - (const uint8_t *)m->base) / 4096;
+    return __atomic_load_n(&m->dev_dirty[p / 64], __ATOMIC_RELAXED) & (1UL << (p % 64));
+}
+
+void mem_dirty_clear(struct rvm_mem *m)
+{
+    for (uint64_t i = 0; i < (m->map_size / 4096 + 63) / 64; i++)
+        __atomic_store_n(&m->dev_dirty[i], 0, __ATOMIC_RELAXED);
 }
