@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The virtio-mmio transport, modern (version 2). It knows nothing of a
+ * device's type: a device describes itself with struct virtio_device_ops and
+ * gets its queues, set up and checked, when the driver sets DRIVER_OK.
+ *
+ * Queue notifications are ioeventfds (one per queue, matching the queue
+ * index written to QueueNotify), so a kick never leaves KVM; the device's
+ * worker waits on them. Interrupts go out through one irqfd on the device's
+ * IOAPIC pin. Register handlers run on vCPU threads and serialise on the
+ * transport's lock.
+ */
+#ifndef RINGVM_VIRTIO_MMIO_H
+#define RINGVM_VIRTIO_MMIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "virtqueue.h"
+
+struct rvm_vm;
+struct virtio_mmio;
+
+#define VIRTIO_MMIO_SIZE       0x200 /* registers and up to 256 bytes of config space */
+#define VIRTIO_MMIO_MAX_QUEUES 16
+#define VIRTIO_MMIO_VENDOR     0x4d565252 /* "RRVM" */
+
+struct virtio_device_ops {
+    uint32_t device_id;   /* VIRTIO_ID_* */
+    uint64_t features;    /* offered; VIRTIO_F_VERSION_1 is added by the transport */
+    uint16_t num_queues;  /* 1..VIRTIO_MMIO_MAX_QUEUES */
+    uint16_t queue_max;   /* largest queue size offered, a power of two */
+    uint32_t config_size; /* bytes of device config space, <= 256 */
+    /* Copies config bytes [off, off+len) (already bounds-checked) out / in. */
+    void (*config_read)(void *dev, uint32_t off, void *buf, uint32_t len);
+    void (*config_write)(void *dev, uint32_t off, const void *buf, uint32_t len);
+    /*
+     * DRIVER_OK: the queues (num_queues of them; size 0 = not enabled by the
+     * driver) and the accepted features. 0, or -errno to fail the device
+     * (NEEDS_RESET). The device may keep the pointer until reset.
+     */
+    int (*activate)(void *dev, struct vq *queues, uint64_t features);
+    /* Stops all processing before returning; the queues are forgotten after. */
+    void (*reset)(void *dev);
+};
+
+/*
+ * Maps a device at [base, base + VIRTIO_MMIO_SIZE) on the VM's MMIO bus with
+ * its interrupt on IOAPIC pin gsi, and binds one ioeventfd per queue.
+ * ops and dev must outlive the VM, which owns the transport.
+ */
+int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
+                       const struct virtio_device_ops *ops, void *dev, struct virtio_mmio **out);
+
+/* The eventfd the guest's notifications of queue q signal (the device polls it). */
+int virtio_mmio_queue_eventfd(const struct virtio_mmio *t, uint16_t q);
+
+/* Sets ISR bits (VIRTIO_MMIO_INT_VRING / _CONFIG) and raises the interrupt. */
+int virtio_mmio_interrupt(struct virtio_mmio *t, uint32_t isr_bits);
+
+/* Marks the device broken (NEEDS_RESET) and tells the driver (config interrupt). */
+void virtio_mmio_needs_reset(struct virtio_mmio *t);
+
+/* The device status register, for tests and logs. */
+uint32_t virtio_mmio_status(const struct virtio_mmio *t);
+
+/* Writes "virtio_mmio.device=<size>@<base>:<irq>" (Linux's form) into buf. */
+int virtio_mmio_cmdline(uint64_t base, uint32_t gsi, char *buf, size_t len);
+
+#endif
