@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-blk end to end without a guest: this test plays the driver. It
+ * programs the transport through the VM's MMIO bus, writes requests into
+ * guest memory, kicks through QueueNotify (the slow path to the same
+ * eventfd the guest's ioeventfd signals) and reads the used ring, while the
+ * device's worker does real I/O through io_uring on a file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+
+#include "../core/vm_internal.h"
+#include "../mem/mem_internal.h"
+#include "../virtio/blk.h"
+#include "../virtio/mmio.h"
+#include "common/testutil.h"
+
+#define BASE   0xd0100000ULL
+#define QSZ    16
+#define DESC   0x10000ULL
+#define AVAIL  0x11000ULL
+#define USED   0x12000ULL
+#define HDR    0x20000ULL /* 16 headers, 64 bytes apart */
+#define STATUS 0x21000ULL
+#define DATA   0x100000ULL /* 1 MiB of buffers */
+#define DISK   (1 << 20)
+
+struct drv {
+    struct rvm_hv *hv;
+    struct rvm_vm *vm;
+    struct rvm_mem *m;
+    struct virtio_blk *blk;
+    char path[64];
+    uint16_t avail_idx, used_seen;
+};
+
+static uint32_t rd(struct drv *d, uint64_t base, uint64_t off)
+{
+    uint64_t v;
+    assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, base + off, 4, false, &v), 0);
+    return (uint32_t)v;
+}
+
+static void wr(struct drv *d, uint64_t base, uint64_t off, uint32_t val)
+{
+    uint64_t v = val;
+    assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, base + off, 4, true, &v), 0);
+}
+
+/* Brings the device at base up with one queue of QSZ; returns the device features. */
+static uint64_t driver_init(struct drv *d, uint64_t base)
+{
+    uint64_t feat;
+    uint32_t ok = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+
+    wr(d, base, VIRTIO_MMIO_STATUS, 0);
+    wr(d, base, VIRTIO_MMIO_STATUS, ok);
+    wr(d, base, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    feat = (uint64_t)rd(d, base, VIRTIO_MMIO_DEVICE_FEATURES) << 32;
+    wr(d, base, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    feat |= rd(d, base, VIRTIO_MMIO_DEVICE_FEATURES);
+    wr(d, base, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    wr(d, base, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
+    wr(d, base, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    wr(d, base, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)feat & (1U << VIRTIO_BLK_F_FLUSH));
+    wr(d, base, VIRTIO_MMIO_STATUS, ok | VIRTIO_CONFIG_S_FEATURES_OK);
+    wr(d, base, VIRTIO_MMIO_QUEUE_SEL, 0);
+    wr(d, base, VIRTIO_MMIO_QUEUE_NUM, QSZ);
+    wr(d, base, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)DESC);
+    wr(d, base, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)AVAIL);
+    wr(d, base, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)USED);
+    wr(d, base, VIRTIO_MMIO_QUEUE_READY, 1);
+    wr(d, base, VIRTIO_MMIO_STATUS, ok | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+    assert_int_equal(rd(d, base, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+    d->avail_idx = d->used_seen = 0;
+    return feat;
+}
+
+/* The driver's side of the ring indices: release after the entries, acquire before reading. */
+static void publish_avail(struct drv *d, uint16_t idx)
+{
+    __atomic_store_n((uint16_t *)rvm_mem_hva(d->m, AVAIL + 2, 2), idx, __ATOMIC_RELEASE);
+}
+
+static uint16_t used_index(struct drv *d)
+{
+    return __atomic_load_n((uint16_t *)rvm_mem_hva(d->m, USED + 2, 2), __ATOMIC_ACQUIRE);
+}
+
+static void desc(struct drv *d, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+                 uint16_t next)
+{
+    struct vring_desc v = {.addr = addr, .len = len, .flags = flags, .next = next};
+    assert_int_equal(rvm_mem_write(d->m, DESC + 16ULL * i, &v, sizeof(v)), 0);
+}
+
+/* Queues a 3-descriptor request at descriptors 3*k.. and kicks; returns its head. */
+static uint16_t request(struct drv *d, uint64_t base, int k, uint32_t type, uint64_t sector,
+                        uint64_t buf, uint32_t len, bool dev_writes)
+{
+    uint32_t h[4] = {type, 0, (uint32_t)sector, (uint32_t)(sector >> 32)};
+    uint16_t head = (uint16_t)(3 * k), slot = d->avail_idx % QSZ;
+    uint8_t poison = 0xee;
+
+    rvm_mem_write(d->m, HDR + 64ULL * k, h, sizeof(h));
+    rvm_mem_write(d->m, STATUS + k, &poison, 1);
+    desc(d, head, HDR + 64ULL * k, 16, VRING_DESC_F_NEXT, head + 1);
+    desc(d, head + 1, buf, len, VRING_DESC_F_NEXT | (dev_writes ? VRING_DESC_F_WRITE : 0),
+         head + 2);
+    desc(d, head + 2, STATUS + k, 1, VRING_DESC_F_WRITE, 0);
+    rvm_mem_write(d->m, AVAIL + 4 + 2 * slot, &head, 2);
+    d->avail_idx++;
+    publish_avail(d, d->avail_idx);
+    wr(d, base, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    return head;
+}
+
+/* Waits (5 s at most) for the next used entry; returns its length, checks its id. */
+static uint32_t wait_used(struct drv *d, uint16_t head)
+{
+    struct vring_used_elem e;
+    uint16_t idx;
+
+    for (int i = 0; i < 5000; i++) {
+        idx = used_index(d);
+        if (idx != d->used_seen)
+            break;
+        sleep_ms(1);
+    }
+    assert_int_not_equal(idx, d->used_seen);
+    rvm_mem_read(d->m, USED + 4 + 8 * (d->used_seen % QSZ), &e, sizeof(e));
+    d->used_seen++;
+    assert_int_equal(e.id, head);
+    return e.len;
+}
+
+static uint8_t status_of(struct drv *d, int k)
+{
+    uint8_t s;
+    rvm_mem_read(d->m, STATUS + k, &s, 1);
+    return s;
+}
+
+static int setup(void **state)
+{
+    static struct drv d;
+    struct rvm_vm_config c;
+    struct virtio_blk_config_opts o = {.queue_size = 64};
+    int fd;
+
+    *state = NULL;
+    if (!kvm_usable())
+        return 0;
+    memset(&d, 0, sizeof(d));
+    strcpy(d.path, "/var/tmp/ringvm-blk-XXXXXX");
+    fd = mkstemp(d.path);
+    if (fd < 0 || ftruncate(fd, DISK) < 0)
+        return -1;
+    close(fd);
+    rvm_vm_config_init(&c);
+    c.mem.size = 16 << 20;
+    if (rvm_hv_open(NULL, &d.hv) < 0 || rvm_vm_create(d.hv, &c, &d.vm) < 0)
+        return -1;
+    d.m = rvm_vm_mem(d.vm);
+    o.path = d.path;
+    if (virtio_blk_attach(d.vm, BASE, 5, &o, &d.blk) < 0)
+        return -1;
+    *state = &d;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct drv *d = *state;
+
+    if (d) {
+        rvm_vm_destroy(d->vm);
+        rvm_hv_close(d->hv);
+        unlink(d->path);
+    }
+    return 0;
+}
+
+#define NEED_KVM(state)                                                                            \
+    do {                                                                                           \
+        if (!*(state))                                                                             \
+            SKIP_WITHOUT_KVM();                                                                    \
+    } while (0)
+
+static void test_write_read_back(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    uint8_t buf[8192], back[8192];
+    uint64_t cap;
+    int fd;
+
+    assert_true(driver_init(d, BASE) & (1ULL << VIRTIO_BLK_F_FLUSH));
+    assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, BASE + 0x100, 8, false, &cap), 0);
+    assert_int_equal(cap, DISK / 512);
+
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 31 + 7);
+    rvm_mem_write(d->m, DATA, buf, sizeof(buf));
+    uint16_t h = request(d, BASE, 0, VIRTIO_BLK_T_OUT, 8, DATA, sizeof(buf), false);
+    assert_int_equal(wait_used(d, h), 1); /* the status byte */
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_OK);
+    fd = open(d->path, O_RDONLY);
+    assert_int_equal(pread(fd, back, sizeof(back), 8 * 512), sizeof(back));
+    close(fd);
+    assert_memory_equal(back, buf, sizeof(buf)); /* on the disk */
+
+    mem_dirty_clear(d->m);
+    h = request(d, BASE, 1, VIRTIO_BLK_T_IN, 8, DATA + 0x10000, sizeof(buf), true);
+    assert_int_equal(wait_used(d, h), sizeof(buf) + 1);
+    assert_int_equal(status_of(d, 1), VIRTIO_BLK_S_OK);
+    rvm_mem_read(d->m, DATA + 0x10000, back, sizeof(back));
+    assert_memory_equal(back, buf, sizeof(buf));       /* into guest RAM */
+    assert_true(mem_dirty_test(d->m, DATA + 0x10000)); /* and logged as device-written */
+    assert_true(mem_dirty_test(d->m, DATA + 0x10000 + 4096));
+    assert_true(mem_dirty_test(d->m, USED));
+
+    /* An unaligned buffer takes the buffered path and works the same. */
+    h = request(d, BASE, 2, VIRTIO_BLK_T_IN, 8, DATA + 0x20001, 512, true);
+    assert_int_equal(wait_used(d, h), 513);
+    rvm_mem_read(d->m, DATA + 0x20001, back, 512);
+    assert_memory_equal(back, buf, 512);
+}
+
+static void test_errors_keep_serving(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    struct virtio_blk_stats st;
+    char id[21] = {0};
+
+    driver_init(d, BASE);
+    uint16_t h = request(d, BASE, 0, VIRTIO_BLK_T_IN, DISK / 512, DATA, 512, true);
+    assert_int_equal(wait_used(d, h), 1);
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_IOERR); /* past the end */
+    h = request(d, BASE, 1, 99, 0, DATA, 512, true);
+    wait_used(d, h);
+    assert_int_equal(status_of(d, 1), VIRTIO_BLK_S_UNSUPP);
+    h = request(d, BASE, 2, VIRTIO_BLK_T_GET_ID, 0, DATA, 20, true);
+    assert_int_equal(wait_used(d, h), 21);
+    rvm_mem_read(d->m, DATA, id, 20);
+    assert_memory_equal(id, "ringvm", 6);
+    h = request(d, BASE, 3, VIRTIO_BLK_T_FLUSH, 0, DATA, 512, true);
+    wait_used(d, h);
+    assert_int_equal(status_of(d, 3), VIRTIO_BLK_S_OK);
+    /* A buffer outside guest RAM: the chain is refused, given back with length 0. */
+    h = request(d, BASE, 4, VIRTIO_BLK_T_IN, 0, 64ULL << 20, 512, true);
+    assert_int_equal(wait_used(d, h), 0);
+    /* And the device still serves. */
+    h = request(d, BASE, 0, VIRTIO_BLK_T_IN, 0, DATA, 512, true);
+    assert_int_equal(wait_used(d, h), 513);
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_OK);
+    virtio_blk_stats(d->blk, &st);
+    assert_int_equal(st.requests, 6);
+    assert_int_equal(st.errors, 3);
+}
+
+static void test_corrupt_ring_needs_reset(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    uint16_t idx = QSZ + 3;
+
+    driver_init(d, BASE);
+    publish_avail(d, idx); /* more than the queue holds */
+    wr(d, BASE, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    for (int i = 0; i < 5000 && !(rd(d, BASE, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+         i++)
+        sleep_ms(1);
+    assert_true(rd(d, BASE, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    /* A reset brings it back. */
+    publish_avail(d, 0);
+    driver_init(d, BASE);
+    uint16_t h = request(d, BASE, 0, VIRTIO_BLK_T_IN, 0, DATA, 512, true);
+    assert_int_equal(wait_used(d, h), 513);
+}
+
+static void test_read_only_disk(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    struct virtio_blk_config_opts o = {.path = d->path, .ro = true};
+    const uint64_t base2 = BASE + 0x1000;
+
+    assert_int_equal(virtio_blk_attach(d->vm, base2, 6, &o, NULL), 0);
+    assert_true(driver_init(d, base2) & (1ULL << VIRTIO_BLK_F_RO));
+    uint16_t h = request(d, base2, 0, VIRTIO_BLK_T_OUT, 0, DATA, 512, false);
+    wait_used(d, h);
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_IOERR);
+    h = request(d, base2, 1, VIRTIO_BLK_T_IN, 0, DATA, 512, true);
+    wait_used(d, h);
+    assert_int_equal(status_of(d, 1), VIRTIO_BLK_S_OK);
+}
+
+/* A backing store that fills up: IOERR to the driver, and the device goes on. */
+static void test_disk_full(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    char dir[] = "/tmp/ringvm-full-XXXXXX", path[64];
+    struct virtio_blk_config_opts o = {.path = path};
+    const uint64_t base2 = BASE + 0x2000;
+    int fd, errors = 0;
+
+    assert_non_null(mkdtemp(dir));
+    if (mount("none", dir, "tmpfs", 0, "size=64k") < 0) {
+        rmdir(dir);
+        print_message("SKIP: cannot mount a tiny tmpfs (needs root)\n");
+        skip();
+    }
+    snprintf(path, sizeof(path), "%s/disk", dir);
+    fd = open(path, O_CREAT | O_RDWR, 0600);
+    assert_true(fd >= 0 && ftruncate(fd, DISK) == 0); /* sparse: 1 MiB on 64 KiB of room */
+    close(fd);
+    assert_int_equal(virtio_blk_attach(d->vm, base2, 7, &o, NULL), 0);
+    driver_init(d, base2);
+    for (int i = 0; i < 32; i++) { /* 32 x 4 KiB at distinct places: past 64 KiB */
+        uint16_t h = request(d, base2, 0, VIRTIO_BLK_T_OUT, (uint64_t)i * 16, DATA, 4096, false);
+        wait_used(d, h);
+        errors += status_of(d, 0) == VIRTIO_BLK_S_IOERR;
+    }
+    assert_true(errors > 0);
+    uint16_t h = request(d, base2, 1, VIRTIO_BLK_T_IN, 0, DATA, 512, true);
+    wait_used(d, h);
+    assert_int_equal(status_of(d, 1), VIRTIO_BLK_S_OK); /* still serving */
+    wr(d, base2, VIRTIO_MMIO_STATUS, 0);                /* stop the worker before the file goes */
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_write_read_back), T(test_errors_keep_serving), T(test_corrupt_ring_needs_reset),
+        T(test_read_only_disk),  T(test_disk_full),
+    };
+    return cmocka_run_group_tests_name("virtio_blk", tests, NULL, NULL);
+}

@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
+
+#include <stdio.h>
+#include <ringvm/vm.h>
+
+#include "../core/log.h"
+#include "../core/vm_internal.h"
+#include "../mem/mem_internal.h"
+#include "blk.h"
+#include "blk_req.h"
+#include "mmio.h"
+
+#define RING_ENTRIES  512
+#define TAG_STOP      (1ULL << 62)
+#define TAG_NOTIFY    (1ULL << 61) /* | queue index */
+#define FILE_DIRECT   0            /* registered file indices */
+#define FILE_BUFFERED 1
+
+struct blk_slot {
+    struct blk_req req;
+    uint16_t queue, head;
+    uint64_t expect; /* bytes the operation must move */
+    int next_free;
+};
+
+struct virtio_blk {
+    struct rvm_vm *vm;
+    struct virtio_mmio *t;
+    struct virtio_device_ops ops;
+    struct virtio_blk_config cfg;
+    char id[VIRTIO_BLK_ID_BYTES];
+    bool ro, has_direct;
+    int fd_direct, fd_buffered;
+    uint64_t capacity; /* sectors */
+    uint16_t nq;
+
+    /* Set at activate, used by the worker alone until reset. */
+    struct vq *vqs;
+    pthread_t worker;
+    bool running;
+    int stop_efd;
+    struct io_uring ring;
+    uint64_t notify_buf[VIRTIO_MMIO_MAX_QUEUES];
+    uint64_t stop_buf;
+    struct blk_slot *slots;
+    int nslots, free_head, inflight;
+    struct vq_seg seg[BLK_SEG_MAX + 2];
+
+    uint64_t stat_requests, stat_errors, stat_batches, stat_irqs; /* __atomic */
+};
+
+static void bump(uint64_t *c)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+void virtio_blk_stats(const struct virtio_blk *b, struct virtio_blk_stats *s)
+{
+    s->requests = __atomic_load_n(&b->stat_requests, __ATOMIC_RELAXED);
+    s->errors = __atomic_load_n(&b->stat_errors, __ATOMIC_RELAXED);
+    s->batches = __atomic_load_n(&b->stat_batches, __ATOMIC_RELAXED);
+    s->interrupts = __atomic_load_n(&b->stat_irqs, __ATOMIC_RELAXED);
+}
+
+static struct io_uring_sqe *get_sqe(struct virtio_blk *b)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+
+    if (!sqe) { /* full: hand what is queued to the kernel and try again */
+        io_uring_submit(&b->ring);
+        sqe = io_uring_get_sqe(&b->ring);
+    }
+    return sqe;
+}
+
+static void arm_read(struct virtio_blk *b, int fd, uint64_t *buf, uint64_t tag)
+{
+    struct io_uring_sqe *sqe = get_sqe(b);
+
+    io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
+    io_uring_sqe_set_data64(sqe, tag);
+}
+
+/* Gives a request back to the driver with its status; records what the device wrote. */
+static void complete(struct virtio_blk *b, uint16_t q, uint16_t head, struct blk_req *r,
+                     uint8_t status, uint32_t written)
+{
+    struct rvm_mem *mem = rvm_vm_mem(b->vm);
+
+    if (r && r->status) {
+        *r->status = status;
+        mem_mark_dirty(mem, r->status_gpa, 1);
+        written += 1;
+    }
+    if (status != VIRTIO_BLK_S_OK)
+        bump(&b->stat_errors);
+    bump(&b->stat_requests);
+    vq_add_used(&b->vqs[q], head, written);
+}
+
+static bool aligned(const struct blk_req *r)
+{
+    for (unsigned i = 0; i < r->niov; i++)
+        if ((uintptr_t)r->iov[i].iov_base % BLK_SECTOR || r->iov[i].iov_len % BLK_SECTOR)
+            return false;
+    return true;
+}
+
+/* Starts one parsed request on the ring. */
+static void submit(struct virtio_blk *b, int slot)
+{
+    struct blk_slot *s = &b->slots[slot];
+    struct blk_req *r = &s->req;
+    struct io_uring_sqe *sqe = get_sqe(b);
+    int file = b->has_direct && aligned(r) ? FILE_DIRECT : FILE_BUFFERED;
+    off_t off = (off_t)(r->sector * BLK_SECTOR);
+
+    switch (r->type) {
+    case VIRTIO_BLK_T_IN:
+        io_uring_prep_readv(sqe, file, r->iov, r->niov, off);
+        s->expect = r->data_len;
+        break;
+    case VIRTIO_BLK_T_OUT:
+        io_uring_prep_writev(sqe, file, r->iov, r->niov, off);
+        s->expect = r->data_len;
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        io_uring_prep_fsync(sqe, FILE_BUFFERED, 0);
+        s->expect = 0;
+        break;
+    default: { /* DISCARD, WRITE_ZEROES */
+        int mode =
+            FALLOC_FL_KEEP_SIZE | (r->type == VIRTIO_BLK_T_DISCARD ||
+                                           (r->range_flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+                                       ? FALLOC_FL_PUNCH_HOLE
+                                       : FALLOC_FL_ZERO_RANGE);
+        io_uring_prep_fallocate(sqe, FILE_BUFFERED, mode, off,
+                                (off_t)(r->num_sectors * BLK_SECTOR));
+        s->expect = 0;
+        break;
+    }
+    }
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, (uint64_t)slot);
+    b->inflight++;
+}
+
+/* Takes one chain off queue q: completed at once, or started on the ring. */
+static void handle_chain(struct virtio_blk *b, uint16_t q, struct vq_chain *c)
+{
+    int slot = b->free_head;
+    struct blk_req *r = &b->slots[slot].req;
+    int rc = blk_parse(c, b->capacity, b->ro, r);
+
+    if (rc == BLK_DROP) {
+        complete(b, q, c->head, NULL, VIRTIO_BLK_S_IOERR, 0);
+        return;
+    }
+    if (rc != BLK_SUBMIT) {
+        complete(b, q, c->head, r, (uint8_t)rc, 0);
+        return;
+    }
+    if (r->type == VIRTIO_BLK_T_GET_ID) {
+        uint32_t n = 0;
+        for (unsigned i = 0; i < r->niov && n < sizeof(b->id); i++) {
+            uint32_t k = (uint32_t)(r->iov[i].iov_len < sizeof(b->id) - n ? r->iov[i].iov_len
+                                                                          : sizeof(b->id) - n);
+            memcpy(r->iov[i].iov_base, b->id + n, k);
+            mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], k);
+            n += k;
+        }
+        complete(b, q, c->head, r, VIRTIO_BLK_S_OK, n);
+        return;
+    }
+    b->free_head = b->slots[slot].next_free;
+    b->slots[slot].queue = q;
+    b->slots[slot].head = c->head;
+    submit(b, slot);
+}
+
+/* Drains queue q while there are free slots; false if it broke (NEEDS_RESET). */
+static bool drain_queue(struct virtio_blk *b, uint16_t q)
+{
+    struct vq_chain c = {.seg = b->seg, .max_seg = BLK_SEG_MAX + 2};
+    struct vq *vq = &b->vqs[q];
+
+    if (!vq->size)
+        return true;
+    do {
+        vq_set_notify(vq, false);
+        while (b->free_head >= 0) {
+            int r = vq_pop(vq, &c);
+
+            if (r < 0) {
+                rvm_err(b->vm->hv, "virtio-blk: queue %u is corrupt; device needs a reset", q);
+                virtio_mmio_needs_reset(b->t);
+                return false;
+            }
+            if (r == 0)
+                break;
+            handle_chain(b, q, &c);
+        }
+        if (b->free_head < 0)
+            return true; /* out of slots: completions will bring us back */
+    } while (vq_set_notify(vq, true));
+    return true;
+}
+
+/* An I/O completion: the status from the result, the slot back on the free list. */
+static void finish(struct virtio_blk *b, int slot, int res)
+{
+    struct blk_slot *s = &b->slots[slot];
+    struct blk_req *r = &s->req;
+    bool ok = res >= 0 && (uint64_t)res == s->expect;
+    uint32_t written = 0;
+
+    if (ok && r->type == VIRTIO_BLK_T_IN) {
+        for (unsigned i = 0; i < r->niov; i++)
+            mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], r->iov[i].iov_len);
+        written = (uint32_t)r->data_len;
+    }
+    complete(b, s->queue, s->head, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, written);
+    s->next_free = b->free_head;
+    b->free_head = slot;
+    b->inflight--;
+}
+
+static void *worker_main(void *arg)
+{
+    struct virtio_blk *b = arg;
+    bool stopping = false, broken = false;
+
+    for (uint16_t q = 0; q < b->nq; q++)
+        if (b->vqs[q].size)
+            arm_read(b, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q], TAG_NOTIFY | q);
+    arm_read(b, b->stop_efd, &b->stop_buf, TAG_STOP);
+
+    while (!stopping || b->inflight > 0) {
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        bool kicked[VIRTIO_MMIO_MAX_QUEUES] = {false}, completed = false;
+
+        if (io_uring_submit_and_wait(&b->ring, 1) < 0 && errno != EINTR)
+            break;
+        io_uring_for_each_cqe(&b->ring, head, cqe)
+        {
+            uint64_t tag = io_uring_cqe_get_data64(cqe);
+
+            seen++;
+            if (tag == TAG_STOP)
+                stopping = true;
+            else if (tag & TAG_NOTIFY)
+                kicked[tag & 0xffff] = true;
+            else {
+                finish(b, (int)tag, cqe->res);
+                completed = true;
+            }
+        }
+        io_uring_cq_advance(&b->ring, seen);
+        if (stopping)
+            continue; /* only wait for what is in flight */
+        for (uint16_t q = 0; q < b->nq && !broken; q++) {
+            /* After completions every queue may have waited for a slot. */
+            if (kicked[q] || completed)
+                broken = !drain_queue(b, q);
+            if (kicked[q])
+                arm_read(b, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q], TAG_NOTIFY | q);
+        }
+        bool irq = false;
+        for (uint16_t q = 0; q < b->nq; q++)
+            if (b->vqs[q].size)
+                irq |= vq_publish_used(&b->vqs[q]);
+        bump(&b->stat_batches);
+        if (irq) {
+            bump(&b->stat_irqs);
+            virtio_mmio_interrupt(b->t, VIRTIO_MMIO_INT_VRING);
+        }
+    }
+    return NULL;
+}
+
+static int blk_activate(void *dev, struct vq *queues, uint64_t features)
+{
+    struct virtio_blk *b = dev;
+    int files[2], r;
+
+    (void)features;
+    b->vqs = queues;
+    b->nslots = 0;
+    for (uint16_t q = 0; q < b->nq; q++)
+        b->nslots += queues[q].size;
+    b->slots = calloc((size_t)b->nslots + 1, sizeof(*b->slots));
+    if (!b->slots)
+        return -ENOMEM;
+    for (int i = 0; i < b->nslots; i++)
+        b->slots[i].next_free = i + 1 < b->nslots ? i + 1 : -1;
+    b->free_head = b->nslots ? 0 : -1;
+    b->inflight = 0;
+    if ((r = io_uring_queue_init(RING_ENTRIES, &b->ring, 0)) < 0)
+        goto err_slots;
+    files[FILE_DIRECT] = b->has_direct ? b->fd_direct : b->fd_buffered;
+    files[FILE_BUFFERED] = b->fd_buffered;
+    if ((r = io_uring_register_files(&b->ring, files, 2)) < 0)
+        goto err_ring;
+    b->stop_efd = eventfd(0, EFD_CLOEXEC);
+    if (b->stop_efd < 0) {
+        r = -errno;
+        goto err_ring;
+    }
+    if ((r = -pthread_create(&b->worker, NULL, worker_main, b)) < 0)
+        goto err_efd;
+    b->running = true;
+    return 0;
+
+err_efd:
+    close(b->stop_efd);
+err_ring:
+    io_uring_queue_exit(&b->ring);
+err_slots:
+    free(b->slots);
+    b->slots = NULL;
+    rvm_err(b->vm->hv, "virtio-blk: cannot start: %s", strerror(-r));
+    return r;
+}
+
+/* Stops the worker once its in-flight I/O is done (it writes into guest RAM). */
+static void blk_reset(void *dev)
+{
+    struct virtio_blk *b = dev;
+    uint64_t one = 1;
+
+    if (!b->running)
+        return;
+    if (write(b->stop_efd, &one, sizeof(one)) != sizeof(one))
+        rvm_err(b->vm->hv, "virtio-blk: cannot signal the worker to stop");
+    pthread_join(b->worker, NULL);
+    io_uring_queue_exit(&b->ring);
+    close(b->stop_efd);
+    free(b->slots);
+    b->slots = NULL;
+    b->running = false;
+}
+
+static void blk_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
+{
+    memcpy(buf, (const uint8_t *)&((struct virtio_blk *)dev)->cfg + off, len);
+}
+
+static void blk_destroy(void *dev)
+{
+    struct virtio_blk *b = dev;
+
+    blk_reset(b); /* normally done by the transport already */
+    if (b->has_direct)
+        close(b->fd_direct);
+    close(b->fd_buffered);
+    free(b);
+}
+
+int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
+                      const struct virtio_blk_config_opts *o, struct virtio_blk **out)
+{
+    struct virtio_blk *b;
+    struct stat st;
+    int flags, r;
+
+    if (!vm || !o || !o->path || o->queues > VIRTIO_MMIO_MAX_QUEUES)
+        return -EINVAL;
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->vm = vm;
+    b->ro = o->ro;
+    b->nq = o->queues ? o->queues : 1;
+    flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    b->fd_buffered = open(o->path, flags);
+    if (b->fd_buffered < 0 || fstat(b->fd_buffered, &st) < 0) {
+        r = -errno;
+        rvm_err(vm->hv, "virtio-blk: %s: %s", o->path, strerror(-r));
+        goto err_free;
+    }
+    if (st.st_size % BLK_SECTOR) {
+        rvm_err(vm->hv, "virtio-blk: %s: size is not a multiple of 512", o->path);
+        r = -EINVAL;
+        goto err_close;
+    }
+    b->fd_direct = open(o->path, flags | O_DIRECT);
+    b->has_direct = b->fd_direct >= 0; /* tmpfs and some others refuse O_DIRECT */
+    b->capacity = (uint64_t)st.st_size / BLK_SECTOR;
+    snprintf(b->id, sizeof(b->id), "ringvm%llx", (unsigned long long)st.st_ino);
+
+    b->cfg.capacity = b->capacity;
+    b->cfg.size_max = 1U << 20;
+    b->cfg.seg_max = BLK_SEG_MAX;
+    b->cfg.blk_size = BLK_SECTOR;
+    b->cfg.num_queues = b->nq;
+    b->cfg.max_discard_sectors = UINT32_MAX;
+    b->cfg.max_discard_seg = 1;
+    b->cfg.discard_sector_alignment = 1;
+    b->cfg.max_write_zeroes_sectors = UINT32_MAX;
+    b->cfg.max_write_zeroes_seg = 1;
+    b->cfg.write_zeroes_may_unmap = 1;
+
+    b->ops = (struct virtio_device_ops){
+        .device_id = VIRTIO_ID_BLOCK,
+        .features =
+            (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_SIZE_MAX) |
+            (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
+            (o->ro ? 1ULL << VIRTIO_BLK_F_RO : 0) | (b->nq > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0) |
+            (o->ro ? 0 : (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES)) |
+            (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC),
+        .num_queues = b->nq,
+        .queue_max = o->queue_size ? o->queue_size : 256,
+        .config_size = sizeof(b->cfg),
+        .config_read = blk_config_read,
+        .activate = blk_activate,
+        .reset = blk_reset,
+    };
+    if ((r = vm_add_device(vm, b, NULL, blk_destroy)) < 0)
+        goto err_close;
+    /* The transport is added after the device, so it is destroyed first and resets it. */
+    if ((r = virtio_mmio_attach(vm, base, gsi, &b->ops, b, &b->t)) < 0)
+        return r; /* b is freed with the VM */
+    if (out)
+        *out = b;
+    return 0;
+
+err_close:
+    if (b->has_direct)
+        close(b->fd_direct);
+    close(b->fd_buffered);
+err_free:
+    free(b);
+    return r;
+}
