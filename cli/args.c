@@ -24,9 +24,13 @@ const char cli_usage[] =
     "                       already hold enough pages: see docs/host-setup.md)\n"
     "  --prefault           fault all guest memory in before the guest starts\n"
     "  --serial stdio|PATH  where COM1 output goes (default: stdio)\n"
+    "  --disk PATH[,ro][,queues=N]\n"
+    "                       a virtio-blk disk on a raw image (repeatable, up to 16); the\n"
+    "                       guest finds it through virtio_mmio.device= on its command line\n"
     "  -v, --verbose        log debug messages to stderr\n"
     "\n"
-    "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4) and a debug-exit port at 0xf4.\n"
+    "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4), a debug-exit port at 0xf4, and\n"
+    "virtio-mmio devices from 0xd0100000 (4 KiB apart, IRQs from 5).\n"
     "Exit status: the value the guest writes to port 0xf4 (QEMU's isa-debug-exit\n"
     "would exit with (value << 1) | 1), 0 when the guest powers off, 125 when ringvm\n"
     "fails or the guest crashes (triple fault, emulation error), 130 on SIGINT/SIGTERM.\n";
@@ -118,6 +122,29 @@ int cli_parse_cpus(const char *s, int *cpus, unsigned max)
     return (int)n;
 }
 
+int cli_parse_disk(char *s, struct rvm_blk_config *disk)
+{
+    char *opt, *save = NULL;
+
+    memset(disk, 0, sizeof(*disk));
+    if (!s || *s == ',') /* strtok_r would skip an empty path */
+        return -EINVAL;
+    disk->path = strtok_r(s, ",", &save);
+    if (!disk->path || !*disk->path)
+        return -EINVAL;
+    while ((opt = strtok_r(NULL, ",", &save))) {
+        unsigned long q;
+
+        if (!strcmp(opt, "ro"))
+            disk->ro = true;
+        else if (!strncmp(opt, "queues=", 7) && parse_uint(opt + 7, 16, &q) == 0 && q > 0)
+            disk->queues = (uint16_t)q;
+        else
+            return -EINVAL;
+    }
+    return 0;
+}
+
 static int fail(char *err, size_t len, const char *fmt, const char *arg)
 {
     snprintf(err, len, fmt, arg ? arg : "");
@@ -150,7 +177,8 @@ enum {
     OPT_HUGE,
     OPT_PREFAULT,
     OPT_SERIAL,
-    OPT_VERSION
+    OPT_VERSION,
+    OPT_DISK
 };
 
 static const struct option long_opts[] = {
@@ -164,6 +192,7 @@ static const struct option long_opts[] = {
     {"hugepages", required_argument, NULL, OPT_HUGE},
     {"prefault", no_argument, NULL, OPT_PREFAULT},
     {"serial", required_argument, NULL, OPT_SERIAL},
+    {"disk", required_argument, NULL, OPT_DISK},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -190,6 +219,13 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         return *arg ? 0 : fail(err, len, "--serial needs stdio or a path", NULL);
     case OPT_PREFAULT:
         o->vm.mem.prefault = true;
+        return 0;
+    case OPT_DISK:
+        if (o->ndisks == RVM_VIRTIO_MAX_DEVICES)
+            return fail(err, len, "too many --disk options (at most 16)", NULL);
+        if (cli_parse_disk((char *)arg, &o->disks[o->ndisks]) < 0)
+            return fail(err, len, "bad --disk '%s' (PATH[,ro][,queues=N])", arg);
+        o->ndisks++;
         return 0;
     case 'v':
         o->verbose = true;

@@ -17,6 +17,8 @@ struct cli_opts {
     const char *serial; /* "stdio" or a path */
     bool verbose;
     struct rvm_vm_config vm;
+    unsigned ndisks;
+    struct rvm_blk_config disks[RVM_VIRTIO_MAX_DEVICES];
 };
 
 /*
@@ -27,6 +29,9 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t errle
 
 /* "64M", "2G", "4096", "512K" -> bytes. -EINVAL on junk or overflow. */
 int cli_parse_size(const char *s, uint64_t *out);
+
+/* "PATH[,ro][,queues=N]" -> *disk (path points into s). -EINVAL on junk. */
+int cli_parse_disk(char *s, struct rvm_blk_config *disk);
 
 /* "0,2-4" -> cpus[] (at most max entries). Returns the count or -EINVAL. */
 int cli_parse_cpus(const char *s, int *cpus, unsigned max);

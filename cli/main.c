@@ -125,6 +125,7 @@ static int run(const struct cli_opts *o)
     struct rvm_hv *hv = NULL;
     struct rvm_vm *vm = NULL;
     void *initrd = NULL;
+    static char cmdline[RVM_CMDLINE_MAX];
     sigset_t stop_sigs;
     int serial_fd = -1, status = EXIT_RINGVM, r;
 
@@ -163,6 +164,19 @@ static int run(const struct cli_opts *o)
         fprintf(stderr, "ringvm: cannot attach devices: %s\n", strerror(-r));
         goto out;
     }
+    /* Disks, announced to the guest on its command line. */
+    snprintf(cmdline, sizeof(cmdline), "%s", o->cmdline ? o->cmdline : "");
+    for (unsigned i = 0; i < o->ndisks; i++) {
+        char word[96];
+        size_t used = strlen(cmdline);
+
+        if ((r = rvm_vm_add_virtio_blk(vm, &o->disks[i], word, sizeof(word))) < 0) {
+            fprintf(stderr, "ringvm: --disk %s: %s\n", o->disks[i].path, strerror(-r));
+            goto out;
+        }
+        snprintf(cmdline + used, sizeof(cmdline) - used, "%s%s", used ? " " : "", word);
+    }
+    pp.cmdline = cmdline;
     if ((r = rvm_vm_load_pvh_file(vm, o->kernel, &pp, NULL)) < 0) {
         fprintf(stderr, "ringvm: cannot load --kernel %s: %s\n", o->kernel, strerror(-r));
         goto out;

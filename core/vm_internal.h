@@ -86,6 +86,8 @@ struct rvm_vm {
     pthread_mutex_t dev_lock;
     struct vm_device *devices;
 
+    uint32_t virtio_slots; /* virtio-mmio slots handed out (under dev_lock) */
+
     /* Bus tables replaced from a vCPU thread, freed after a later grace period (under ctl). */
     struct bus_table *retired;
 } __attribute__((aligned(64)));

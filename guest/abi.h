@@ -16,6 +16,7 @@
 #define BG_EXIT_BAD_CMDLINE  1
 #define BG_EXIT_UNKNOWN_TEST 2
 #define BG_EXIT_EXCEPTION    3
+#define BG_EXIT_NO_DEVICE    4 /* test=blk-*: no usable virtio-blk device (or it failed) */
 
 /* test=pio: 4-byte OUT to this port, one user-space exit per iteration. */
 #define BG_PIO_PORT 0x600
@@ -25,6 +26,13 @@
 #define BG_MMIO_ADDR 0xd0000000ULL
 /* test=ioeventfd-mmio: 4-byte store here; a VMM binds an ioeventfd (len 4). */
 #define BG_IOEVENTFD_MMIO_ADDR 0xd0001000ULL
+
+/*
+ * test=blk-*: data buffers (qd * bs bytes, at most BG_BLK_BUF_MAX) start at
+ * this guest-physical address, so guest RAM must extend past it.
+ */
+#define BG_BLK_BUF_ADDR 0x1000000ULL /* 16 MiB */
+#define BG_BLK_BUF_MAX  0x2000000ULL /* 32 MiB: RAM up to 48 MiB covers any bs/qd */
 
 /* Where the PVH image is linked and loaded (guest-physical). */
 #define BG_LOAD_ADDR 0x100000

@@ -63,32 +63,32 @@ static inline void mmio_write32(uint64_t addr, uint32_t v)
 
 /* ---- console ---- */
 
-static void con_putc(char c)
+void con_putc(char c)
 {
     while (!(inb(COM1_LSR) & LSR_THRE))
         ;
     outb(BG_COM1_BASE, (uint8_t)c);
 }
 
-static void con_puts(const char *s)
+void con_puts(const char *s)
 {
     while (*s)
         con_putc(*s++);
 }
 
-static int is_space(char c)
+int is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 /* Print one command line word (up to whitespace or NUL). */
-static void con_putword(const char *s)
+void con_putword(const char *s)
 {
     while (*s && !is_space(*s))
         con_putc(*s++);
 }
 
-static void con_putdec(uint64_t v)
+void con_putdec(uint64_t v)
 {
     char buf[20];
     int i = 0;
@@ -114,7 +114,7 @@ static void con_puthex(uint64_t v)
 
 /* ---- exit ---- */
 
-static void __attribute__((noreturn)) bg_exit(uint8_t code)
+void bg_exit(uint8_t code)
 {
     uint16_t cs;
 
@@ -163,6 +163,7 @@ static void idt_init(void)
     set_gate(6, ud_isr, GATE_INTR); /* #UD doubles as the hlt request */
     set_gate(VEC_TIMER, timer_isr, GATE_INTR);
     set_gate(VEC_SPURIOUS, spurious_isr, GATE_INTR);
+    set_gate(VEC_BLK, blk_isr, GATE_INTR);
 }
 
 /* ---- workloads: each returns the TSC cycles of its n-iteration loop ---- */
@@ -218,7 +219,7 @@ static const struct test {
 /* ---- command line ---- */
 
 /* If word w starts with prefix p, return the rest of w, else NULL. */
-static const char *word_value(const char *w, const char *p)
+const char *word_value(const char *w, const char *p)
 {
     while (*p)
         if (*w++ != *p++)
@@ -227,7 +228,7 @@ static const char *word_value(const char *w, const char *p)
 }
 
 /* Does the word at w equal the NUL-terminated s? */
-static int word_eq(const char *w, const char *s)
+int word_eq(const char *w, const char *s)
 {
     while (*s)
         if (*w++ != *s++)
@@ -235,7 +236,7 @@ static int word_eq(const char *w, const char *s)
     return *w == '\0' || is_space(*w);
 }
 
-static void __attribute__((noreturn)) cmdline_error(const char *msg, const char *word)
+void cmdline_error(const char *msg, const char *word)
 {
     con_puts("ERROR ");
     con_puts(msg);
@@ -295,6 +296,8 @@ void bg_main(const void *start_info)
     }
     if (!test)
         cmdline_error("missing test=<name> on the command line", NULL);
+    if (word_value(test, "blk-"))
+        blk_main(cmdline, test, n); /* does not return */
 
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         const struct test *t = &tests[i];

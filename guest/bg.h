@@ -17,6 +17,7 @@
 
 /* Interrupt vectors. */
 #define VEC_TIMER       0x20 /* local APIC timer, used by test=hlt only */
+#define VEC_BLK         0x30 /* virtio-blk completion interrupt (test=blk-* irq=1) */
 #define VEC_SPURIOUS    0xff /* local APIC spurious vector */
 #define NUM_EXC_VECTORS 32
 #define ISR_ENTRY_SIZE  16 /* exception entry points are spaced this far apart */
@@ -34,21 +35,28 @@
 /* One-shot initial count for test=hlt (APIC bus ticks; 1 GHz under KVM = 256 ns). */
 #define HLT_TIMER_COUNT 256
 
+/* virtio-mmio registers the CPL0 interrupt handler touches (full list in blk.c). */
+#define VIRTIO_MMIO_INTERRUPT_STATUS 0x060
+#define VIRTIO_MMIO_INTERRUPT_ACK    0x064
+
 /*
  * RFLAGS for CPL3: IOPL=3 (in/out allowed), IF=0, reserved bit 1. Some hosts
  * (software-nested KVM) force IOPL to 0 at CPL3, so the TSS also carries an
  * I/O permission bitmap opening the ports we use.
  */
 #define USER_RFLAGS 0x3002
+#define RFLAGS_IF   0x200
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>
 
 /* Defined in boot.S. */
 extern char isr_entries[]; /* NUM_EXC_VECTORS entry points, ISR_ENTRY_SIZE bytes apart */
-extern char ud_isr[], timer_isr[], spurious_isr[];
+extern char ud_isr[], timer_isr[], spurious_isr[], blk_isr[];
 /* CPL3 only: run fn(n) at CPL0 (IF=0) and return its result. */
 uint64_t bg_cpl0_call(uint64_t (*fn)(uint64_t n), uint64_t n);
+/* CPL0 only, through bg_cpl0_call: set (on != 0) or clear RFLAGS.IF for the CPL3 caller. */
+uint64_t bg_set_user_if(uint64_t on);
 /* CPL0 only: n APIC-timer halt/wake round trips; returns their TSC cycles. */
 uint64_t bg_hlt_loop(uint64_t n);
 
@@ -56,6 +64,23 @@ uint64_t bg_hlt_loop(uint64_t n);
 void bg_exception(uint64_t vec, uint64_t err, uint64_t rip) __attribute__((noreturn));
 /* The CPL3 entry point, reached by iretq from boot.S with %rdi = start_info. */
 void bg_main(const void *start_info) __attribute__((noreturn));
+
+/* bench.c: console, exit and command line helpers. */
+void con_putc(char c);
+void con_puts(const char *s);
+void con_putword(const char *s);
+void con_putdec(uint64_t v);
+void bg_exit(uint8_t code) __attribute__((noreturn));
+int is_space(char c);
+const char *word_value(const char *w, const char *p);
+int word_eq(const char *w, const char *s);
+void cmdline_error(const char *msg, const char *word) __attribute__((noreturn));
+
+/* blk.c: the test=blk-* workloads; prints RESULT or ERROR and exits. */
+void blk_main(const char *cmdline, const char *test, uint64_t n) __attribute__((noreturn));
+/* Set by blk.c before the interrupt is unmasked; used by blk_isr at CPL0. */
+extern volatile uint64_t blk_isr_mmio;  /* virtio-mmio base of the device in use */
+extern volatile uint64_t blk_isr_count; /* interrupts taken */
 #endif
 
 #endif

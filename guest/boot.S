@@ -180,6 +180,41 @@ timer_isr:
     movl $0, APIC_EOI(%r8)
     iretq
 
+/*
+ * uint64_t bg_set_user_if(uint64_t on): CPL0 only, via bg_cpl0_call. Sets or
+ * clears IF in the RFLAGS that ud_isr's iretq will restore, so the CPL3 caller
+ * continues with interrupts enabled or disabled (CPL3 can't sti: IOPL may be 0).
+ * Stack here: our return address, ud_isr's 8-byte pad, then the iretq frame
+ * (rip, cs, rflags, ...), so RFLAGS is at 32(%rsp).
+ */
+    .globl bg_set_user_if
+bg_set_user_if:
+    andq $~RFLAGS_IF, 32(%rsp)
+    test %rdi, %rdi
+    jz 1f
+    orq $RFLAGS_IF, 32(%rsp)
+1:  xor %eax, %eax
+    ret
+
+/*
+ * virtio-blk completion interrupt (test=blk-* irq=1), taken at CPL3 only:
+ * acknowledge the device's InterruptStatus bits, EOI the local APIC, count.
+ * The CPL3 loop watches blk_isr_count and reaps the used ring itself.
+ */
+    .globl blk_isr
+blk_isr:
+    push %rax
+    push %rdx
+    mov blk_isr_mmio(%rip), %rdx
+    mov VIRTIO_MMIO_INTERRUPT_STATUS(%rdx), %eax
+    mov %eax, VIRTIO_MMIO_INTERRUPT_ACK(%rdx)
+    mov $APIC_BASE, %edx
+    movl $0, APIC_EOI(%rdx)
+    incq blk_isr_count(%rip)
+    pop %rdx
+    pop %rax
+    iretq
+
 /* Spurious APIC interrupts need no EOI. */
     .globl spurious_isr
 spurious_isr:

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit: the ringvm command's argument parsing. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../cli/args.h"
@@ -136,6 +137,29 @@ static void test_errors(void **state)
     assert_int_equal(PARSE(&o, err, "caps", "x"), -EINVAL);
 }
 
+static void test_disks(void **state)
+{
+    struct cli_opts o;
+    char err[128];
+    (void)state;
+
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a.img"), "--disk",
+                           strdup("b.img,ro,queues=4")),
+                     0);
+    assert_int_equal(o.ndisks, 2);
+    assert_string_equal(o.disks[0].path, "a.img");
+    assert_false(o.disks[0].ro);
+    assert_string_equal(o.disks[1].path, "b.img");
+    assert_true(o.disks[1].ro);
+    assert_int_equal(o.disks[1].queues, 4);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a,rw")), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a,queues=0")),
+                     -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a,queues=17")),
+                     -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup(",ro")), -EINVAL);
+}
+
 static void test_help_version(void **state)
 {
     struct cli_opts o;
@@ -163,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_sizes),    cmocka_unit_test(test_cpu_lists),
         cmocka_unit_test(test_full_run), cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors),   cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_disks),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
  * reserved for the test and given back after it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +243,158 @@ static void test_qemu_runs_guest(void **state)
     assert_non_null(strstr(out, "RESULT test=pio n=1000 "));
 }
 
+/* ---- virtio-blk, driven by the bench guest's own driver ------------------- */
+
+static char disk_a[64], disk_b[64];
+
+static void make_disk(char *path, size_t len, long size)
+{
+    int fd;
+
+    snprintf(path, len, "/var/tmp/ringvm-disk-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, size), 0);
+    close(fd);
+}
+
+static uint64_t field(const char *key)
+{
+    uint64_t v = UINT64_MAX;
+    assert_int_equal(bg_result_value(out, key, &v), 0);
+    return v;
+}
+
+/* The acceptance run: 10,000 random 4 KiB requests written, read back and compared. */
+static void test_blk_verify_10000(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    make_disk(disk_a, sizeof(disk_a), 64 << 20);
+    assert_int_equal(sh("timeout 300 %s run --kernel %s --disk %s --cmdline 'test=blk-verify "
+                        "n=10000' 2>&1",
+                        ringvm_path(), guest_path(), disk_a),
+                     0);
+    assert_non_null(strstr(out, "RESULT test=blk-verify n=10000 "));
+    assert_int_equal(field("mismatches"), 0);
+    assert_int_equal(field("errors"), 0);
+    unlink(disk_a);
+}
+
+/* Completions by interrupt (irqfd -> IOAPIC -> the guest's IDT), several in flight. */
+static void test_blk_irq_mode(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    make_disk(disk_a, sizeof(disk_a), 16 << 20);
+    assert_int_equal(sh("timeout 300 %s run --kernel %s --disk %s --cmdline 'test=blk-verify "
+                        "n=2000 qd=8 irq=1' 2>&1",
+                        ringvm_path(), guest_path(), disk_a),
+                     0);
+    assert_int_equal(field("mismatches"), 0);
+    assert_true(field("irqs") > 0);
+    assert_true(field("irqs") <= 4000); /* at most one per request: batches share one */
+    unlink(disk_a);
+}
+
+/* Two disks: the guest writes the second; the first stays untouched. */
+static void test_blk_two_disks(void **state)
+{
+    char zero[4096] = {0}, buf[4096];
+    int fd;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    make_disk(disk_a, sizeof(disk_a), 8 << 20);
+    make_disk(disk_b, sizeof(disk_b), 8 << 20);
+    assert_int_equal(sh("timeout 300 %s run --kernel %s --disk %s --disk %s --cmdline "
+                        "'test=blk-verify n=500 qd=4 pattern=seq disk=1' 2>&1",
+                        ringvm_path(), guest_path(), disk_a, disk_b),
+                     0);
+    assert_int_equal(field("mismatches"), 0);
+    fd = open(disk_a, O_RDONLY);
+    assert_int_equal(pread(fd, buf, sizeof(buf), 0), sizeof(buf));
+    close(fd);
+    assert_memory_equal(buf, zero, sizeof(buf));
+    fd = open(disk_b, O_RDONLY);
+    assert_int_equal(pread(fd, buf, sizeof(buf), 0), sizeof(buf));
+    close(fd);
+    assert_memory_not_equal(buf, zero, sizeof(buf));
+    unlink(disk_a);
+    unlink(disk_b);
+}
+
+/* A read-only disk refuses every write with IOERR; the guest sees errors and carries on. */
+static void test_blk_read_only(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    make_disk(disk_a, sizeof(disk_a), 8 << 20);
+    assert_int_equal(sh("timeout 300 %s run --kernel %s --disk %s,ro --cmdline 'test=blk-write "
+                        "n=50' 2>&1",
+                        ringvm_path(), guest_path(), disk_a),
+                     0);
+    assert_int_equal(field("errors"), 50);
+    assert_int_equal(sh("timeout 300 %s run --kernel %s --disk %s,ro --cmdline 'test=blk-read "
+                        "n=50' 2>&1",
+                        ringvm_path(), guest_path(), disk_a),
+                     0);
+    assert_int_equal(field("errors"), 0);
+    unlink(disk_a);
+}
+
+/* A backing file on a store that fills up: IOERR in the guest, and the VM runs to its end. */
+static void test_blk_store_fills_up(void **state)
+{
+    char dir[] = "/tmp/ringvm-full-XXXXXX", path[64];
+    int fd;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_non_null(mkdtemp(dir));
+    if (sh("mount -t tmpfs -o size=256k none %s 2>&1", dir) != 0) {
+        rmdir(dir);
+        print_message("SKIP: cannot mount a tiny tmpfs (needs root)\n");
+        skip();
+    }
+    snprintf(path, sizeof(path), "%s/disk", dir);
+    fd = open(path, O_CREAT | O_RDWR, 0600);
+    assert_true(fd >= 0 && ftruncate(fd, 8 << 20) == 0); /* 8 MiB, sparse, on 256 KiB */
+    close(fd);
+    int st = sh("timeout 300 %s run --kernel %s --disk %s --cmdline 'test=blk-write n=500 "
+                "pattern=seq' 2>&1",
+                ringvm_path(), guest_path(), path);
+    uint64_t errors = UINT64_MAX;
+    bg_result_value(out, "errors", &errors); /* before the next sh() replaces out */
+    sh("umount %s", dir);
+    rmdir(dir);
+    assert_int_equal(st, 0);
+    assert_true(errors > 0 && errors != UINT64_MAX);
+    assert_true(errors < 500); /* the first writes found room */
+}
+
+/* The same guest driver under QEMU's virtio-blk-device (microvm announces it the same way). */
+static void test_qemu_blk(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    if (sh("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) {
+        print_message("SKIP: qemu-system-x86_64 is not installed\n");
+        skip();
+    }
+    make_disk(disk_a, sizeof(disk_a), 16 << 20);
+    assert_int_equal(sh("timeout 300 qemu-system-x86_64 -M microvm,acpi=off -accel kvm -cpu "
+                        "host,-arch-capabilities -m 128 -nodefaults -nographic -serial stdio "
+                        "-device isa-debug-exit,iobase=0xf4 -drive id=d0,file=%s,format=raw,"
+                        "if=none,cache=none,aio=io_uring -device virtio-blk-device,drive=d0 "
+                        "-kernel %s -append 'test=blk-verify n=1000 qd=8' </dev/null 2>&1",
+                        disk_a, guest_path()),
+                     1);
+    assert_int_equal(field("mismatches"), 0);
+    assert_int_equal(field("errors"), 0);
+    unlink(disk_a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,7 +402,10 @@ int main(void)
         cmocka_unit_test(test_run_serial_file),   cmocka_unit_test(test_run_exit_status),
         cmocka_unit_test(test_run_errors),        cmocka_unit_test(test_hugepages_2m),
         cmocka_unit_test(test_qemu_runs_guest),   cmocka_unit_test(test_embed_example),
-        cmocka_unit_test(test_run_closed_stdout),
+        cmocka_unit_test(test_run_closed_stdout), cmocka_unit_test(test_blk_verify_10000),
+        cmocka_unit_test(test_blk_irq_mode),      cmocka_unit_test(test_blk_two_disks),
+        cmocka_unit_test(test_blk_read_only),     cmocka_unit_test(test_blk_store_fills_up),
+        cmocka_unit_test(test_qemu_blk),
     };
     return cmocka_run_group_tests_name("cmd", tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <linux/virtio_mmio.h>
 
 #include <stdio.h>
+#include <ringvm/virtio.h>
 #include <ringvm/vm.h>
 
 #include "../core/log.h"
@@ -445,4 +446,29 @@ err_close:
 err_free:
     free(b);
     return r;
+}
+
+int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config,
+                          char *cmdline_word, size_t len)
+{
+    struct virtio_blk_config_opts o;
+    uint32_t slot;
+    int r;
+
+    if (!vm || !config)
+        return -EINVAL;
+    pthread_mutex_lock(&vm->dev_lock);
+    slot = vm->virtio_slots < RVM_VIRTIO_MAX_DEVICES ? vm->virtio_slots++ : UINT32_MAX;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (slot == UINT32_MAX)
+        return -ENOSPC;
+    o = (struct virtio_blk_config_opts){.path = config->path,
+                                        .ro = config->ro,
+                                        .queues = config->queues,
+                                        .queue_size = config->queue_size};
+    uint64_t base = RVM_VIRTIO_MMIO_BASE + slot * RVM_VIRTIO_MMIO_STRIDE;
+    uint32_t gsi = RVM_VIRTIO_GSI_BASE + slot;
+    if ((r = virtio_blk_attach(vm, base, gsi, &o, NULL)) < 0)
+        return r;
+    return cmdline_word ? virtio_mmio_cmdline(base, gsi, cmdline_word, len) : 0;
 }

@@ -28,6 +28,7 @@
 #include <ringvm/vcpu.h>
 #include <ringvm/boot.h>
 #include <ringvm/devices.h>
+#include <ringvm/virtio.h>
 
 /* The library's version at run time (RINGVM_VERSION of the build). */
 unsigned rvm_version(void);

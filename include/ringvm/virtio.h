@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Virtio devices on the virtio-mmio transport. Each device gets the VM's
+ * next slot: a 4 KiB window from RVM_VIRTIO_MMIO_BASE and the next IOAPIC
+ * pin from RVM_VIRTIO_GSI_BASE. Guests find slots on their command line,
+ * Linux-style (`virtio_mmio.device=<size>@<base>:<irq>`), which the attach
+ * functions write out for the embedder to append.
+ */
+#ifndef RINGVM_VIRTIO_H
+#define RINGVM_VIRTIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rvm_vm;
+
+#define RVM_VIRTIO_MMIO_BASE   0xd0100000ULL
+#define RVM_VIRTIO_MMIO_STRIDE 0x1000ULL
+#define RVM_VIRTIO_GSI_BASE    5
+#define RVM_VIRTIO_MAX_DEVICES 16
+
+struct rvm_blk_config {
+    const char *path;    /* backing file (a raw image), opened O_DIRECT where possible */
+    bool ro;             /* offer VIRTIO_BLK_F_RO and refuse writes */
+    uint16_t queues;     /* 0 means 1; more than 1 offers VIRTIO_BLK_F_MQ */
+    uint16_t queue_size; /* largest queue the driver may set up; 0 means 256 */
+};
+
+/*
+ * Adds a virtio-blk device in the VM's next virtio slot and writes its
+ * command-line word into cmdline_word[0..len) (may be NULL). Before
+ * rvm_vm_start(). -ENOSPC when the slots are used up; -errno from opening
+ * the file (with a log line).
+ */
+int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config,
+                          char *cmdline_word, size_t len);
+
+#endif
