@@ -139,25 +139,23 @@ static void test_errors(void **state)
 
 static void test_disks(void **state)
 {
+    char a[] = "a.img", b[] = "b.img,ro,queues=4", c[] = "a,rw", d[] = "a,queues=0",
+         e[] = "a,queues=17", f[] = ",ro";
     struct cli_opts o;
     char err[128];
     (void)state;
 
-    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a.img"), "--disk",
-                           strdup("b.img,ro,queues=4")),
-                     0);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", a, "--disk", b), 0);
     assert_int_equal(o.ndisks, 2);
     assert_string_equal(o.disks[0].path, "a.img");
     assert_false(o.disks[0].ro);
     assert_string_equal(o.disks[1].path, "b.img");
     assert_true(o.disks[1].ro);
     assert_int_equal(o.disks[1].queues, 4);
-    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a,rw")), -EINVAL);
-    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a,queues=0")),
-                     -EINVAL);
-    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup("a,queues=17")),
-                     -EINVAL);
-    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", strdup(",ro")), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", c), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", d), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", e), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", f), -EINVAL);
 }
 
 static void test_help_version(void **state)

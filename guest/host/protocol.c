@@ -24,7 +24,8 @@ int bg_result_value(const char *text, const char *key, uint64_t *value)
     const char *line = strstr(text, "RESULT ");
     size_t kl = strlen(key);
 
-    for (const char *p = line; p && *p && *p != '\n'; p++) {
+    /* From after "RESULT ", so that p[-1] is always inside the line. */
+    for (const char *p = line ? line + 7 : NULL; p && *p && *p != '\n'; p++) {
         if (p[-1] == ' ' && !strncmp(p, key, kl) && p[kl] == '=') {
             char *end;
             *value = strtoull(p + kl + 1, &end, 10);
