@@ -42,6 +42,7 @@ struct bench_case {
 /* Cases, defined in the bench/ C files; each list ends with a NULL name. */
 extern const struct bench_case bench_exit_cases[];
 extern const struct bench_case bench_vm_cases[];
+extern const struct bench_case bench_blk_cases[];
 
 #ifdef __cplusplus
 }

@@ -62,6 +62,8 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
     vm->hv = hv;
     vm->fd = -1;
     vm->config = *config;
+    if (sched_getaffinity(0, sizeof(vm->creator_cpus), &vm->creator_cpus) < 0)
+        CPU_ZERO(&vm->creator_cpus);
     vm->nvcpus = config->vcpus ? config->vcpus : 1;
     vm->vcpus = calloc(vm->nvcpus, sizeof(vm->vcpus[0]));
     vm->join_buf = calloc(vm->nvcpus, sizeof(vm->join_buf[0]));
@@ -178,6 +180,19 @@ uint32_t rvm_vm_vcpu_count(const struct rvm_vm *vm)
 struct rvm_vcpu *rvm_vm_vcpu(struct rvm_vm *vm, uint32_t i)
 {
     return i < vm->nvcpus ? __atomic_load_n(&vm->vcpus[i], __ATOMIC_ACQUIRE) : NULL;
+}
+
+void vm_io_cpus(struct rvm_vm *vm, cpu_set_t *set)
+{
+    cpu_set_t rest;
+
+    *set = vm->creator_cpus;
+    rest = *set;
+    for (unsigned i = 0; i < vm->config.n_cpus; i++)
+        if (vm->config.cpus[i] >= 0 && vm->config.cpus[i] < CPU_SETSIZE)
+            CPU_CLR(vm->config.cpus[i], &rest);
+    if (CPU_COUNT(&rest) > 0)
+        *set = rest;
 }
 
 int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *))

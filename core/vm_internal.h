@@ -3,6 +3,7 @@
 #define RINGVM_CORE_VM_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <ringvm/boot.h>
@@ -86,7 +87,8 @@ struct rvm_vm {
     pthread_mutex_t dev_lock;
     struct vm_device *devices;
 
-    uint32_t virtio_slots; /* virtio-mmio slots handed out (under dev_lock) */
+    uint32_t virtio_slots;  /* virtio-mmio slots handed out (under dev_lock) */
+    cpu_set_t creator_cpus; /* the creating thread's affinity, for device workers */
 
     /* Bus tables replaced from a vCPU thread, freed after a later grace period (under ctl). */
     struct bus_table *retired;
@@ -131,6 +133,13 @@ void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint3
  * rvm_vcpu_dispatch(). 0 to go on, 1 when the VM ended, -errno on failure.
  */
 int vcpu_run_dispatch(struct rvm_vcpu *v);
+
+/*
+ * The CPUs a device's worker thread should run on: those the VM's creator
+ * could use, less the ones its vCPUs are pinned to (unless that leaves none),
+ * so that I/O completes while the guest spins on its own CPU.
+ */
+void vm_io_cpus(struct rvm_vm *vm, cpu_set_t *set);
 
 /* rvm_vcpu_create() with vm->ctl held. */
 int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out);

@@ -321,7 +321,16 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         r = -errno;
         goto err_ring;
     }
-    if ((r = -pthread_create(&b->worker, NULL, worker_main, b)) < 0)
+    /* Not on the vCPU's CPU (this runs on a vCPU thread, whose pinning it would inherit). */
+    pthread_attr_t attr;
+    cpu_set_t cpus;
+    vm_io_cpus(b->vm, &cpus);
+    pthread_attr_init(&attr);
+    if (CPU_COUNT(&cpus) > 0)
+        pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
+    r = -pthread_create(&b->worker, &attr, worker_main, b);
+    pthread_attr_destroy(&attr);
+    if (r < 0)
         goto err_efd;
     b->running = true;
     return 0;
@@ -470,5 +479,7 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
     uint32_t gsi = RVM_VIRTIO_GSI_BASE + slot;
     if ((r = virtio_blk_attach(vm, base, gsi, &o, NULL)) < 0)
         return r;
-    return cmdline_word ? virtio_mmio_cmdline(base, gsi, cmdline_word, len) : 0;
+    if (cmdline_word && (r = virtio_mmio_cmdline(base, gsi, cmdline_word, len)) < 0)
+        return r;
+    return 0;
 }

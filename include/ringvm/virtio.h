@@ -30,8 +30,8 @@ struct rvm_blk_config {
 /*
  * Adds a virtio-blk device in the VM's next virtio slot and writes its
  * command-line word into cmdline_word[0..len) (may be NULL). Before
- * rvm_vm_start(). -ENOSPC when the slots are used up; -errno from opening
- * the file (with a log line).
+ * rvm_vm_start(). Returns 0; -ENOSPC when the slots are used up or the word
+ * does not fit in len; -errno from opening the file (with a log line).
  */
 int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config,
                           char *cmdline_word, size_t len);
