@@ -97,7 +97,7 @@ class TableReporter : public benchmark::BenchmarkReporter
     }
     void Finalize() override
     {
-        std::printf("%-36s %-8s %12s %12s %10s\n", "case", "unit", "raw", "ringvm", "ringvm/raw");
+        std::printf("%-36s %-8s %12s %12s %10s\n", "case", "unit", "baseline", "ringvm", "ratio");
         for (const auto &name : registered) {
             size_t slash = name.rfind('/');
             std::string base = name.substr(0, slash), kind = name.substr(slash + 1);
