@@ -24,17 +24,13 @@ static int setup(void **state)
 {
     static struct fx f;
     struct rvm_uart_config uc = {.out = console_out, .out_opaque = &f.con};
-    struct rvm_vm_config c;
 
     if (!kvm_usable()) {
         *state = NULL;
         return 0;
     }
     memset(&f, 0, sizeof(f));
-    rvm_vm_config_init(&c);
-    c.mem.size = 4 << 20;
-    if (rvm_hv_open(NULL, &f.hv) < 0 || rvm_vm_create(f.hv, &c, &f.vm) < 0 ||
-        rvm_uart_attach(f.vm, &uc, &f.uart) < 0)
+    if (kvm_fixture_open(&f.hv, &f.vm, 4 << 20) < 0 || rvm_uart_attach(f.vm, &uc, &f.uart) < 0)
         return -1;
     *state = &f;
     return 0;
@@ -44,18 +40,10 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
 
-    if (f) {
-        rvm_vm_destroy(f->vm);
-        rvm_hv_close(f->hv);
-    }
+    if (f)
+        kvm_fixture_close(f->hv, f->vm);
     return 0;
 }
-
-#define NEED_KVM(state)                                                                            \
-    do {                                                                                           \
-        if (!*(state))                                                                             \
-            SKIP_WITHOUT_KVM();                                                                    \
-    } while (0)
 
 static uint8_t rd(struct fx *f, int reg)
 {

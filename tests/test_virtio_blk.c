@@ -155,7 +155,6 @@ static uint8_t status_of(struct drv *d, int k)
 static int setup(void **state)
 {
     static struct drv d;
-    struct rvm_vm_config c;
     struct virtio_blk_config_opts o = {.queue_size = 64};
     int fd;
 
@@ -168,9 +167,7 @@ static int setup(void **state)
     if (fd < 0 || ftruncate(fd, DISK) < 0)
         return -1;
     close(fd);
-    rvm_vm_config_init(&c);
-    c.mem.size = 16 << 20;
-    if (rvm_hv_open(NULL, &d.hv) < 0 || rvm_vm_create(d.hv, &c, &d.vm) < 0)
+    if (kvm_fixture_open(&d.hv, &d.vm, 16 << 20) < 0)
         return -1;
     d.m = rvm_vm_mem(d.vm);
     o.path = d.path;
@@ -185,18 +182,11 @@ static int teardown(void **state)
     struct drv *d = *state;
 
     if (d) {
-        rvm_vm_destroy(d->vm);
-        rvm_hv_close(d->hv);
+        kvm_fixture_close(d->hv, d->vm);
         unlink(d->path);
     }
     return 0;
 }
-
-#define NEED_KVM(state)                                                                            \
-    do {                                                                                           \
-        if (!*(state))                                                                             \
-            SKIP_WITHOUT_KVM();                                                                    \
-    } while (0)
 
 static void test_write_read_back(void **state)
 {

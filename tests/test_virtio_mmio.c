@@ -75,16 +75,13 @@ struct fx {
 static int setup(void **state)
 {
     static struct fx f;
-    struct rvm_vm_config c;
 
     *state = NULL;
     if (!kvm_usable())
         return 0;
     memset(&f, 0, sizeof(f));
     memcpy(f.dev.config, "ringvm-cfg!", 12);
-    rvm_vm_config_init(&c);
-    c.mem.size = 16 << 20;
-    if (rvm_hv_open(NULL, &f.hv) < 0 || rvm_vm_create(f.hv, &c, &f.vm) < 0 ||
+    if (kvm_fixture_open(&f.hv, &f.vm, 16 << 20) < 0 ||
         virtio_mmio_attach(f.vm, BASE, GSI, &ops, &f.dev, &f.t) < 0)
         return -1;
     *state = &f;
@@ -95,18 +92,10 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
 
-    if (f) {
-        rvm_vm_destroy(f->vm);
-        rvm_hv_close(f->hv);
-    }
+    if (f)
+        kvm_fixture_close(f->hv, f->vm);
     return 0;
 }
-
-#define NEED_KVM(state)                                                                            \
-    do {                                                                                           \
-        if (!*(state))                                                                             \
-            SKIP_WITHOUT_KVM();                                                                    \
-    } while (0)
 
 static uint32_t rd(struct fx *f, uint64_t off)
 {

@@ -61,3 +61,27 @@ void tvm_destroy(struct tvm *t)
     rvm_vm_destroy(t->vm);
     rvm_hv_close(t->hv);
 }
+
+int kvm_fixture_open(struct rvm_hv **hv, struct rvm_vm **vm, uint64_t mem_size)
+{
+    struct rvm_vm_config c;
+
+    *hv = NULL;
+    *vm = NULL;
+    rvm_vm_config_init(&c);
+    c.mem.size = mem_size;
+    if (rvm_hv_open(NULL, hv) < 0)
+        return -1;
+    if (rvm_vm_create(*hv, &c, vm) < 0) {
+        rvm_hv_close(*hv);
+        *hv = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void kvm_fixture_close(struct rvm_hv *hv, struct rvm_vm *vm)
+{
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+}

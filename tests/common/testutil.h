@@ -47,4 +47,16 @@ void tvm_destroy(struct tvm *t);
 
 void sleep_ms(int ms);
 
+/* A bare VM of mem_size bytes for device tests: 0, or -1 (nothing left open). */
+int kvm_fixture_open(struct rvm_hv **hv, struct rvm_vm **vm, uint64_t mem_size);
+/* Destroys what kvm_fixture_open made; NULLs are fine. */
+void kvm_fixture_close(struct rvm_hv *hv, struct rvm_vm *vm);
+
+/* In a test whose setup left *state NULL for want of KVM: skip, saying so. */
+#define NEED_KVM(state)                                                                            \
+    do {                                                                                           \
+        if (!*(state))                                                                             \
+            SKIP_WITHOUT_KVM();                                                                    \
+    } while (0)
+
 #endif
