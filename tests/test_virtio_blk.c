@@ -42,8 +42,12 @@ struct drv {
     struct rvm_mem *m;
     struct virtio_blk *blk;
     char path[64];
-    uint16_t avail_idx, used_seen;
+    unsigned q; /* the queue the helpers below work on; its rings sit q * RING_STRIDE up */
+    uint16_t avail_idx[2], used_seen[2];
 };
+
+#define RING_STRIDE 0x4000ULL
+#define RING(d)     ((d)->q * RING_STRIDE)
 
 static uint32_t rd(struct drv *d, uint64_t base, uint64_t off)
 {
@@ -58,8 +62,8 @@ static void wr(struct drv *d, uint64_t base, uint64_t off, uint32_t val)
     assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, base + off, 4, true, &v), 0);
 }
 
-/* Brings the device at base up with one queue of QSZ; returns the device features. */
-static uint64_t driver_init(struct drv *d, uint64_t base)
+/* Brings the device at base up with nq queues of QSZ; returns the device features. */
+static uint64_t driver_init_mq(struct drv *d, uint64_t base, unsigned nq)
 {
     uint64_t feat;
     uint32_t ok = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
@@ -75,34 +79,42 @@ static uint64_t driver_init(struct drv *d, uint64_t base)
     wr(d, base, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
     wr(d, base, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)feat & (1U << VIRTIO_BLK_F_FLUSH));
     wr(d, base, VIRTIO_MMIO_STATUS, ok | VIRTIO_CONFIG_S_FEATURES_OK);
-    wr(d, base, VIRTIO_MMIO_QUEUE_SEL, 0);
-    wr(d, base, VIRTIO_MMIO_QUEUE_NUM, QSZ);
-    wr(d, base, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)DESC);
-    wr(d, base, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)AVAIL);
-    wr(d, base, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)USED);
-    wr(d, base, VIRTIO_MMIO_QUEUE_READY, 1);
+    for (unsigned q = 0; q < nq; q++) {
+        wr(d, base, VIRTIO_MMIO_QUEUE_SEL, q);
+        wr(d, base, VIRTIO_MMIO_QUEUE_NUM, QSZ);
+        wr(d, base, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)(DESC + q * RING_STRIDE));
+        wr(d, base, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)(AVAIL + q * RING_STRIDE));
+        wr(d, base, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)(USED + q * RING_STRIDE));
+        wr(d, base, VIRTIO_MMIO_QUEUE_READY, 1);
+        d->avail_idx[q] = d->used_seen[q] = 0;
+    }
+    d->q = 0;
     wr(d, base, VIRTIO_MMIO_STATUS, ok | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
     assert_int_equal(rd(d, base, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
-    d->avail_idx = d->used_seen = 0;
     return feat;
+}
+
+static uint64_t driver_init(struct drv *d, uint64_t base)
+{
+    return driver_init_mq(d, base, 1);
 }
 
 /* The driver's side of the ring indices: release after the entries, acquire before reading. */
 static void publish_avail(struct drv *d, uint16_t idx)
 {
-    __atomic_store_n((uint16_t *)rvm_mem_hva(d->m, AVAIL + 2, 2), idx, __ATOMIC_RELEASE);
+    __atomic_store_n((uint16_t *)rvm_mem_hva(d->m, AVAIL + RING(d) + 2, 2), idx, __ATOMIC_RELEASE);
 }
 
 static uint16_t used_index(struct drv *d)
 {
-    return __atomic_load_n((uint16_t *)rvm_mem_hva(d->m, USED + 2, 2), __ATOMIC_ACQUIRE);
+    return __atomic_load_n((uint16_t *)rvm_mem_hva(d->m, USED + RING(d) + 2, 2), __ATOMIC_ACQUIRE);
 }
 
 static void desc(struct drv *d, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
                  uint16_t next)
 {
     struct vring_desc v = {.addr = addr, .len = len, .flags = flags, .next = next};
-    assert_int_equal(rvm_mem_write(d->m, DESC + 16ULL * i, &v, sizeof(v)), 0);
+    assert_int_equal(rvm_mem_write(d->m, DESC + RING(d) + 16ULL * i, &v, sizeof(v)), 0);
 }
 
 /* Queues a 3-descriptor request at descriptors 3*k.. and kicks; returns its head. */
@@ -110,7 +122,7 @@ static uint16_t request(struct drv *d, uint64_t base, int k, uint32_t type, uint
                         uint64_t buf, uint32_t len, bool dev_writes)
 {
     uint32_t h[4] = {type, 0, (uint32_t)sector, (uint32_t)(sector >> 32)};
-    uint16_t head = (uint16_t)(3 * k), slot = d->avail_idx % QSZ;
+    uint16_t head = (uint16_t)(3 * k), slot = d->avail_idx[d->q] % QSZ;
     uint8_t poison = 0xee;
 
     rvm_mem_write(d->m, HDR + 64ULL * k, h, sizeof(h));
@@ -119,10 +131,10 @@ static uint16_t request(struct drv *d, uint64_t base, int k, uint32_t type, uint
     desc(d, head + 1, buf, len, VRING_DESC_F_NEXT | (dev_writes ? VRING_DESC_F_WRITE : 0),
          head + 2);
     desc(d, head + 2, STATUS + k, 1, VRING_DESC_F_WRITE, 0);
-    rvm_mem_write(d->m, AVAIL + 4 + 2 * slot, &head, 2);
-    d->avail_idx++;
-    publish_avail(d, d->avail_idx);
-    wr(d, base, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    rvm_mem_write(d->m, AVAIL + RING(d) + 4 + 2 * slot, &head, 2);
+    d->avail_idx[d->q]++;
+    publish_avail(d, d->avail_idx[d->q]);
+    wr(d, base, VIRTIO_MMIO_QUEUE_NOTIFY, d->q);
     return head;
 }
 
@@ -134,13 +146,13 @@ static uint32_t wait_used(struct drv *d, uint16_t head)
 
     for (int i = 0; i < 5000; i++) {
         idx = used_index(d);
-        if (idx != d->used_seen)
+        if (idx != d->used_seen[d->q])
             break;
         sleep_ms(1);
     }
-    assert_int_not_equal(idx, d->used_seen);
-    rvm_mem_read(d->m, USED + 4 + 8 * (d->used_seen % QSZ), &e, sizeof(e));
-    d->used_seen++;
+    assert_int_not_equal(idx, d->used_seen[d->q]);
+    rvm_mem_read(d->m, USED + RING(d) + 4 + 8 * (d->used_seen[d->q] % QSZ), &e, sizeof(e));
+    d->used_seen[d->q]++;
     assert_int_equal(e.id, head);
     return e.len;
 }
@@ -334,12 +346,41 @@ static void test_disk_full(void **state)
     rmdir(dir);
 }
 
+/* Several queues (VIRTIO_BLK_F_MQ): each with its own rings and notifications. */
+static void test_multiqueue(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    struct virtio_blk_config_opts o = {.path = d->path, .queues = 2};
+    const uint64_t base2 = BASE + 0x3000;
+    uint64_t nq = 0;
+    uint8_t buf[512], back[512];
+
+    assert_int_equal(virtio_blk_attach(d->vm, base2, 8, &o, NULL), 0);
+    assert_true(driver_init_mq(d, base2, 2) & (1ULL << VIRTIO_BLK_F_MQ));
+    assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, base2 + 0x100 + 34, 2, false, &nq), 0);
+    assert_int_equal(nq, 2); /* num_queues in config space */
+    memset(buf, 0x77, sizeof(buf));
+    rvm_mem_write(d->m, DATA, buf, sizeof(buf));
+    d->q = 1; /* write through queue 1 */
+    uint16_t h = request(d, base2, 0, VIRTIO_BLK_T_OUT, 100, DATA, 512, false);
+    assert_int_equal(wait_used(d, h), 1);
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_OK);
+    d->q = 0; /* read back through queue 0 */
+    h = request(d, base2, 1, VIRTIO_BLK_T_IN, 100, DATA + 4096, 512, true);
+    assert_int_equal(wait_used(d, h), 513);
+    rvm_mem_read(d->m, DATA + 4096, back, sizeof(back));
+    assert_memory_equal(back, buf, sizeof(back));
+    assert_int_equal(d->used_seen[0], 1);
+    assert_int_equal(d->used_seen[1], 1);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_write_read_back), T(test_errors_keep_serving), T(test_corrupt_ring_needs_reset),
-        T(test_read_only_disk),  T(test_disk_full),
+        T(test_read_only_disk),  T(test_disk_full),           T(test_multiqueue),
     };
     return cmocka_run_group_tests_name("virtio_blk", tests, NULL, NULL);
 }
