@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../arch/x86_64/arch.h"
+#include "counter.h"
 #include "log.h"
 #include "vm_internal.h"
 
@@ -96,24 +97,18 @@ uint32_t rvm_vcpu_id(const struct rvm_vcpu *v)
     return v->id;
 }
 
-/* A counter with one writer (the vCPU's thread): relaxed load and store, no locked op. */
-static inline void bump(uint64_t *c)
-{
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
-}
-
 static inline void count_exit(struct rvm_vcpu *v, enum rvm_exit_reason r)
 {
-    bump(&v->exits[r]);
+    counter_bump(&v->exits[r]);
 }
 
 /* Counts an access nobody claimed, or one its handler refused. */
 static inline void count_access(struct rvm_vcpu *v, int r)
 {
     if (r == -ENOENT)
-        bump(&v->unhandled_io);
+        counter_bump(&v->unhandled_io);
     else if (r < 0)
-        bump(&v->failed_io);
+        counter_bump(&v->failed_io);
 }
 
 static uint64_t load_le(const void *p, unsigned size)
@@ -297,7 +292,7 @@ static void dispatch_mmio(struct rvm_vcpu *v)
     qs_enter(v);
     if (bus_range_access(bus_find(bus_current(&v->vm->bus[RVM_BUS_MMIO]), run->mmio.phys_addr, len),
                          run->mmio.phys_addr, len, write, &val) < 0)
-        bump(&v->unhandled_io);
+        counter_bump(&v->unhandled_io);
     qs_leave(v);
     if (!write)
         memcpy(run->mmio.data, &val, len);

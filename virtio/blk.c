@@ -17,6 +17,7 @@
 #include <ringvm/virtio.h>
 #include <ringvm/vm.h>
 
+#include "../core/counter.h"
 #include "../core/log.h"
 #include "../core/vm_internal.h"
 #include "../mem/mem_internal.h"
@@ -63,11 +64,6 @@ struct virtio_blk {
     uint64_t stat_requests, stat_errors, stat_batches, stat_irqs; /* __atomic */
 };
 
-static void bump(uint64_t *c)
-{
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
-}
-
 void virtio_blk_stats(const struct virtio_blk *b, struct virtio_blk_stats *s)
 {
     s->requests = __atomic_load_n(&b->stat_requests, __ATOMIC_RELAXED);
@@ -107,8 +103,8 @@ static void complete(struct virtio_blk *b, uint16_t q, uint16_t head, struct blk
         written += 1;
     }
     if (status != VIRTIO_BLK_S_OK)
-        bump(&b->stat_errors);
-    bump(&b->stat_requests);
+        counter_bump(&b->stat_errors);
+    counter_bump(&b->stat_requests);
     vq_add_used(&b->vqs[q], head, written);
 }
 
@@ -284,9 +280,9 @@ static void *worker_main(void *arg)
         for (uint16_t q = 0; q < b->nq; q++)
             if (b->vqs[q].size)
                 irq |= vq_publish_used(&b->vqs[q]);
-        bump(&b->stat_batches);
+        counter_bump(&b->stat_batches);
         if (irq) {
-            bump(&b->stat_irqs);
+            counter_bump(&b->stat_irqs);
             virtio_mmio_interrupt(b->t, VIRTIO_MMIO_INT_VRING);
         }
     }
