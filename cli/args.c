@@ -19,14 +19,16 @@ const char cli_usage[] =
     "  --mem SIZE           guest RAM, with K, M or G suffix (default: 128M)\n"
     "  --vcpus N            number of vCPUs (default: 1)\n"
     "  --cpus LIST          pin vCPU i to the i-th CPU of LIST, e.g. 0,1 or 2-5 (round robin)\n"
+    "  --io-cpus LIST       CPUs for device I/O workers (default: ours less the vCPUs')\n"
     "  --numa-node N        place memory on node N and pin vCPUs to its CPUs\n"
     "  --hugepages KIND     none (4 KiB, default), thp, 2M or 1G (hugetlbfs; the pool must\n"
     "                       already hold enough pages: see docs/host-setup.md)\n"
     "  --prefault           fault all guest memory in before the guest starts\n"
     "  --serial stdio|PATH  where COM1 output goes (default: stdio)\n"
-    "  --disk PATH[,ro][,queues=N]\n"
+    "  --disk PATH[,ro][,queues=N][,poll=US]\n"
     "                       a virtio-blk disk on a raw image (repeatable, up to 16); the\n"
-    "                       guest finds it through virtio_mmio.device= on its command line\n"
+    "                       guest finds it through virtio_mmio.device= on its command line;\n"
+    "                       poll=US: its worker polls the rings US microseconds after work\n"
     "  -v, --verbose        log debug messages to stderr\n"
     "\n"
     "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4), a debug-exit port at 0xf4, and\n"
@@ -139,6 +141,8 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk)
             disk->ro = true;
         else if (!strncmp(opt, "queues=", 7) && parse_uint(opt + 7, 16, &q) == 0 && q > 0)
             disk->queues = (uint16_t)q;
+        else if (!strncmp(opt, "poll=", 5) && parse_uint(opt + 5, 1000000, &q) == 0)
+            disk->poll_us = (uint32_t)q;
         else
             return -EINVAL;
     }
@@ -178,7 +182,8 @@ enum {
     OPT_PREFAULT,
     OPT_SERIAL,
     OPT_VERSION,
-    OPT_DISK
+    OPT_DISK,
+    OPT_IO_CPUS
 };
 
 static const struct option long_opts[] = {
@@ -188,6 +193,7 @@ static const struct option long_opts[] = {
     {"mem", required_argument, NULL, OPT_MEM},
     {"vcpus", required_argument, NULL, OPT_VCPUS},
     {"cpus", required_argument, NULL, OPT_CPUS},
+    {"io-cpus", required_argument, NULL, OPT_IO_CPUS},
     {"numa-node", required_argument, NULL, OPT_NUMA},
     {"hugepages", required_argument, NULL, OPT_HUGE},
     {"prefault", no_argument, NULL, OPT_PREFAULT},
@@ -224,7 +230,7 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         if (o->ndisks == RVM_VIRTIO_MAX_DEVICES)
             return fail(err, len, "too many --disk options (at most 16)", NULL);
         if (cli_parse_disk((char *)arg, &o->disks[o->ndisks]) < 0)
-            return fail(err, len, "bad --disk '%s' (PATH[,ro][,queues=N])", arg);
+            return fail(err, len, "bad --disk '%s' (PATH[,ro][,queues=N][,poll=US])", arg);
         o->ndisks++;
         return 0;
     case 'v':
@@ -244,6 +250,12 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         if (n <= 0)
             return fail(err, len, "bad --cpus list '%s' (e.g. 0,1 or 2-5)", arg);
         o->vm.n_cpus = (unsigned)n;
+        return 0;
+    case OPT_IO_CPUS:
+        n = cli_parse_cpus(arg, o->vm.io_cpus, RVM_MAX_CPUS_LIST);
+        if (n <= 0)
+            return fail(err, len, "bad --io-cpus list '%s' (e.g. 0,1 or 2-5)", arg);
+        o->vm.n_io_cpus = (unsigned)n;
         return 0;
     case OPT_NUMA:
         if (parse_uint(arg, 1023, &v) < 0)

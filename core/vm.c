@@ -51,10 +51,17 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
 
     if (!hv || !config || !out)
         return -EINVAL;
-    if (config->vcpus > hv->caps.max_vcpus || config->n_cpus > RVM_MAX_CPUS_LIST) {
+    if (config->vcpus > hv->caps.max_vcpus) {
         rvm_err(hv, "%u vCPUs asked, KVM allows %u", config->vcpus, hv->caps.max_vcpus);
         return -EINVAL;
     }
+    if (config->n_cpus > RVM_MAX_CPUS_LIST || config->n_io_cpus > RVM_MAX_CPUS_LIST)
+        return -EINVAL;
+    for (unsigned i = 0; i < config->n_io_cpus; i++)
+        if (config->io_cpus[i] < 0 || config->io_cpus[i] >= CPU_SETSIZE) {
+            rvm_err(hv, "I/O CPU %d out of range", config->io_cpus[i]);
+            return -EINVAL;
+        }
     vm = aligned_alloc(64, sizeof(*vm));
     if (!vm)
         return -ENOMEM;
@@ -186,6 +193,13 @@ void vm_io_cpus(struct rvm_vm *vm, cpu_set_t *set)
 {
     cpu_set_t rest;
 
+    if (vm->config.n_io_cpus > 0) {
+        CPU_ZERO(set);
+        for (unsigned i = 0; i < vm->config.n_io_cpus && i < RVM_MAX_CPUS_LIST; i++)
+            if (vm->config.io_cpus[i] >= 0 && vm->config.io_cpus[i] < CPU_SETSIZE)
+                CPU_SET(vm->config.io_cpus[i], set);
+        return;
+    }
     *set = vm->creator_cpus;
     rest = *set;
     for (unsigned i = 0; i < vm->config.n_cpus; i++)

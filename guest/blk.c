@@ -60,6 +60,7 @@
 #define VRING_DESC_F_NEXT          1
 #define VRING_DESC_F_WRITE         2 /* device writes this buffer */
 #define VRING_AVAIL_F_NO_INTERRUPT 1
+#define VRING_USED_F_NO_NOTIFY     1
 
 #define QUEUE_SIZE_MAX 256
 
@@ -143,6 +144,7 @@ static volatile uint16_t *vq_used;  /* flags, idx, then the vring_used_elem ring
 #define AVAIL_FLAGS   (vq_avail[0])
 #define AVAIL_IDX     (vq_avail[1])
 #define AVAIL_RING(i) (vq_avail[2 + (i)])
+#define USED_FLAGS    (vq_used[0])
 #define USED_IDX      (vq_used[1])
 #define USED_RING     ((volatile struct vring_used_elem *)(vq_used + 2))
 
@@ -458,7 +460,7 @@ static uint64_t gen_next(struct sector_gen *g)
 struct run {
     uint32_t bs, qd;
     int irq_mode;
-    uint64_t errors, mismatches;
+    uint64_t errors, mismatches, notifies;
 };
 
 static inline uint8_t *slot_buf(unsigned int s, uint32_t bs)
@@ -549,8 +551,13 @@ static void run_pass(struct run *r, struct sector_gen *g, uint32_t type, int ver
             }
             barrier(); /* ring entries before the index (x86: stores are ordered) */
             AVAIL_IDX = dev.avail_idx;
-            barrier(); /* index before the notify; the UC MMIO store is ordered after it */
-            vm_wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+            /* The index before the device's flag is read (a store then a load: a full
+             * fence); a polling device has turned notifications off. */
+            __asm__ volatile("mfence" ::: "memory");
+            if (!(USED_FLAGS & VRING_USED_F_NO_NOTIFY)) {
+                vm_wr(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+                r->notifies++;
+            }
         }
 
         wait_used(r->irq_mode);
@@ -695,6 +702,8 @@ void blk_main(const char *cmdline, const char *test, uint64_t n)
     con_putdec(r.mismatches);
     con_puts(" irqs=");
     con_putdec(blk_isr_count);
+    con_puts(" notifies=");
+    con_putdec(r.notifies);
     con_putc('\n');
     bg_exit(BG_EXIT_OK);
 }

@@ -72,7 +72,8 @@ static void test_full_run(void **state)
 
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k.elf", "--cmdline", "test=pio n=1",
                            "--initrd", "i.img", "--mem", "256M", "--vcpus", "2", "--cpus", "0,1",
-                           "--hugepages", "2M", "--prefault", "--serial", "out.txt", "-v"),
+                           "--io-cpus", "2-3", "--hugepages", "2M", "--prefault", "--serial",
+                           "out.txt", "-v"),
                      0);
     assert_int_equal(o.cmd, CLI_RUN);
     assert_string_equal(o.kernel, "k.elf");
@@ -83,6 +84,9 @@ static void test_full_run(void **state)
     assert_int_equal(o.vm.vcpus, 2);
     assert_int_equal(o.vm.n_cpus, 2);
     assert_int_equal(o.vm.cpus[1], 1);
+    assert_int_equal(o.vm.n_io_cpus, 2);
+    assert_int_equal(o.vm.io_cpus[0], 2);
+    assert_int_equal(o.vm.io_cpus[1], 3);
     assert_int_equal(o.vm.mem.backing, RVM_MEM_HUGE_2M);
     assert_true(o.vm.mem.prefault);
     assert_true(o.verbose);
@@ -101,6 +105,7 @@ static void test_defaults(void **state)
     assert_int_equal(o.vm.mem.size, 128ULL << 20);
     assert_int_equal(o.vm.vcpus, 1);
     assert_int_equal(o.vm.n_cpus, 0);
+    assert_int_equal(o.vm.n_io_cpus, 0);
     assert_int_equal(o.vm.numa_node, -1);
     assert_int_equal(o.vm.mem.backing, RVM_MEM_ANON);
     assert_int_equal(
@@ -133,14 +138,16 @@ static void test_errors(void **state)
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--cpus", "0", "--numa-node", "0"),
                      -EINVAL);
     assert_non_null(strstr(err, "exclude"));
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--io-cpus", "x"), -EINVAL);
+    assert_non_null(strstr(err, "--io-cpus"));
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "extra"), -EINVAL);
     assert_int_equal(PARSE(&o, err, "caps", "x"), -EINVAL);
 }
 
 static void test_disks(void **state)
 {
-    char a[] = "a.img", b[] = "b.img,ro,queues=4", c[] = "a,rw", d[] = "a,queues=0",
-         e[] = "a,queues=17", f[] = ",ro";
+    char a[] = "a.img", b[] = "b.img,ro,queues=4,poll=50", c[] = "a,rw", d[] = "a,queues=0",
+         e[] = "a,queues=17", f[] = ",ro", g[] = "a,poll=x";
     struct cli_opts o;
     char err[128];
     (void)state;
@@ -152,10 +159,13 @@ static void test_disks(void **state)
     assert_string_equal(o.disks[1].path, "b.img");
     assert_true(o.disks[1].ro);
     assert_int_equal(o.disks[1].queues, 4);
+    assert_int_equal(o.disks[1].poll_us, 50);
+    assert_int_equal(o.disks[0].poll_us, 0);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", c), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", d), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", e), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", f), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", g), -EINVAL);
 }
 
 static void test_help_version(void **state)
@@ -173,8 +183,9 @@ static void test_help_version(void **state)
     assert_int_equal(PARSE(&o, err, "caps"), 0);
     assert_int_equal(o.cmd, CLI_CAPS);
     /* --help documents every run option. */
-    const char *opts[] = {"--kernel", "--cmdline",   "--initrd",    "--mem",      "--vcpus",
-                          "--cpus",   "--numa-node", "--hugepages", "--prefault", "--serial"};
+    const char *opts[] = {"--kernel",   "--cmdline", "--initrd",    "--mem",
+                          "--vcpus",    "--cpus",    "--numa-node", "--hugepages",
+                          "--prefault", "--serial",  "--io-cpus",   "--disk"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         assert_non_null(strstr(cli_usage, opts[i]));
 }

@@ -297,6 +297,31 @@ static void test_blk_irq_mode(void **state)
     unlink(disk_a);
 }
 
+/*
+ * A polling device: the guest sees notifications turned off and makes its
+ * requests available without exiting; with interrupts too.
+ */
+static void test_blk_polling(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    make_disk(disk_a, sizeof(disk_a), 16 << 20);
+    assert_int_equal(sh("timeout 300 %s run --kernel %s --disk %s,poll=200000 --cmdline "
+                        "'test=blk-verify n=2000 qd=1' 2>&1",
+                        ringvm_path(), guest_path(), disk_a),
+                     0);
+    assert_int_equal(field("mismatches"), 0);
+    assert_int_equal(field("errors"), 0);
+    assert_true(field("notifies") < 2000); /* 4000 requests (write, read) without polling */
+    assert_int_equal(sh("timeout 300 %s run --kernel %s --disk %s,poll=200000 --cmdline "
+                        "'test=blk-verify n=2000 qd=8 irq=1' 2>&1",
+                        ringvm_path(), guest_path(), disk_a),
+                     0);
+    assert_int_equal(field("mismatches"), 0);
+    assert_true(field("irqs") > 0);
+    unlink(disk_a);
+}
+
 /* Two disks: the guest writes the second; the first stays untouched. */
 static void test_blk_two_disks(void **state)
 {
@@ -405,7 +430,7 @@ int main(void)
         cmocka_unit_test(test_run_closed_stdout), cmocka_unit_test(test_blk_verify_10000),
         cmocka_unit_test(test_blk_irq_mode),      cmocka_unit_test(test_blk_two_disks),
         cmocka_unit_test(test_blk_read_only),     cmocka_unit_test(test_blk_store_fills_up),
-        cmocka_unit_test(test_qemu_blk),
+        cmocka_unit_test(test_qemu_blk),          cmocka_unit_test(test_blk_polling),
     };
     return cmocka_run_group_tests_name("cmd", tests, NULL, NULL);
 }

@@ -6,7 +6,9 @@
  * eventfd the guest's ioeventfd signals) and reads the used ring, while the
  * device's worker does real I/O through io_uring on a file.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,7 @@ struct drv {
     char path[64];
     unsigned q; /* the queue the helpers below work on; its rings sit q * RING_STRIDE up */
     uint16_t avail_idx[2], used_seen[2];
+    bool no_kick; /* request() only makes the chain available */
 };
 
 #define RING_STRIDE 0x4000ULL
@@ -134,7 +137,8 @@ static uint16_t request(struct drv *d, uint64_t base, int k, uint32_t type, uint
     rvm_mem_write(d->m, AVAIL + RING(d) + 4 + 2 * slot, &head, 2);
     d->avail_idx[d->q]++;
     publish_avail(d, d->avail_idx[d->q]);
-    wr(d, base, VIRTIO_MMIO_QUEUE_NOTIFY, d->q);
+    if (!d->no_kick)
+        wr(d, base, VIRTIO_MMIO_QUEUE_NOTIFY, d->q);
     return head;
 }
 
@@ -375,12 +379,111 @@ static void test_multiqueue(void **state)
     assert_int_equal(d->used_seen[1], 1);
 }
 
+static uint16_t used_flags(struct drv *d)
+{
+    return __atomic_load_n((uint16_t *)rvm_mem_hva(d->m, USED + RING(d), 2), __ATOMIC_ACQUIRE);
+}
+
+/*
+ * A polling device (poll_us) turns notifications off while it polls, serves
+ * what the driver makes available without a kick, and turns them back on
+ * when the window has passed without work.
+ */
+static void test_polling(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    struct virtio_blk_config_opts o = {.path = d->path, .poll_us = 1000000};
+    const uint64_t base2 = BASE + 0x3000;
+    uint8_t buf[512], back[512];
+    int i;
+
+    assert_int_equal(virtio_blk_attach(d->vm, base2, 8, &o, NULL), 0);
+    driver_init(d, base2);
+    assert_int_equal(used_flags(d) & VRING_USED_F_NO_NOTIFY, 0);
+    memset(buf, 0x3c, sizeof(buf));
+    rvm_mem_write(d->m, DATA, buf, sizeof(buf));
+    uint16_t h = request(d, base2, 0, VIRTIO_BLK_T_OUT, 200, DATA, 512, false);
+    assert_int_equal(wait_used(d, h), 1);
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_OK);
+    assert_int_equal(used_flags(d) & VRING_USED_F_NO_NOTIFY, VRING_USED_F_NO_NOTIFY);
+
+    d->no_kick = true; /* as the driver must, seeing NO_NOTIFY */
+    h = request(d, base2, 1, VIRTIO_BLK_T_IN, 200, DATA + 4096, 512, true);
+    d->no_kick = false;
+    assert_int_equal(wait_used(d, h), 513);
+    rvm_mem_read(d->m, DATA + 4096, back, sizeof(back));
+    assert_memory_equal(back, buf, sizeof(back));
+
+    for (i = 0; i < 5000 && (used_flags(d) & VRING_USED_F_NO_NOTIFY); i++)
+        sleep_ms(1);
+    assert_int_equal(used_flags(d) & VRING_USED_F_NO_NOTIFY, 0); /* the window closed */
+    h = request(d, base2, 2, VIRTIO_BLK_T_IN, 200, DATA + 8192, 512, true);
+    assert_int_equal(wait_used(d, h), 513); /* and a kick wakes the worker again */
+}
+
+/* The thread named rvm-blk in this process, or -1. */
+static pid_t find_worker(void)
+{
+    DIR *dir = opendir("/proc/self/task");
+    struct dirent *e;
+    pid_t found = -1;
+
+    while (dir && found < 0 && (e = readdir(dir))) {
+        char path[300], comm[32] = "";
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        if (e->d_name[0] == '.' || !(f = fopen(path, "r")))
+            continue;
+        if (fgets(comm, sizeof(comm), f) && strncmp(comm, "rvm-blk", 7) == 0)
+            found = atoi(e->d_name);
+        fclose(f);
+    }
+    if (dir)
+        closedir(dir);
+    return found;
+}
+
+/* The worker runs on the VM's I/O CPUs, and by default not on a vCPU's. */
+static void test_worker_cpus(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    cpu_set_t set, expect;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    /* Default: the creator's CPUs less the vCPUs'. */
+    d->vm->config.n_cpus = 1;
+    d->vm->config.cpus[0] = 0;
+    vm_io_cpus(d->vm, &set);
+    assert_false(CPU_ISSET(0, &set) && CPU_COUNT(&d->vm->creator_cpus) > 1);
+    assert_true(CPU_COUNT(&set) > 0);
+    d->vm->config.n_cpus = 0;
+
+    d->vm->config.n_io_cpus = 1;
+    d->vm->config.io_cpus[0] = (int)(ncpu - 1);
+    driver_init(d, BASE);
+    pid_t tid = find_worker();
+    assert_true(tid > 0);
+    assert_int_equal(sched_getaffinity(tid, sizeof(set), &set), 0);
+    CPU_ZERO(&expect);
+    CPU_SET(ncpu - 1, &expect);
+    assert_true(CPU_EQUAL(&set, &expect));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_write_read_back), T(test_errors_keep_serving), T(test_corrupt_ring_needs_reset),
-        T(test_read_only_disk),  T(test_disk_full),           T(test_multiqueue),
+        T(test_write_read_back),
+        T(test_errors_keep_serving),
+        T(test_corrupt_ring_needs_reset),
+        T(test_read_only_disk),
+        T(test_disk_full),
+        T(test_multiqueue),
+        T(test_worker_cpus),
+        T(test_polling),
     };
     return cmocka_run_group_tests_name("virtio_blk", tests, NULL, NULL);
 }

@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/virtio_blk.h>
@@ -48,6 +51,8 @@ struct virtio_blk {
     int fd_direct, fd_buffered;
     uint64_t capacity; /* sectors */
     uint16_t nq;
+    uint64_t poll_ns;   /* device-side polling window; 0: none */
+    bool ring_disabled; /* created disabled, enabled by the worker */
 
     /* Set at activate, used by the worker alone until reset. */
     struct vq *vqs;
@@ -189,7 +194,12 @@ static void handle_chain(struct virtio_blk *b, uint16_t q, struct vq_chain *c)
 }
 
 /* Drains queue q while there are free slots; false if it broke (NEEDS_RESET). */
-static bool drain_queue(struct virtio_blk *b, uint16_t q)
+/*
+ * Takes every available chain of queue q while slots last. Notifications
+ * stay off afterwards when quiet (the worker is polling the ring); else they
+ * are turned back on, looking once more for what raced with that.
+ */
+static bool drain_queue(struct virtio_blk *b, uint16_t q, bool quiet)
 {
     struct vq_chain c = {.seg = b->seg, .max_seg = BLK_SEG_MAX + 2};
     struct vq *vq = &b->vqs[q];
@@ -210,7 +220,7 @@ static bool drain_queue(struct virtio_blk *b, uint16_t q)
                 break;
             handle_chain(b, q, &c);
         }
-        if (b->free_head < 0)
+        if (b->free_head < 0 || quiet)
             return true; /* out of slots: completions will bring us back */
     } while (vq_set_notify(vq, true));
     return true;
@@ -235,11 +245,56 @@ static void finish(struct virtio_blk *b, int slot, int res)
     b->inflight--;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Device-side polling: spins until a completion is ready or a queue has a
+ * chain we have a slot for, for at most poll_ns. Returns whether work came.
+ * Notifications stay suppressed meanwhile (drain_queue() left them off).
+ */
+static bool poll_for_work(struct virtio_blk *b)
+{
+    uint64_t start = now_ns();
+
+    io_uring_submit(&b->ring);
+    for (unsigned i = 1;; i++) {
+        if (io_uring_cq_ready(&b->ring))
+            return true;
+        if (b->free_head >= 0)
+            for (uint16_t q = 0; q < b->nq; q++)
+                if (b->vqs[q].size && vq_has_avail(&b->vqs[q]))
+                    return true;
+        if (i % 8 == 0) {
+            if (b->inflight > 0)
+                io_uring_get_events(&b->ring); /* runs the completions' task work */
+            /* Writes that must allocate go to io_uring's kernel workers: let them run. */
+            sched_yield();
+        }
+        if (i % 64 == 0 && now_ns() - start > b->poll_ns)
+            return false;
+        __builtin_ia32_pause();
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct virtio_blk *b = arg;
     bool stopping = false, broken = false;
 
+    pthread_setname_np(pthread_self(), "rvm-blk");
+    /* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+    if (b->ring_disabled && syscall(__NR_io_uring_register, b->ring.ring_fd,
+                                    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+        rvm_err(b->vm->hv, "virtio-blk: cannot enable the io_uring; device needs a reset");
+        virtio_mmio_needs_reset(b->t);
+        return NULL;
+    }
     for (uint16_t q = 0; q < b->nq; q++)
         if (b->vqs[q].size)
             arm_read(b, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q], TAG_NOTIFY | q);
@@ -248,9 +303,16 @@ static void *worker_main(void *arg)
     while (!stopping || b->inflight > 0) {
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
-        bool kicked[VIRTIO_MMIO_MAX_QUEUES] = {false}, completed = false;
+        bool kicked[VIRTIO_MMIO_MAX_QUEUES] = {false}, completed = false, polled = false;
 
-        if (io_uring_submit_and_wait(&b->ring, 1) < 0 && errno != EINTR)
+        if (b->poll_ns && !stopping && !broken) {
+            polled = poll_for_work(b);
+            /* Before sleeping, notifications back on; what raced with that is work. */
+            for (uint16_t q = 0; q < b->nq && !polled; q++)
+                if (b->vqs[q].size && vq_set_notify(&b->vqs[q], true))
+                    polled = true;
+        }
+        if (!polled && io_uring_submit_and_wait(&b->ring, 1) < 0 && errno != EINTR)
             break;
         io_uring_for_each_cqe(&b->ring, head, cqe)
         {
@@ -271,8 +333,8 @@ static void *worker_main(void *arg)
             continue; /* only wait for what is in flight */
         for (uint16_t q = 0; q < b->nq && !broken; q++) {
             /* After completions every queue may have waited for a slot. */
-            if (kicked[q] || completed)
-                broken = !drain_queue(b, q);
+            if (kicked[q] || completed || polled)
+                broken = !drain_queue(b, q, b->poll_ns != 0);
             if (kicked[q])
                 arm_read(b, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q], TAG_NOTIFY | q);
         }
@@ -306,7 +368,19 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         b->slots[i].next_free = i + 1 < b->nslots ? i + 1 : -1;
     b->free_head = b->nslots ? 0 : -1;
     b->inflight = 0;
-    if ((r = io_uring_queue_init(RING_ENTRIES, &b->ring, 0)) < 0)
+    /*
+     * The worker alone submits and reaps, so completions can wait for it to
+     * ask (DEFER_TASKRUN): no interrupt of the worker per completion. The
+     * ring starts disabled so that the worker, not this thread, becomes its
+     * single issuer. Kernels before 6.1 get a plain ring.
+     */
+    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                                         IORING_SETUP_R_DISABLED};
+    r = io_uring_queue_init_params(RING_ENTRIES, &b->ring, &p);
+    b->ring_disabled = r == 0;
+    if (r == -EINVAL)
+        r = io_uring_queue_init(RING_ENTRIES, &b->ring, 0);
+    if (r < 0)
         goto err_slots;
     files[FILE_DIRECT] = b->has_direct ? b->fd_direct : b->fd_buffered;
     files[FILE_BUFFERED] = b->fd_buffered;
@@ -317,7 +391,7 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         r = -errno;
         goto err_ring;
     }
-    /* Not on the vCPU's CPU (this runs on a vCPU thread, whose pinning it would inherit). */
+    /* On the VM's I/O CPUs, never by inheritance: this runs on a vCPU thread. */
     pthread_attr_t attr;
     cpu_set_t cpus;
     vm_io_cpus(b->vm, &cpus);
@@ -391,6 +465,7 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     b->vm = vm;
     b->ro = o->ro;
     b->nq = o->queues ? o->queues : 1;
+    b->poll_ns = (uint64_t)o->poll_us * 1000;
     flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     b->fd_buffered = open(o->path, flags);
     if (b->fd_buffered < 0 || fstat(b->fd_buffered, &st) < 0) {
@@ -470,7 +545,8 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
     o = (struct virtio_blk_config_opts){.path = config->path,
                                         .ro = config->ro,
                                         .queues = config->queues,
-                                        .queue_size = config->queue_size};
+                                        .queue_size = config->queue_size,
+                                        .poll_us = config->poll_us};
     uint64_t base = RVM_VIRTIO_MMIO_BASE + slot * RVM_VIRTIO_MMIO_STRIDE;
     uint32_t gsi = RVM_VIRTIO_GSI_BASE + slot;
     if ((r = virtio_blk_attach(vm, base, gsi, &o, NULL)) < 0)

@@ -119,6 +119,12 @@ bool vq_publish_used(struct vq *q);
  */
 bool vq_set_notify(struct vq *q, bool enable);
 
+/* Whether the driver has made a chain available that vq_pop() has not taken. */
+static inline bool vq_has_avail(const struct vq *q)
+{
+    return __atomic_load_n(&q->avail->idx, __ATOMIC_ACQUIRE) != q->last_avail;
+}
+
 const char *vq_chain_err_name(enum vq_chain_err err);
 
 #endif

@@ -36,6 +36,14 @@ struct rvm_vm_config {
     unsigned n_cpus;
     int cpus[RVM_MAX_CPUS_LIST];
     int numa_node;
+    /*
+     * CPUs for the VM's device workers (the virtio-blk I/O threads). With
+     * n_io_cpus == 0: the CPUs the thread calling rvm_vm_create() may run on,
+     * less the CPUs in cpus[] (all of them if that leaves none). A worker on
+     * a vCPU's CPU competes with a guest that polls; give it its own.
+     */
+    unsigned n_io_cpus;
+    int io_cpus[RVM_MAX_CPUS_LIST];
 };
 
 /* A config with defaults: 1 vCPU, 128 MiB anonymous memory, no pinning. */
