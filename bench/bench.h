@@ -43,6 +43,7 @@ struct bench_case {
 extern const struct bench_case bench_exit_cases[];
 extern const struct bench_case bench_vm_cases[];
 extern const struct bench_case bench_blk_cases[];
+extern const struct bench_case bench_dirty_cases[];
 
 #ifdef __cplusplus
 }

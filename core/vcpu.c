@@ -63,6 +63,8 @@ int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out)
         r = -errno;
         goto err_close;
     }
+    if ((r = vcpu_dirty_init(v)) < 0)
+        goto err_unmap;
     if ((r = arch_vcpu_init(v)) < 0)
         goto err_unmap;
     if (id == 0 && vm->have_boot && (r = arch_vcpu_set_pvh_entry(v, &vm->boot)) < 0)
@@ -73,6 +75,7 @@ int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out)
     return 0;
 
 err_unmap:
+    vcpu_dirty_fini(v);
     munmap(v->run, (size_t)vm->hv->vcpu_mmap_size);
 err_close:
     close(v->fd);
@@ -349,7 +352,10 @@ int rvm_vcpu_dispatch(struct rvm_vcpu *v, const struct rvm_exit *e)
     case RVM_EXIT_INTR:
     case RVM_EXIT_HLT:
     case RVM_EXIT_DEBUG:
+        break;
     case RVM_EXIT_DIRTY_RING_FULL:
+        if (vcpu_dirty_ring_full(v))
+            return 1;
         break;
     case RVM_EXIT_SHUTDOWN:
         rvm_info(vm->hv, "vCPU %u: triple fault (shutdown)", v->id);

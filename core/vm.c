@@ -23,12 +23,13 @@ void rvm_vm_config_init(struct rvm_vm_config *c)
     c->numa_node = -1;
 }
 
-static int register_memory(struct rvm_vm *vm)
+int vm_register_memory(struct rvm_vm *vm, uint32_t flags)
 {
     for (unsigned i = 0; i < rvm_mem_region_count(vm->mem); i++) {
         const struct rvm_mem_region *r = rvm_mem_region(vm->mem, i);
         struct kvm_userspace_memory_region slot = {
             .slot = i,
+            .flags = flags,
             .guest_phys_addr = r->gpa,
             .memory_size = r->size,
             .userspace_addr = (uintptr_t)r->hva,
@@ -101,12 +102,17 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
         mc.numa_node = config->numa_node;
     if ((r = rvm_mem_create(hv, &mc, &vm->mem)) < 0)
         goto err_vm;
-    if ((r = register_memory(vm)) < 0)
+    if ((r = vm_register_memory(vm, 0)) < 0)
         goto err_mem;
+    if ((r = vm_dirty_init(vm)) < 0)
+        goto err_dirty;
     __atomic_store_n(&vm->lifecycle, RVM_VM_CREATED, __ATOMIC_RELEASE);
     *out = vm;
     return 0;
 
+err_dirty:
+    free(vm->dirty.acc);
+    pthread_mutex_destroy(&vm->dirty.lock);
 err_mem:
     rvm_mem_destroy(vm->mem);
 err_vm:
@@ -129,6 +135,7 @@ err_free:
 
 static void vcpu_free(struct rvm_vcpu *v, int mmap_size)
 {
+    vcpu_dirty_fini(v);
     munmap(v->run, (size_t)mmap_size);
     close(v->fd);
     pthread_mutex_destroy(&v->run_lock);
@@ -142,6 +149,7 @@ void rvm_vm_destroy(struct rvm_vm *vm)
     if (!vm)
         return;
     rvm_vm_stop(vm);
+    vm_dirty_fini(vm); /* the reaper reads the vCPUs' rings */
     for (d = vm->devices; d; d = next) {
         next = d->next;
         if (d->destroy)

@@ -11,6 +11,7 @@
 #include <ringvm/vm.h>
 
 #include "bus.h"
+#include "dirty.h"
 #include "hv_internal.h"
 
 /* What the managed vCPU threads are asked to do; vm->run_state. */
@@ -47,6 +48,7 @@ struct rvm_vcpu {
     pthread_mutex_t run_lock;
     bool in_manual_run;
     pthread_t manual_runner;
+    struct vcpu_dirty_ring dring; /* under vm->dirty.lock */
 } __attribute__((aligned(64)));
 
 /* A device owned by the VM: notified when the VM ends, freed with it. */
@@ -92,6 +94,8 @@ struct rvm_vm {
 
     /* Bus tables replaced from a vCPU thread, freed after a later grace period (under ctl). */
     struct bus_table *retired;
+
+    struct vm_dirty dirty;
 } __attribute__((aligned(64)));
 
 /*
@@ -140,6 +144,9 @@ int vcpu_run_dispatch(struct rvm_vcpu *v);
  * so that I/O completes while the guest spins on its own CPU.
  */
 void vm_io_cpus(struct rvm_vm *vm, cpu_set_t *set);
+
+/* (Re-)registers guest memory with KVM, every slot with these flags (KVM_MEM_*). */
+int vm_register_memory(struct rvm_vm *vm, uint32_t flags);
 
 /* rvm_vcpu_create() with vm->ctl held. */
 int vcpu_create_locked(struct rvm_vm *vm, uint32_t id, struct rvm_vcpu **out);

@@ -34,6 +34,27 @@
 #define BG_BLK_BUF_ADDR 0x1000000ULL /* 16 MiB */
 #define BG_BLK_BUF_MAX  0x2000000ULL /* 32 MiB: RAM up to 48 MiB covers any bs/qd */
 
+/*
+ * test=mem-dirty: a working set of ws= pages from BG_MEM_ADDR, rewritten
+ * pass after pass. Page i in pass p holds words: p, i, p * ws + i (the
+ * counter), then a pattern of (p * ws + i, word index); before overwriting,
+ * the guest checks the page holds what pass p - 1 wrote. Its progress is
+ * kept in guest memory at BG_MEM_STATE (struct bg_mem_state below), where
+ * the host can read it.
+ */
+#define BG_MEM_ADDR    0x1000000ULL /* 16 MiB */
+#define BG_MEM_MAX_WS  0x80000ULL   /* pages: 2 GiB */
+#define BG_MEM_STATE   0x80000ULL
+#define BG_MEM_MAGIC   0x7974726964676272ULL
+#define BG_MEM_PATTERN 0x9e3779b97f4a7c15ULL
+/* u64 words of the state page */
+#define BG_MEM_ST_MAGIC       0
+#define BG_MEM_ST_WS          1
+#define BG_MEM_ST_PASS        2 /* the pass being written */
+#define BG_MEM_ST_PAGE        3 /* the next page of that pass */
+#define BG_MEM_ST_MISMATCHES  4
+#define BG_MEM_ST_PASSES_DONE 5
+
 /* Where the PVH image is linked and loaded (guest-physical). */
 #define BG_LOAD_ADDR 0x100000
 

@@ -298,6 +298,8 @@ void bg_main(const void *start_info)
         cmdline_error("missing test=<name> on the command line", NULL);
     if (word_value(test, "blk-"))
         blk_main(cmdline, test, n); /* does not return */
+    if (word_value(test, "mem-"))
+        mem_main(cmdline, test, n); /* does not return */
 
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         const struct test *t = &tests[i];

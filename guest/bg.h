@@ -75,6 +75,11 @@ int is_space(char c);
 const char *word_value(const char *w, const char *p);
 int word_eq(const char *w, const char *s);
 void cmdline_error(const char *msg, const char *word) __attribute__((noreturn));
+/* A whole-word number (decimal or 0x hex) in [lo, hi]; what names it in the error. */
+uint64_t parse_param(const char *v, const char *what, uint64_t lo, uint64_t hi);
+
+/* mem.c: the test=mem-* workloads; prints RESULT or ERROR and exits. */
+void mem_main(const char *cmdline, const char *test, uint64_t n) __attribute__((noreturn));
 
 /* blk.c: the test=blk-* workloads; prints RESULT or ERROR and exits. */
 void blk_main(const char *cmdline, const char *test, uint64_t n) __attribute__((noreturn));

@@ -233,7 +233,7 @@ static int parse_u64(const char **p, uint64_t *out)
 }
 
 /* A whole-word number parameter (value of key=) within [lo, hi]. */
-static uint64_t parse_param(const char *v, const char *what, uint64_t lo, uint64_t hi)
+uint64_t parse_param(const char *v, const char *what, uint64_t lo, uint64_t hi)
 {
     const char *p = v;
     uint64_t x;

@@ -377,3 +377,20 @@ void mem_dirty_clear(struct rvm_mem *m)
     for (uint64_t i = 0; i < (m->map_size / 4096 + 63) / 64; i++)
         __atomic_store_n(&m->dev_dirty[i], 0, __ATOMIC_RELAXED);
 }
+
+uint64_t mem_map_pages(const struct rvm_mem *m)
+{
+    return m->map_size / 4096;
+}
+
+uint64_t mem_region_first_page(const struct rvm_mem *m, unsigned i)
+{
+    return i < m->n ? (uint64_t)((char *)m->r[i].hva - (char *)m->base) / 4096 : 0;
+}
+
+void mem_dirty_take(struct rvm_mem *m, unsigned long *bits)
+{
+    for (uint64_t i = 0; i < (m->map_size / 4096 + 63) / 64; i++)
+        if (__atomic_load_n(&m->dev_dirty[i], __ATOMIC_RELAXED))
+            bits[i] |= __atomic_exchange_n(&m->dev_dirty[i], 0, __ATOMIC_ACQ_REL);
+}

@@ -20,4 +20,14 @@ void mem_mark_dirty(struct rvm_mem *mem, uint64_t gpa, uint64_t len);
 bool mem_dirty_test(const struct rvm_mem *mem, uint64_t gpa);
 void mem_dirty_clear(struct rvm_mem *mem);
 
+/*
+ * Page-indexed views for dirty tracking. A "map page" is a 4 KiB page of the
+ * one host mapping all regions live in, so one bitmap covers every region.
+ */
+uint64_t mem_map_pages(const struct rvm_mem *mem);
+/* The map page of region i's first byte. */
+uint64_t mem_region_first_page(const struct rvm_mem *mem, unsigned i);
+/* ORs the VMM-side log into bits (mem_map_pages() bits) and clears it. */
+void mem_dirty_take(struct rvm_mem *mem, unsigned long *bits);
+
 #endif

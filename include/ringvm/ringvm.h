@@ -29,6 +29,7 @@
 #include <ringvm/boot.h>
 #include <ringvm/devices.h>
 #include <ringvm/virtio.h>
+#include <ringvm/dirty.h>
 
 /* The library's version at run time (RINGVM_VERSION of the build). */
 unsigned rvm_version(void);

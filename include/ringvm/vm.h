@@ -44,6 +44,17 @@ struct rvm_vm_config {
      */
     unsigned n_io_cpus;
     int io_cpus[RVM_MAX_CPUS_LIST];
+    /*
+     * Dirty tracking (ringvm/dirty.h): entries of each vCPU's KVM dirty ring,
+     * a power of two from 1024 up to what KVM allows (65536 on most hosts),
+     * or 0 for the bitmap instead. Set before the vCPUs exist, so here. A
+     * ring costs 16 bytes an entry per vCPU for the VM's life. Size it for
+     * the pages a vCPU can dirty between two harvests: dirty_reap_us apart
+     * (0: 1000 us; negative: no reaper, harvest only at collections and at
+     * full-ring exits).
+     */
+    uint32_t dirty_ring_entries;
+    int32_t dirty_reap_us;
 };
 
 /* A config with defaults: 1 vCPU, 128 MiB anonymous memory, no pinning. */
