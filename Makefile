@@ -39,7 +39,7 @@ CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++17 $(filter-out -Wstrict-prototypes -Wmissing-prototypes,$(WARN)) \
             $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
-LIBS := -luring -lhugetlbfs -lnuma -lpthread
+LIBS := -luring -lhugetlbfs -lnuma -lxxhash -lpthread
 
 LIB_SRCS := $(wildcard core/*.c arch/x86_64/*.c mem/*.c devices/*.c virtio/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)

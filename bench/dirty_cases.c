@@ -22,8 +22,8 @@ static int count_pages(void *opaque, uint64_t gpa, uint64_t len)
 }
 
 /* One VM run and its collection; the collection's seconds, or < 0. */
-static double harvest_once(struct rvm_hv *hv, const struct guest_image *img, uint32_t ring,
-                           int cpu, uint64_t *pages)
+static double harvest_once(struct rvm_hv *hv, const struct guest_image *img, uint32_t ring, int cpu,
+                           uint64_t *pages)
 {
     struct console con = {.len = 0};
     struct rvm_uart_config uc = {.out = console_out, .out_opaque = &con};

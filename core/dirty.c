@@ -357,8 +357,8 @@ uint64_t vm_dirty_words(const struct rvm_vm *vm)
     return vm->dirty.words;
 }
 
-int vm_dirty_walk(struct rvm_vm *vm, const unsigned long *bits, rvm_dirty_range_fn fn,
-                  void *opaque, uint64_t *pages, uint64_t *ranges)
+int vm_dirty_walk(struct rvm_vm *vm, const unsigned long *bits, rvm_dirty_range_fn fn, void *opaque,
+                  uint64_t *pages, uint64_t *ranges)
 {
     *pages = *ranges = 0;
     for (unsigned i = 0; i < rvm_mem_region_count(vm->mem); i++) {

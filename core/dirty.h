@@ -25,14 +25,14 @@ struct vm_dirty {
     pthread_mutex_t lock; /* harvests, collections, enable/disable */
     int mode;             /* enum rvm_dirty_mode while on, RVM_DIRTY_OFF otherwise; __atomic */
     uint32_t ring_entries;
-    bool manual_protect;       /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
-    bool broken;               /* a ring stopped making progress */
-    bool broken_pending;       /* entries were lost: the next collection is all of RAM */
-    unsigned long *acc;        /* harvested, not yet collected: one bit per map page */
-    uint64_t words;            /* of acc */
+    bool manual_protect; /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
+    bool broken;         /* a ring stopped making progress */
+    bool broken_pending; /* entries were lost: the next collection is all of RAM */
+    unsigned long *acc;  /* harvested, not yet collected: one bit per map page */
+    uint64_t words;      /* of acc */
     uint64_t harvested, full_exits;
-    int reap_us;   /* reaper period; < 0: no reaper */
-    int stop_efd;  /* wakes the reaper to stop */
+    int reap_us;  /* reaper period; < 0: no reaper */
+    int stop_efd; /* wakes the reaper to stop */
     pthread_t reaper;
     bool reaper_running;
 };

@@ -219,11 +219,18 @@ void vm_io_cpus(struct rvm_vm *vm, cpu_set_t *set)
 
 int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *))
 {
+    return vm_add_device_snap(vm, dev, on_end, destroy, NULL);
+}
+
+int vm_add_device_snap(struct rvm_vm *vm, void *dev, void (*on_end)(void *),
+                       void (*destroy)(void *), const struct vm_snap_ops *snap)
+{
     struct vm_device *d = calloc(1, sizeof(*d));
 
     if (!d)
         return -ENOMEM;
     d->dev = dev;
+    d->snap = snap;
     d->on_end = on_end;
     d->destroy = destroy;
     pthread_mutex_lock(&vm->dev_lock);

@@ -51,10 +51,20 @@ struct rvm_vcpu {
     struct vcpu_dirty_ring dring; /* under vm->dirty.lock */
 } __attribute__((aligned(64)));
 
+struct recbuf;
+
+/* How a device's state goes into a snapshot and comes back (kind: enum rec_type). */
+struct vm_snap_ops {
+    uint32_t kind;
+    int (*save)(void *dev, struct recbuf *b, uint32_t index);
+    int (*load)(void *dev, const uint8_t *state, size_t len, uint32_t index);
+};
+
 /* A device owned by the VM: notified when the VM ends, freed with it. */
 struct vm_device {
     void (*on_end)(void *dev);
     void (*destroy)(void *dev);
+    const struct vm_snap_ops *snap; /* NULL: the device cannot be snapshotted */
     void *dev;
     struct vm_device *next;
 };
@@ -96,6 +106,13 @@ struct rvm_vm {
     struct bus_table *retired;
 
     struct vm_dirty dirty;
+
+    /* The VM's latest snapshot: a diff's parent. Under the snapshot caller's care. */
+    struct {
+        bool have_parent;
+        uint64_t parent_id;
+        char parent[1024];
+    } snap;
 } __attribute__((aligned(64)));
 
 /*
@@ -124,6 +141,9 @@ int vm_io_access(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32
 
 /* Takes ownership of dev: on_end (may be NULL) at VM end, destroy at VM destroy. */
 int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *));
+/* The same, for a device whose state snapshots can carry. */
+int vm_add_device_snap(struct rvm_vm *vm, void *dev, void (*on_end)(void *),
+                       void (*destroy)(void *), const struct vm_snap_ops *snap);
 
 /* Interrupts every vCPU's KVM_RUN (immediate_exit + signal). */
 void vm_kick_all(struct rvm_vm *vm);

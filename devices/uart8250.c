@@ -15,6 +15,7 @@
 #include <ringvm/devices.h>
 #include <ringvm/vm.h>
 
+#include "../core/snaprec.h"
 #include "../core/vm_internal.h"
 
 enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
@@ -308,6 +309,66 @@ static void uart_destroy(void *dev)
     free(u);
 }
 
+/* The registers and the receive FIFO (buffered output is flushed, not saved). */
+struct uart_state {
+    uint16_t base;
+    uint8_t ier, lcr, mcr, scr, fcr, dll, dlm, thre_pending, irq_level, rx_count, pad[3];
+    uint32_t irq;
+    uint8_t rx[RX_SIZE];
+};
+
+static int uart_save(void *dev, struct recbuf *b, uint32_t index)
+{
+    struct rvm_uart *u = dev;
+    struct uart_state s;
+
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_lock(&u->lock);
+    s = (struct uart_state){.base = u->base,
+                            .ier = u->ier,
+                            .lcr = u->lcr,
+                            .mcr = u->mcr,
+                            .scr = u->scr,
+                            .fcr = u->fcr,
+                            .dll = u->dll,
+                            .dlm = u->dlm,
+                            .thre_pending = u->thre_pending,
+                            .irq_level = u->irq_level,
+                            .rx_count = (uint8_t)u->rx_count,
+                            .irq = u->irq};
+    for (unsigned i = 0; i < u->rx_count; i++)
+        s.rx[i] = u->rx[(u->rx_head + i) % RX_SIZE];
+    pthread_mutex_unlock(&u->lock);
+    rvm_uart_flush(u);
+    rec_put(b, REC_DEV_UART, index, &s, sizeof(s));
+    return b->err;
+}
+
+static int uart_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
+{
+    struct rvm_uart *u = dev;
+    struct uart_state s;
+    const void *p;
+    uint32_t l;
+
+    if (rec_find(st, len, REC_DEV_UART, index, &p, &l) < 0 || l != sizeof(s))
+        return -EBADMSG;
+    memcpy(&s, p, sizeof(s));
+    if (s.base != u->base || s.irq != u->irq || s.rx_count > RX_SIZE)
+        return -EINVAL;
+    pthread_mutex_lock(&u->lock);
+    u->ier = s.ier, u->lcr = s.lcr, u->mcr = s.mcr, u->scr = s.scr, u->fcr = s.fcr;
+    u->dll = s.dll, u->dlm = s.dlm, u->thre_pending = s.thre_pending;
+    u->rx_head = 0;
+    u->rx_count = s.rx_count;
+    memcpy(u->rx, s.rx, s.rx_count);
+    u->irq_level = s.irq_level; /* the line itself is in the restored irqchip */
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
+
+static const struct vm_snap_ops uart_snap = {REC_DEV_UART, uart_save, uart_load};
+
 int rvm_uart_attach(struct rvm_vm *vm, const struct rvm_uart_config *config, struct rvm_uart **out)
 {
     struct rvm_uart *u;
@@ -329,7 +390,7 @@ int rvm_uart_attach(struct rvm_vm *vm, const struct rvm_uart_config *config, str
     r = rvm_vm_map_io(vm, RVM_BUS_PIO, u->base, 8, &uart_ops, u);
     if (r < 0)
         goto err;
-    r = vm_add_device(vm, u, uart_on_end, uart_destroy);
+    r = vm_add_device_snap(vm, u, uart_on_end, uart_destroy, &uart_snap);
     if (r < 0) {
         rvm_vm_unmap_io(vm, RVM_BUS_PIO, u->base);
         goto err;

@@ -15,9 +15,6 @@
 
 #include "common/testutil.h"
 
-#define POOL      "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
-#define POOL_FREE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
-
 static char out[16384];
 
 /* Runs a shell command, stdout+stderr into out; returns its exit status or -1. */
@@ -151,45 +148,15 @@ static void test_run_errors(void **state)
     assert_non_null(strstr(out, "--hugepages"));
 }
 
-static long read_long(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long v = -1;
-
-    if (f) {
-        if (fscanf(f, "%ld", &v) != 1)
-            v = -1;
-        fclose(f);
-    }
-    return v;
-}
-
-static int write_long(const char *path, long v)
-{
-    FILE *f = fopen(path, "w");
-    int r;
-
-    if (!f)
-        return -errno;
-    r = fprintf(f, "%ld\n", v) < 0 ? -EIO : 0;
-    return fclose(f) == 0 ? r : -errno;
-}
-
 /* A VM on 2 MiB hugepages, through the library and the command, with a pool reserved here. */
 static void test_hugepages_2m(void **state)
 {
-    long before = read_long(POOL);
-    const long want = 48; /* 64 MiB VM + 32 MiB VM, with slack */
+    long before;
     (void)state;
 
     SKIP_WITHOUT_KVM();
-    if (before < 0 || write_long(POOL, before + want) < 0) {
-        print_message("SKIP: cannot grow the 2 MiB hugepage pool (%s): not root?\n", POOL);
-        skip();
-    }
-    if (read_long(POOL_FREE) < want) {
-        write_long(POOL, before);
-        print_message("SKIP: the kernel could not reserve %ld hugepages\n", want);
+    if (hugepool_reserve(48, &before) < 0) { /* 64 MiB VM + 32 MiB VM, with slack */
+        print_message("SKIP: cannot reserve 48 2 MiB hugepages (needs root)\n");
         skip();
     }
     int st = sh("timeout 120 %s run --kernel %s --cmdline 'test=pio n=1000' --hugepages 2M "
@@ -216,13 +183,13 @@ static void test_hugepages_2m(void **state)
         rvm_vm_destroy(vm);
     }
     rvm_hv_close(hv);
-    write_long(POOL, before); /* give the pool back before asserting */
+    hugepool_release(before); /* give the pool back before asserting */
 
     assert_int_equal(st, 0);
     assert_non_null(strstr(copy, "RESULT test=pio n=1000 "));
     assert_int_equal(r1, 0);
     assert_int_equal(r2, 0);
-    assert_int_equal(read_long(POOL), before);
+    assert_int_equal(hugepool_size(), before);
 }
 
 /* The same image runs unchanged under QEMU (microvm), whose debug exit gives (v << 1) | 1. */

@@ -6,6 +6,7 @@
 #ifndef RINGVM_ARCH_H
 #define RINGVM_ARCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct rvm_vm;
@@ -27,5 +28,14 @@ int arch_vcpu_init(struct rvm_vcpu *vcpu);
 
 /* Loads the PVH entry state into vcpu (32-bit flat protected mode). */
 int arch_vcpu_set_pvh_entry(struct rvm_vcpu *vcpu, const struct rvm_boot_info *info);
+
+struct recbuf;
+
+/* Snapshot records of a vCPU (stopped, its I/O completed) and of the VM's irqchip, PIT, clock. */
+int arch_vcpu_save(struct rvm_vcpu *vcpu, struct recbuf *b);
+int arch_vm_save(struct rvm_vm *vm, struct recbuf *b);
+/* Loads them back (the records checked with rec_check() first). 0, -EBADMSG or -errno. */
+int arch_vcpu_load(struct rvm_vcpu *vcpu, const uint8_t *state, size_t len);
+int arch_vm_load(struct rvm_vm *vm, const uint8_t *state, size_t len);
 
 #endif

@@ -30,6 +30,7 @@
 #include <ringvm/devices.h>
 #include <ringvm/virtio.h>
 #include <ringvm/dirty.h>
+#include <ringvm/snapshot.h>
 
 /* The library's version at run time (RINGVM_VERSION of the build). */
 unsigned rvm_version(void);

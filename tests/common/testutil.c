@@ -85,3 +85,52 @@ void kvm_fixture_close(struct rvm_hv *hv, struct rvm_vm *vm)
     rvm_vm_destroy(vm);
     rvm_hv_close(hv);
 }
+
+#define POOL      "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+#define POOL_FREE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+
+static long read_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = -1;
+
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static int write_long(const char *path, long v)
+{
+    FILE *f = fopen(path, "w");
+    int r;
+
+    if (!f)
+        return -errno;
+    r = fprintf(f, "%ld\n", v) < 0 ? -EIO : 0;
+    return fclose(f) == 0 ? r : -errno;
+}
+
+long hugepool_size(void)
+{
+    return read_long(POOL);
+}
+
+int hugepool_reserve(long n, long *before)
+{
+    *before = read_long(POOL);
+    if (*before < 0 || write_long(POOL, *before + n) < 0)
+        return -1;
+    if (read_long(POOL_FREE) < n) {
+        write_long(POOL, *before);
+        return -1;
+    }
+    return 0;
+}
+
+void hugepool_release(long before)
+{
+    write_long(POOL, before);
+}

@@ -47,6 +47,15 @@ void tvm_destroy(struct tvm *t);
 
 void sleep_ms(int ms);
 
+/*
+ * Grows the 2 MiB hugepage pool by n pages (root only); *before gets the
+ * old size for hugepool_release(). -1 when it cannot (the pool is left as
+ * it was): the caller skips, saying so.
+ */
+int hugepool_reserve(long n, long *before);
+void hugepool_release(long before);
+long hugepool_size(void);
+
 /* A bare VM of mem_size bytes for device tests: 0, or -1 (nothing left open). */
 int kvm_fixture_open(struct rvm_hv **hv, struct rvm_vm **vm, uint64_t mem_size);
 /* Destroys what kvm_fixture_open made; NULLs are fine. */

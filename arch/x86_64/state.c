@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Everything KVM holds for an x86 VM, as snapshot records: per vCPU the
+ * registers, segment and control state, XSAVE (or legacy FPU), XCRs, the
+ * MSRs of KVM's index list, LAPIC, pending events, debug registers and MP
+ * state; per VM the PICs, IOAPIC, PIT and kvmclock. Loading goes in the
+ * order KVM needs (state that others depend on first, events last).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
+
+#include "../../core/log.h"
+#include "../../core/snaprec.h"
+#include "../../core/vm_internal.h"
+#include "arch.h"
+
+#define MAX_MSRS 512
+
+/* KVM's list of MSRs to save, read once per call (small). */
+static int msr_index_list(struct rvm_hv *hv, struct kvm_msr_list **out)
+{
+    struct kvm_msr_list *l = calloc(1, sizeof(*l) + MAX_MSRS * sizeof(uint32_t));
+
+    if (!l)
+        return -ENOMEM;
+    l->nmsrs = MAX_MSRS;
+    if (ioctl(hv->kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
+        int e = -errno;
+        free(l);
+        return e;
+    }
+    *out = l;
+    return 0;
+}
+
+static int xsave_size(struct rvm_vm *vm)
+{
+    int n = ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+
+    return n > (int)sizeof(struct kvm_xsave) ? n : (int)sizeof(struct kvm_xsave);
+}
+
+/* The MSRs KVM lets us read: those of the index list that read back. */
+static int save_msrs(struct rvm_vcpu *v, struct recbuf *b)
+{
+    struct kvm_msr_list *l = NULL;
+    struct kvm_msrs *m;
+    int r;
+
+    if ((r = msr_index_list(v->vm->hv, &l)) < 0)
+        return r;
+    m = calloc(1, sizeof(*m) + l->nmsrs * sizeof(struct kvm_msr_entry));
+    if (!m) {
+        free(l);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < l->nmsrs; i++)
+        m->entries[i].index = l->indices[i];
+    m->nmsrs = l->nmsrs;
+    /* KVM_GET_MSRS stops at the first MSR it cannot read: drop that one, go on. */
+    r = ioctl(v->fd, KVM_GET_MSRS, m);
+    while (r >= 0 && (uint32_t)r < m->nmsrs) {
+        /* entry r failed: remove it and read the rest again */
+        memmove(&m->entries[r], &m->entries[r + 1],
+                (m->nmsrs - (uint32_t)r - 1) * sizeof(struct kvm_msr_entry));
+        m->nmsrs--;
+        r = ioctl(v->fd, KVM_GET_MSRS, m);
+    }
+    if (r < 0) {
+        r = -errno;
+    } else {
+        rec_put(b, REC_VCPU_MSRS, v->id, m,
+                (uint32_t)(sizeof(*m) + m->nmsrs * sizeof(struct kvm_msr_entry)));
+        r = 0;
+    }
+    free(m);
+    free(l);
+    return r;
+}
+
+#define GET(ioc, type, rec)                                                                        \
+    do {                                                                                           \
+        type s_;                                                                                   \
+        memset(&s_, 0, sizeof(s_));                                                                \
+        if (ioctl(v->fd, ioc, &s_) < 0)                                                            \
+            return -errno;                                                                         \
+        rec_put(b, rec, v->id, &s_, sizeof(s_));                                                   \
+    } while (0)
+
+int arch_vcpu_save(struct rvm_vcpu *v, struct recbuf *b)
+{
+    int xs = xsave_size(v->vm), r;
+    struct kvm_xsave *x;
+
+    GET(KVM_GET_MP_STATE, struct kvm_mp_state, REC_VCPU_MP_STATE);
+    GET(KVM_GET_REGS, struct kvm_regs, REC_VCPU_REGS);
+    GET(KVM_GET_SREGS, struct kvm_sregs, REC_VCPU_SREGS);
+    GET(KVM_GET_XCRS, struct kvm_xcrs, REC_VCPU_XCRS);
+    GET(KVM_GET_DEBUGREGS, struct kvm_debugregs, REC_VCPU_DEBUGREGS);
+    GET(KVM_GET_LAPIC, struct kvm_lapic_state, REC_VCPU_LAPIC);
+    GET(KVM_GET_VCPU_EVENTS, struct kvm_vcpu_events, REC_VCPU_EVENTS);
+    if (!(x = calloc(1, (size_t)xs)))
+        return -ENOMEM;
+    if (ioctl(v->fd, xs > (int)sizeof(*x) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, x) < 0) {
+        free(x);
+        return -errno;
+    }
+    rec_put(b, REC_VCPU_XSAVE, v->id, x, (uint32_t)xs);
+    free(x);
+    if ((r = save_msrs(v, b)) < 0)
+        return r;
+    return b->err;
+}
+
+/* A record of exactly want bytes (or at least want, for variable ones). */
+static int need(const uint8_t *st, size_t len, uint32_t type, uint32_t id, uint32_t want,
+                bool exact, const void **p, uint32_t *plen)
+{
+    uint32_t l;
+    int r = rec_find(st, len, type, id, p, &l);
+
+    if (r < 0 || (exact ? l != want : l < want))
+        return -EBADMSG;
+    if (plen)
+        *plen = l;
+    return 0;
+}
+
+#define SET(ioc, type, rec)                                                                        \
+    do {                                                                                           \
+        const void *p_;                                                                            \
+        type s_;                                                                                   \
+        if (need(st, len, rec, v->id, sizeof(type), true, &p_, NULL) < 0)                          \
+            return -EBADMSG;                                                                       \
+        memcpy(&s_, p_, sizeof(s_));                                                               \
+        if (ioctl(v->fd, ioc, &s_) < 0) {                                                          \
+            int e_ = -errno;                                                                       \
+            rvm_err(v->vm->hv, "vCPU %u: restoring " #ioc ": %s", v->id, strerror(-e_));          \
+            return e_;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+int arch_vcpu_load(struct rvm_vcpu *v, const uint8_t *st, size_t len)
+{
+    const void *p;
+    uint32_t l;
+    int r = 0;
+
+    SET(KVM_SET_MP_STATE, struct kvm_mp_state, REC_VCPU_MP_STATE);
+    SET(KVM_SET_REGS, struct kvm_regs, REC_VCPU_REGS);
+    SET(KVM_SET_SREGS, struct kvm_sregs, REC_VCPU_SREGS);
+    if (need(st, len, REC_VCPU_XSAVE, v->id, sizeof(struct kvm_xsave), false, &p, &l) < 0)
+        return -EBADMSG;
+    if ((int)l > xsave_size(v->vm)) {
+        rvm_err(v->vm->hv, "vCPU %u: XSAVE state of %u bytes, this host's is smaller", v->id, l);
+        return -EINVAL;
+    }
+    {
+        struct kvm_xsave *x = calloc(1, (size_t)xsave_size(v->vm));
+        if (!x)
+            return -ENOMEM;
+        memcpy(x, p, l);
+        if (ioctl(v->fd, KVM_SET_XSAVE, x) < 0)
+            r = -errno;
+        free(x);
+        if (r < 0)
+            return r;
+    }
+    SET(KVM_SET_XCRS, struct kvm_xcrs, REC_VCPU_XCRS);
+    SET(KVM_SET_DEBUGREGS, struct kvm_debugregs, REC_VCPU_DEBUGREGS);
+    SET(KVM_SET_LAPIC, struct kvm_lapic_state, REC_VCPU_LAPIC);
+    if (need(st, len, REC_VCPU_MSRS, v->id, sizeof(struct kvm_msrs), false, &p, &l) < 0)
+        return -EBADMSG;
+    {
+        const struct kvm_msrs *m = p;
+        uint32_t nmsrs = m->nmsrs;
+
+        if (nmsrs > MAX_MSRS || l != sizeof(*m) + nmsrs * sizeof(struct kvm_msr_entry))
+            return -EBADMSG;
+        struct kvm_msrs *c = malloc(l);
+        if (!c)
+            return -ENOMEM;
+        memcpy(c, p, l);
+        r = ioctl(v->fd, KVM_SET_MSRS, c);
+        free(c);
+        if (r < 0 || (uint32_t)r != nmsrs) {
+            rvm_err(v->vm->hv, "vCPU %u: %d of %u MSRs restored", v->id, r, nmsrs);
+            return r < 0 ? -errno : -EINVAL;
+        }
+    }
+    SET(KVM_SET_VCPU_EVENTS, struct kvm_vcpu_events, REC_VCPU_EVENTS);
+    return 0;
+}
+
+int arch_vm_save(struct rvm_vm *vm, struct recbuf *b)
+{
+    struct kvm_pit_state2 pit;
+    struct kvm_clock_data clock;
+    uint32_t khz;
+
+    for (uint32_t chip = 0; chip < 3; chip++) {
+        struct kvm_irqchip c = {.chip_id = chip};
+        if (ioctl(vm->fd, KVM_GET_IRQCHIP, &c) < 0)
+            return -errno;
+        rec_put(b, REC_VM_IRQCHIP, chip, &c, sizeof(c));
+    }
+    memset(&pit, 0, sizeof(pit));
+    if (ioctl(vm->fd, KVM_GET_PIT2, &pit) < 0)
+        return -errno;
+    rec_put(b, REC_VM_PIT2, 0, &pit, sizeof(pit));
+    memset(&clock, 0, sizeof(clock));
+    if (ioctl(vm->fd, KVM_GET_CLOCK, &clock) < 0)
+        return -errno;
+    clock.flags = 0; /* KVM_SET_CLOCK takes the value alone; the others are read-only */
+    rec_put(b, REC_VM_CLOCK, 0, &clock, sizeof(clock));
+    khz = vm->vcpus[0] ? (uint32_t)ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0) : 0;
+    rec_put(b, REC_VM_TSC_KHZ, 0, &khz, sizeof(khz));
+    return b->err;
+}
+
+int arch_vm_load(struct rvm_vm *vm, const uint8_t *st, size_t len)
+{
+    const void *p;
+    uint32_t khz_saved, khz;
+
+    for (uint32_t chip = 0; chip < 3; chip++) {
+        struct kvm_irqchip c;
+        if (need(st, len, REC_VM_IRQCHIP, chip, sizeof(c), true, &p, NULL) < 0)
+            return -EBADMSG;
+        memcpy(&c, p, sizeof(c));
+        if (c.chip_id != chip || ioctl(vm->fd, KVM_SET_IRQCHIP, &c) < 0)
+            return c.chip_id != chip ? -EBADMSG : -errno;
+    }
+    {
+        struct kvm_pit_state2 pit;
+        if (need(st, len, REC_VM_PIT2, 0, sizeof(pit), true, &p, NULL) < 0)
+            return -EBADMSG;
+        memcpy(&pit, p, sizeof(pit));
+        if (ioctl(vm->fd, KVM_SET_PIT2, &pit) < 0)
+            return -errno;
+    }
+    {
+        struct kvm_clock_data clock;
+        if (need(st, len, REC_VM_CLOCK, 0, sizeof(clock), true, &p, NULL) < 0)
+            return -EBADMSG;
+        memcpy(&clock, p, sizeof(clock));
+        if (ioctl(vm->fd, KVM_SET_CLOCK, &clock) < 0)
+            return -errno;
+    }
+    if (need(st, len, REC_VM_TSC_KHZ, 0, sizeof(khz_saved), true, &p, NULL) < 0)
+        return -EBADMSG;
+    memcpy(&khz_saved, p, sizeof(khz_saved));
+    khz = vm->vcpus[0] ? (uint32_t)ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0) : 0;
+    if (khz_saved && khz && (khz > khz_saved + khz_saved / 1000 || khz < khz_saved - khz_saved / 1000))
+        rvm_warn(vm->hv, "TSC at %u kHz here, %u kHz when saved: the guest's clock will drift",
+                 khz, khz_saved);
+    return 0;
+}

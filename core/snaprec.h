@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshot state records: a flat sequence of (type, instance, length,
+ * payload) in a growing buffer, read back with every length checked. The
+ * state file is such a sequence.
+ */
+#ifndef RINGVM_CORE_SNAPREC_H
+#define RINGVM_CORE_SNAPREC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum rec_type {
+    REC_END = 0,
+    /* per vCPU (instance: vCPU id) */
+    REC_VCPU_REGS = 1,
+    REC_VCPU_SREGS,
+    REC_VCPU_XSAVE,
+    REC_VCPU_XCRS,
+    REC_VCPU_MSRS,
+    REC_VCPU_LAPIC,
+    REC_VCPU_EVENTS,
+    REC_VCPU_DEBUGREGS,
+    REC_VCPU_MP_STATE,
+    REC_VCPU_FPU,
+    /* per VM */
+    REC_VM_IRQCHIP = 32, /* instance: chip id (PIC master, slave, IOAPIC) */
+    REC_VM_PIT2,
+    REC_VM_CLOCK,
+    REC_VM_TSC_KHZ,
+    /* devices (instance: the device's index in the VM) */
+    REC_DEV_UART = 64,
+    REC_DEV_DEBUG_EXIT,
+    REC_DEVICES = 96, /* the devices' kinds, oldest first */
+};
+
+struct rec_hdr {
+    uint32_t type, instance, len, reserved;
+};
+
+struct recbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int err; /* sticky: the first failure */
+};
+
+/* Appends a record (8-byte aligned payloads). */
+void rec_put(struct recbuf *b, uint32_t type, uint32_t instance, const void *data, uint32_t len);
+void rec_free(struct recbuf *b);
+
+/*
+ * Finds the record (type, instance) in [p, p + len); its payload and length
+ * through data/dlen. 0, -ENOENT, or -EBADMSG when the sequence is malformed
+ * (call rec_check() once first: this only walks).
+ */
+int rec_find(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, const void **data,
+             uint32_t *dlen);
+/* Checks the whole sequence is well formed. 0 or -EBADMSG. */
+int rec_check(const uint8_t *p, size_t len);
+
+#endif

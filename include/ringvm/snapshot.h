@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshots: a VM's complete state (vCPUs, irqchip, PIT, clock, devices)
+ * and its memory, in a directory:
+ *   manifest  format version, architecture, guest layout, parent, checksums
+ *   state     the state records (checksummed as a whole)
+ *   memory    guest RAM, region after region, at the offsets the manifest
+ *             gives, so a restore can map it (sparse in a diff snapshot)
+ *   sums      one xxHash (XXH3, 64-bit) per memory chunk
+ *   pages     diff snapshots: the bitmap of the pages the memory file holds
+ * A snapshot is written into a temporary sibling directory, fsynced, and
+ * renamed into place: a crash or a full disk midway leaves whatever was at
+ * the destination before, never a half snapshot that looks valid.
+ * docs/snapshots.md has the details and the guarantees.
+ */
+#ifndef RINGVM_SNAPSHOT_H
+#define RINGVM_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <ringvm/devices.h>
+#include <ringvm/mem.h>
+
+struct rvm_vm;
+struct rvm_hv;
+
+enum rvm_snapshot_mode {
+    RVM_SNAPSHOT_FULL = 0, /* all of RAM, the VM paused meanwhile */
+    RVM_SNAPSHOT_DIFF,     /* the pages written since the VM's previous snapshot */
+};
+
+struct rvm_snapshot_stats {
+    uint64_t bytes;   /* of guest memory written or read */
+    double seconds;   /* the whole operation */
+    double gbps;      /* bytes / seconds, in GB/s (10^9) */
+    double pause_ms;  /* how long the vCPUs were stopped (snapshots) */
+    uint64_t pages;   /* 4 KiB pages of memory in the snapshot */
+};
+
+/*
+ * Snapshots the VM into dir (created; replaced atomically if it exists).
+ * The VM must be running or paused; it is paused meanwhile and left as it
+ * was. A full snapshot turns dirty tracking on (if it is not) so that a
+ * later RVM_SNAPSHOT_DIFF can take only what changed since; a diff names
+ * its parent (the VM's previous snapshot) in its manifest. -EOPNOTSUPP when
+ * a device cannot be snapshotted; -ENOSPC, -EIO and the like from the
+ * files, after which dir is as it was. stats may be NULL.
+ */
+int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode mode,
+                    struct rvm_snapshot_stats *stats);
+
+struct rvm_restore_params {
+    /*
+     * lazy: map the memory file privately over guest RAM, pages load on
+     * first touch (needs anonymous 4 KiB backing and a full snapshot chain
+     * whose base is a full snapshot). Otherwise eager: read everything into
+     * guest memory through io_uring before the VM runs.
+     */
+    bool lazy;
+    /*
+     * Check every memory chunk's checksum before the VM runs. Always done
+     * when eager; lazy restores skip it when this is false (the manifest,
+     * the state and the files' sizes are always checked).
+     */
+    bool verify_memory;
+    enum rvm_mem_backing backing; /* RVM_MEM_ANON (default), THP or hugepages */
+    struct rvm_uart_config uart;  /* where the restored UART's output goes */
+    int numa_node;                /* -1 for none (0 means node 0: set it) */
+};
+
+/* Defaults: eager, verify, anonymous memory, UART output discarded, no NUMA binding. */
+void rvm_restore_params_init(struct rvm_restore_params *p);
+
+/*
+ * Creates a VM from the snapshot in dir (the chain of its parents too, for
+ * a diff), ready for rvm_vm_start(): its vCPUs continue exactly where they
+ * were. Refused before anything runs, with a log line and: -EPROTO for a
+ * newer format or another architecture, -EBADMSG for a checksum mismatch
+ * or malformed state, -EINVAL for a guest layout that does not fit the
+ * parameters, -ENODATA for a truncated or missing file.
+ */
+int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_params *params,
+                   struct rvm_vm **out, struct rvm_snapshot_stats *stats);
+
+#endif

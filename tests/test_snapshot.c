@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshots against KVM: the bench guest's mem-dirty rewrites a working set
+ * pass after pass and checks each page before overwriting it; a VM
+ * snapshotted mid-run and restored must finish the run with no mismatch and
+ * without starting over (no second START line). Then the refusals: flipped
+ * bytes, truncation, a newer format, a parent that is not the parent, and a
+ * full disk, after which the older snapshot still restores.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../core/snapshot_internal.h"
+#include "../guest/abi.h"
+#include "common/testutil.h"
+
+#define WS     2048
+#define PASSES 200
+
+static char root[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    strcpy(root, "/var/tmp/ringvm-snap-XXXXXX");
+    return mkdtemp(root) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    char cmd[128];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *path(const char *name)
+{
+    static char p[4][128];
+    static int i;
+
+    i = (i + 1) % 4;
+    snprintf(p[i], sizeof(p[i]), "%s/%s", root, name);
+    return p[i];
+}
+
+static volatile uint64_t *guest_state(struct rvm_vm *vm)
+{
+    return rvm_mem_hva(rvm_vm_mem(vm), BG_MEM_STATE, 4096);
+}
+
+/* Waits until the guest has done at least passes passes; the count. */
+static uint64_t wait_passes(struct rvm_vm *vm, uint64_t passes)
+{
+    volatile uint64_t *st = guest_state(vm);
+
+    for (int i = 0; i < 30000 && st[BG_MEM_ST_PASSES_DONE] < passes; i++)
+        sleep_ms(1);
+    assert_true(st[BG_MEM_ST_PASSES_DONE] >= passes);
+    return st[BG_MEM_ST_PASSES_DONE];
+}
+
+static void vm_config(struct rvm_vm_config *c, enum rvm_mem_backing backing)
+{
+    rvm_vm_config_init(c);
+    c->mem.size = 64 << 20;
+    c->mem.backing = backing;
+}
+
+/* A restored VM runs to the end of the guest's run: all passes, no mismatch, no restart. */
+static void finish_restored(struct rvm_vm *vm, struct console *con)
+{
+    struct rvm_vm_result res;
+    uint64_t v = 0;
+
+    assert_int_equal(rvm_vm_start(vm), 0);
+    assert_int_equal(rvm_vm_wait(vm, 120000, &res), 0);
+    if (res.end != RVM_END_DEBUG_EXIT || res.value != 0)
+        print_message("restored guest said: %s\n", con->buf);
+    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
+    assert_int_equal(res.value, 0);
+    assert_null(strstr(con->buf, "START")); /* continued, not started over */
+    assert_int_equal(bg_result_value(con->buf, "passes", &v), 0);
+    assert_int_equal(v, PASSES);
+    assert_int_equal(bg_result_value(con->buf, "mismatches", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(bg_result_value(con->buf, "counter", &v), 0);
+    assert_int_equal(v, (uint64_t)PASSES * WS);
+}
+
+static struct rvm_vm *restore(struct rvm_hv *hv, const char *dir, bool lazy,
+                              enum rvm_mem_backing backing, struct console *con, int *err)
+{
+    struct rvm_restore_params p;
+    struct rvm_snapshot_stats st;
+    struct rvm_vm *vm = NULL;
+
+    rvm_restore_params_init(&p);
+    p.lazy = lazy;
+    p.backing = backing;
+    p.uart.out = console_out;
+    p.uart.out_opaque = con;
+    *err = rvm_vm_restore(hv, dir, &p, &vm, &st);
+    if (*err == 0 && !lazy)
+        assert_true(st.bytes > 0);
+    return vm;
+}
+
+/* Source VM mid-run, one full snapshot, then restored (eager or lazy) to run to the end. */
+static void full_round_trip(bool lazy, enum rvm_mem_backing backing, const char *name)
+{
+    struct rvm_vm_config c;
+    struct rvm_snapshot_stats st;
+    struct console con = {.len = 0};
+    struct tvm t;
+    int err;
+    char cmd[96];
+
+    snprintf(cmd, sizeof(cmd), "test=mem-dirty ws=%d passes=%d", WS, PASSES);
+    vm_config(&c, backing);
+    tvm_create(&t, cmd, &c);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    uint64_t at = wait_passes(t.vm, 3);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path(name), RVM_SNAPSHOT_FULL, &st), 0);
+    assert_true(at < PASSES); /* mid-run */
+    assert_int_equal(st.bytes, 64 << 20);
+    assert_true(st.pause_ms > 0 && st.gbps > 0);
+    assert_int_equal(rvm_vm_state(t.vm), RVM_VM_RUNNING); /* left as it was */
+    tvm_destroy(&t);
+
+    struct rvm_hv *hv;
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    struct rvm_vm *vm = restore(hv, path(name), lazy, backing, &con, &err);
+    assert_int_equal(err, 0);
+    assert_true(guest_state(vm)[BG_MEM_ST_PASSES_DONE] >= at);
+    finish_restored(vm, &con);
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+}
+
+static void test_full_eager(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    full_round_trip(false, RVM_MEM_ANON, "full-eager");
+}
+
+static void test_full_lazy(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    full_round_trip(true, RVM_MEM_ANON, "full-lazy");
+}
+
+static void test_full_hugepages(void **state)
+{
+    long before;
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    if (hugepool_reserve(72, &before) < 0) { /* two 64 MiB VMs, with slack */
+        print_message("SKIP: cannot reserve 72 2 MiB hugepages (needs root)\n");
+        skip();
+    }
+    full_round_trip(false, RVM_MEM_HUGE_2M, "full-huge");
+    hugepool_release(before);
+}
+
+/* Full, then two diffs while the guest runs; the newest diff restores the whole chain. */
+static void test_diff_chain(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    struct rvm_vm_config c;
+    struct rvm_snapshot_stats full, d1, d2;
+    struct console con = {.len = 0};
+    struct tvm t;
+    char cmd[96];
+    int err;
+
+    snprintf(cmd, sizeof(cmd), "test=mem-dirty ws=%d passes=%d gap=2000", WS, PASSES);
+    vm_config(&c, RVM_MEM_ANON);
+    tvm_create(&t, cmd, &c);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("d0"), RVM_SNAPSHOT_DIFF, NULL), -EINVAL);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    uint64_t at = wait_passes(t.vm, 2);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("base"), RVM_SNAPSHOT_FULL, &full), 0);
+    wait_passes(t.vm, at + 2);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("d1"), RVM_SNAPSHOT_DIFF, &d1), 0);
+    wait_passes(t.vm, at + 4);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("d2"), RVM_SNAPSHOT_DIFF, &d2), 0);
+    tvm_destroy(&t);
+    /* A diff holds the working set and a few pages more, not all of RAM. */
+    assert_true(d1.pages >= WS && d1.pages < full.pages / 4);
+    assert_true(d2.pages >= WS && d2.pages < full.pages / 4);
+
+    struct rvm_hv *hv;
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    struct rvm_vm *vm = restore(hv, path("d2"), false, RVM_MEM_ANON, &con, &err);
+    assert_int_equal(err, 0);
+    finish_restored(vm, &con);
+    rvm_vm_destroy(vm);
+    /* Lazy too: the base mapped, the diffs read over it. */
+    memset(&con, 0, sizeof(con));
+    vm = restore(hv, path("d2"), true, RVM_MEM_ANON, &con, &err);
+    assert_int_equal(err, 0);
+    finish_restored(vm, &con);
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+}
+
+/* A paused, finished-writing VM snapshotted as the sample the refusals below damage. */
+static void make_sample(const char *name)
+{
+    struct rvm_vm_config c;
+    struct tvm t;
+
+    vm_config(&c, RVM_MEM_ANON);
+    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    wait_passes(t.vm, 1);
+    assert_int_equal(rvm_vm_pause(t.vm), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path(name), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_state(t.vm), RVM_VM_PAUSED);
+    tvm_destroy(&t);
+}
+
+static int try_restore(const char *dir, bool lazy)
+{
+    struct console con = {.len = 0};
+    struct rvm_hv *hv;
+    struct rvm_vm *vm;
+    int err;
+
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    vm = restore(hv, dir, lazy, RVM_MEM_ANON, &con, &err);
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+    return err;
+}
+
+static void flip_byte(const char *file, off_t off)
+{
+    int fd = open(file, O_RDWR);
+    uint8_t b;
+
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+static void copy_sample(const char *from, const char *to)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", to, from, to);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    char f[256];
+
+    make_sample("sample");
+    assert_int_equal(try_restore(path("sample"), false), 0);
+
+    /* A flipped byte in guest memory: eager, and lazy with verification. */
+    copy_sample(path("sample"), path("bad"));
+    snprintf(f, sizeof(f), "%s/memory", path("bad"));
+    flip_byte(f, (off_t)BG_MEM_ADDR + 12345);
+    assert_int_equal(try_restore(path("bad"), false), -EBADMSG);
+    assert_int_equal(try_restore(path("bad"), true), -EBADMSG);
+
+    /* A flipped byte in the state. */
+    copy_sample(path("sample"), path("bad"));
+    snprintf(f, sizeof(f), "%s/state", path("bad"));
+    flip_byte(f, 100);
+    assert_int_equal(try_restore(path("bad"), false), -EBADMSG);
+
+    /* A truncated memory file, a missing state. */
+    copy_sample(path("sample"), path("bad"));
+    snprintf(f, sizeof(f), "%s/memory", path("bad"));
+    assert_int_equal(truncate(f, 32 << 20), 0);
+    assert_int_equal(try_restore(path("bad"), true), -ENODATA);
+    copy_sample(path("sample"), path("bad"));
+    snprintf(f, sizeof(f), "%s/state", path("bad"));
+    assert_int_equal(unlink(f), 0);
+    assert_int_equal(try_restore(path("bad"), false), -ENODATA);
+
+    /* A newer format (its manifest otherwise valid). */
+    copy_sample(path("sample"), path("bad"));
+    snprintf(f, sizeof(f), "%s/manifest", path("bad"));
+    struct snap_manifest m;
+    int fd = open(f, O_RDWR);
+    assert_int_equal(pread(fd, &m, sizeof(m), 0), sizeof(m));
+    m.version = SNAP_VERSION + 1;
+    m.self_sum = XXH3_64bits(&m, offsetof(struct snap_manifest, self_sum));
+    assert_int_equal(pwrite(fd, &m, sizeof(m), 0), sizeof(m));
+    close(fd);
+    assert_int_equal(try_restore(path("bad"), false), -EPROTO);
+
+    /* A layout that does not fit: 1 GiB pages for 64 MiB of RAM. */
+    struct console con = {.len = 0};
+    struct rvm_hv *hv;
+    int err;
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    assert_null(restore(hv, path("sample"), false, RVM_MEM_HUGE_1G, &con, &err));
+    assert_int_equal(err, -EINVAL);
+    rvm_hv_close(hv);
+}
+
+/* A diff whose parent was replaced by another VM's snapshot is refused. */
+static void test_wrong_parent(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    struct rvm_vm_config c;
+    struct tvm t;
+    char cmd[512];
+
+    vm_config(&c, RVM_MEM_ANON);
+    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    wait_passes(t.vm, 1);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("p-base"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("p-diff"), RVM_SNAPSHOT_DIFF, NULL), 0);
+    tvm_destroy(&t);
+    make_sample("other");
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", path("p-base"), path("other"),
+             path("p-base"));
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(try_restore(path("p-diff"), false), -EBADMSG);
+}
+
+/*
+ * A full disk mid-snapshot: an error, no half snapshot, and the older
+ * snapshot (also the one being replaced) still restores.
+ */
+static void test_enospc_keeps_older(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    char dir[] = "/tmp/ringvm-snapfull-XXXXXX", old[128], cmd[160];
+    struct rvm_vm_config c;
+    struct tvm t;
+
+    assert_non_null(mkdtemp(dir));
+    if (mount("none", dir, "tmpfs", 0, "size=100m") < 0) {
+        rmdir(dir);
+        print_message("SKIP: cannot mount a small tmpfs (needs root)\n");
+        skip();
+    }
+    snprintf(old, sizeof(old), "%s/old", dir);
+    vm_config(&c, RVM_MEM_ANON);
+    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    wait_passes(t.vm, 1);
+    assert_int_equal(rvm_vm_snapshot(t.vm, old, RVM_SNAPSHOT_FULL, NULL), 0); /* 64 of 100 MiB */
+    char newer[128];
+    snprintf(newer, sizeof(newer), "%s/new", dir);
+    assert_int_equal(rvm_vm_snapshot(t.vm, newer, RVM_SNAPSHOT_FULL, NULL), -ENOSPC);
+    assert_int_equal(rvm_vm_snapshot(t.vm, old, RVM_SNAPSHOT_FULL, NULL), -ENOSPC); /* replace */
+    assert_int_equal(rvm_vm_state(t.vm), RVM_VM_RUNNING); /* the VM goes on */
+    tvm_destroy(&t);
+    struct stat st;
+    assert_int_equal(stat(newer, &st), -1); /* nothing half-written under the name */
+    snprintf(cmd, sizeof(cmd), "test $(ls -A '%s' | wc -l) -eq 1", dir); /* no temporaries */
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(try_restore(old, false), 0);
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+}
+
+/* Devices whose state is not saved yet make the snapshot fail cleanly. */
+static void test_unsupported_device(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    struct rvm_vm_config c;
+    struct rvm_blk_config bc = {.path = path("disk")};
+    struct tvm t;
+    int fd = open(bc.path, O_CREAT | O_RDWR, 0600);
+
+    assert_true(fd >= 0 && ftruncate(fd, 1 << 20) == 0);
+    close(fd);
+    vm_config(&c, RVM_MEM_ANON);
+    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
+    assert_int_equal(rvm_vm_add_virtio_blk(t.vm, &bc, NULL, 0), 0);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("blk"), RVM_SNAPSHOT_FULL, NULL), -EOPNOTSUPP);
+    assert_int_equal(rvm_vm_state(t.vm), RVM_VM_RUNNING);
+    tvm_destroy(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_eager),         cmocka_unit_test(test_full_lazy),
+        cmocka_unit_test(test_full_hugepages),     cmocka_unit_test(test_diff_chain),
+        cmocka_unit_test(test_refusals),           cmocka_unit_test(test_wrong_parent),
+        cmocka_unit_test(test_enospc_keeps_older), cmocka_unit_test(test_unsupported_device),
+    };
+    return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
+}
