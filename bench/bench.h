@@ -33,10 +33,11 @@ typedef void (*bench_fn)(struct bench_ctx *ctx);
 struct bench_case {
     const char *name;
     bench_fn fn;
-    bool manual_time;    /* iteration time comes from bench_set_iteration_time() */
-    int iterations;      /* 0: let the framework choose */
-    const char *counter; /* the headline counter, for the table */
-    int repetitions;     /* 0: --benchmark_repetitions decides */
+    bool manual_time;     /* iteration time comes from bench_set_iteration_time() */
+    int iterations;       /* 0: let the framework choose */
+    const char *counter;  /* the headline counter, for the table */
+    int repetitions;      /* 0: --benchmark_repetitions decides */
+    const char *baseline; /* the case --table compares with (NULL: its raw/host twin) */
 };
 
 /* Cases, defined in the bench/ C files; each list ends with a NULL name. */
@@ -44,6 +45,7 @@ extern const struct bench_case bench_exit_cases[];
 extern const struct bench_case bench_vm_cases[];
 extern const struct bench_case bench_blk_cases[];
 extern const struct bench_case bench_dirty_cases[];
+extern const struct bench_case bench_snap_cases[];
 
 #ifdef __cplusplus
 }

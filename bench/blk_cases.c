@@ -250,14 +250,14 @@ BLK_CASE(randwrite_qd32, randwrite_qd32)
 BLK_CASE(seqread_1m_qd8, seqread_1m_qd8)
 
 const struct bench_case bench_blk_cases[] = {
-    {"blk/randread_4k_qd32/host", randread_qd32_host, true, 0, "iops", 0},
-    {"blk/randread_4k_qd32/ringvm", randread_qd32_ringvm, true, 0, "iops", 0},
-    {"blk/randread_4k_qd1/host", randread_qd1_host, true, 0, "iops", 0},
-    {"blk/randread_4k_qd1/ringvm", randread_qd1_ringvm, true, 0, "iops", 0},
-    {"blk/randread_4k_qd1/ringvm_poll", randread_qd1_ringvm_poll, true, 0, "iops", 0},
-    {"blk/randwrite_4k_qd32/host", randwrite_qd32_host, true, 0, "iops", 0},
-    {"blk/randwrite_4k_qd32/ringvm", randwrite_qd32_ringvm, true, 0, "iops", 0},
-    {"blk/seqread_1m_qd8/host", seqread_1m_qd8_host, true, 0, "MiB_per_s", 0},
-    {"blk/seqread_1m_qd8/ringvm", seqread_1m_qd8_ringvm, true, 0, "MiB_per_s", 0},
-    {NULL, NULL, false, 0, NULL, 0},
+    {"blk/randread_4k_qd32/host", randread_qd32_host, true, 0, "iops", 0, NULL},
+    {"blk/randread_4k_qd32/ringvm", randread_qd32_ringvm, true, 0, "iops", 0, NULL},
+    {"blk/randread_4k_qd1/host", randread_qd1_host, true, 0, "iops", 0, NULL},
+    {"blk/randread_4k_qd1/ringvm", randread_qd1_ringvm, true, 0, "iops", 0, NULL},
+    {"blk/randread_4k_qd1/ringvm_poll", randread_qd1_ringvm_poll, true, 0, "iops", 0, NULL},
+    {"blk/randwrite_4k_qd32/host", randwrite_qd32_host, true, 0, "iops", 0, NULL},
+    {"blk/randwrite_4k_qd32/ringvm", randwrite_qd32_ringvm, true, 0, "iops", 0, NULL},
+    {"blk/seqread_1m_qd8/host", seqread_1m_qd8_host, true, 0, "MiB_per_s", 0, NULL},
+    {"blk/seqread_1m_qd8/ringvm", seqread_1m_qd8_ringvm, true, 0, "MiB_per_s", 0, NULL},
+    {NULL, NULL, false, 0, NULL, 0, NULL},
 };

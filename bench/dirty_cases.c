@@ -94,7 +94,7 @@ static void harvest_bitmap(struct bench_ctx *ctx)
 }
 
 const struct bench_case bench_dirty_cases[] = {
-    {"dirty/harvest_ring", harvest_ring, true, 3, "ns_per_page", 0},
-    {"dirty/harvest_bitmap", harvest_bitmap, true, 3, "ns_per_page", 0},
-    {NULL, NULL, false, 0, NULL, 0},
+    {"dirty/harvest_ring", harvest_ring, true, 3, "ns_per_page", 0, NULL},
+    {"dirty/harvest_bitmap", harvest_bitmap, true, 3, "ns_per_page", 0, NULL},
+    {NULL, NULL, false, 0, NULL, 0, NULL},
 };

@@ -81,7 +81,12 @@ static int raw_ioeventfd(int vm_fd, uint64_t addr, uint32_t flags, int efd)
 
 int raw_vm_create(const struct raw_template *t, int efd, struct raw_vm *vm)
 {
-    struct kvm_userspace_memory_region slot = {.slot = 0, .memory_size = BENCH_MEM_SIZE};
+    return raw_vm_create_sized(t, efd, BENCH_MEM_SIZE, vm);
+}
+
+int raw_vm_create_sized(const struct raw_template *t, int efd, uint64_t mem_size, struct raw_vm *vm)
+{
+    struct kvm_userspace_memory_region slot = {.slot = 0, .memory_size = mem_size};
     struct kvm_sregs sregs;
     struct kvm_regs regs;
 
@@ -91,7 +96,10 @@ int raw_vm_create(const struct raw_template *t, int efd, struct raw_vm *vm)
         ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, RAW_TSS) < 0 ||
         ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
         return -errno;
-    vm->mem = mmap(NULL, BENCH_MEM_SIZE, PROT_READ | PROT_WRITE,
+    if (mem_size < BENCH_MEM_SIZE || mem_size > 3ULL << 30)
+        return -EINVAL;
+    vm->mem_size = mem_size;
+    vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (vm->mem == MAP_FAILED) {
         vm->mem = NULL;
@@ -144,7 +152,7 @@ void raw_vm_destroy(struct raw_vm *vm)
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     if (vm->mem)
-        munmap(vm->mem, BENCH_MEM_SIZE);
+        munmap(vm->mem, vm->mem_size);
 }
 
 int raw_vm_first_exit(struct raw_vm *vm)

@@ -26,6 +26,7 @@ struct raw_vm {
     struct kvm_run *run;
     size_t run_size;
     uint8_t *mem;
+    uint64_t mem_size;
 };
 
 /* Loads the guest with cmdline into a template. 0 or -errno. */
@@ -37,6 +38,9 @@ void raw_template_fini(struct raw_template *t);
  * With efd >= 0, the bench guest's ioeventfd port and address signal it.
  */
 int raw_vm_create(const struct raw_template *t, int efd, struct raw_vm *vm);
+/* The same with mem_size bytes of RAM (BENCH_MEM_SIZE to 3 GiB; the guest uses the start). */
+int raw_vm_create_sized(const struct raw_template *t, int efd, uint64_t mem_size,
+                        struct raw_vm *vm);
 void raw_vm_destroy(struct raw_vm *vm);
 
 /* Runs until the first exit of any kind. 0 or -errno. */

@@ -47,6 +47,7 @@ namespace
 {
 
 std::map<std::string, std::string> headline; // case name -> counter
+std::map<std::string, std::string> baseline; // case name -> the case it is compared with
 std::vector<std::string> registered;         // case names, in registration order
 
 void register_cases(const bench_case *cases)
@@ -65,6 +66,8 @@ void register_cases(const bench_case *cases)
             b->Repetitions(c->repetitions);
         b->Unit(benchmark::kMillisecond);
         headline[c->name] = c->counter;
+        if (c->baseline)
+            baseline[c->name] = c->baseline;
         registered.push_back(c->name);
     }
 }
@@ -103,7 +106,16 @@ class TableReporter : public benchmark::BenchmarkReporter
             std::string base = name.substr(0, slash), kind = name.substr(slash + 1);
             const std::string &unit = headline[name];
 
-            if (kind == "paired" && has(name, "ringvm_over_raw")) {
+            if (baseline.count(name) && has(name, unit)) {
+                /* A baseline named by the case (a different shape of run, same unit). */
+                const std::string &b = baseline[name];
+                double rvm = med(name, unit);
+                if (has(b, unit))
+                    row(base + " (vs " + b.substr(b.find('/') + 1) + ")", unit, med(b, unit), rvm,
+                        rvm / med(b, unit));
+                else
+                    row(name, unit, -1, rvm, -1);
+            } else if (kind == "paired" && has(name, "ringvm_over_raw")) {
                 row(base + " (paired)", "ns/exit", med(name, "raw_ns"), med(name, "ringvm_ns"),
                     med(name, "ringvm_over_raw"));
             } else if (kind.rfind("ringvm", 0) == 0 && has(name, unit)) {
@@ -119,6 +131,8 @@ class TableReporter : public benchmark::BenchmarkReporter
                 } else {
                     row(label, unit, -1, rvm, -1);
                 }
+            } else if (is_baseline(name)) {
+                /* shown in the rows that compare with it */
             } else if ((kind == "raw" || kind == "host") && has(name, unit) &&
                        !has(base + "/ringvm", unit)) {
                 row(base, unit, med(name, unit), -1, -1);
@@ -131,6 +145,13 @@ class TableReporter : public benchmark::BenchmarkReporter
     }
 
   private:
+    bool is_baseline(const std::string &name)
+    {
+        for (const auto &b : baseline)
+            if (b.second == name)
+                return true;
+        return false;
+    }
     bool has(const std::string &name, const std::string &counter)
     {
         auto it = values.find(name);
@@ -199,6 +220,7 @@ int main(int argc, char **argv)
     register_cases(bench_vm_cases);
     register_cases(bench_blk_cases);
     register_cases(bench_dirty_cases);
+    register_cases(bench_snap_cases);
     benchmark::Initialize(&n, args.data());
     if (benchmark::ReportUnrecognizedArguments(n, args.data()))
         return 1;

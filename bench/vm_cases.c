@@ -144,8 +144,8 @@ static void rss_ringvm(struct bench_ctx *ctx)
 }
 
 const struct bench_case bench_vm_cases[] = {
-    {"vm/create_to_first_exit/raw", create_raw, true, 0, "us", 0},
-    {"vm/create_to_first_exit/ringvm", create_ringvm, true, 0, "us", 0},
-    {"vm/rss_overhead/ringvm", rss_ringvm, false, 1, "KiB", 0},
-    {NULL, NULL, false, 0, NULL, 0},
+    {"vm/create_to_first_exit/raw", create_raw, true, 0, "us", 0, NULL},
+    {"vm/create_to_first_exit/ringvm", create_ringvm, true, 0, "us", 0, NULL},
+    {"vm/rss_overhead/ringvm", rss_ringvm, false, 1, "KiB", 0, NULL},
+    {NULL, NULL, false, 0, NULL, 0, NULL},
 };

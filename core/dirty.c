@@ -262,6 +262,7 @@ int rvm_vm_dirty_disable(struct rvm_vm *vm)
     reaper_stop(vm);
     pthread_mutex_lock(&d->lock);
     __atomic_store_n(&d->mode, RVM_DIRTY_OFF, __ATOMIC_RELEASE);
+    vm->snap.have_parent = false; /* writes from now on go unseen: no diff can follow */
     vm_register_memory(vm, 0);
     harvest_all(vm); /* what was in flight: recycled, not reported */
     memset(d->acc, 0, d->words * sizeof(unsigned long));

@@ -29,10 +29,10 @@
 #include "snapshot_internal.h"
 #include "vm_internal.h"
 
-#define PAGE      4096ULL
-#define CHUNK     (1ULL << 20) /* checksum granule of the memory file, and the largest I/O */
-#define QD        32
-#define ARCH_X86  1
+#define PAGE     4096ULL
+#define CHUNK    (1ULL << 20) /* checksum granule of the memory file, and the largest I/O */
+#define QD       32
+#define ARCH_X86 1
 
 static double now_s(void)
 {
@@ -226,15 +226,64 @@ struct piece {
     uint32_t len;
 };
 
-/* Moves every piece between RAM and fd, QD at a time. 0, or the first error. */
-static int snap_xfer(int fd, const struct piece *pc, size_t n, bool write)
+/*
+ * Per-chunk XXH3 sums of the pieces, fed in file order (a chunk's sum covers
+ * the pieces inside it, in order).
+ */
+struct summer {
+    XXH3_state_t *st;
+    uint64_t cur; /* the chunk being summed, or UINT64_MAX */
+    uint64_t *sums;
+};
+
+static int summer_init(struct summer *s, uint64_t *sums)
+{
+    s->st = XXH3_createState();
+    s->cur = UINT64_MAX;
+    s->sums = sums;
+    return s->st ? 0 : -ENOMEM;
+}
+
+static void summer_add(struct summer *s, const struct piece *p)
+{
+    uint64_t c = p->off / CHUNK;
+
+    if (c != s->cur) {
+        if (s->cur != UINT64_MAX)
+            s->sums[s->cur] = XXH3_64bits_digest(s->st);
+        XXH3_64bits_reset(s->st);
+        s->cur = c;
+    }
+    XXH3_64bits_update(s->st, p->hva, p->len);
+}
+
+static void summer_end(struct summer *s)
+{
+    if (s->cur != UINT64_MAX)
+        s->sums[s->cur] = XXH3_64bits_digest(s->st);
+    XXH3_freeState(s->st);
+    s->st = NULL;
+}
+
+/*
+ * Moves every piece between RAM and fd, QD at a time, summing them into sum
+ * (if not NULL) while the device works: a write's piece once submitted
+ * (the VM is stopped, RAM does not change), a read's once it has landed,
+ * in file order. 0, or the first error.
+ */
+static int snap_xfer(int fd, const struct piece *pc, size_t n, bool write, struct summer *sum)
 {
     struct io_uring ring;
-    size_t next = 0, done = 0;
+    size_t next = 0, done = 0, summed = 0;
+    uint8_t *landed = NULL;
     int inflight = 0, err = 0, r;
 
-    if ((r = io_uring_queue_init(QD, &ring, 0)) < 0)
+    if (!write && sum && !(landed = calloc(n ? n : 1, 1)))
+        return -ENOMEM;
+    if ((r = io_uring_queue_init(QD, &ring, 0)) < 0) {
+        free(landed);
         return r;
+    }
     while (done < n) {
         while (!err && next < n && inflight < QD) {
             struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -248,27 +297,41 @@ static int snap_xfer(int fd, const struct piece *pc, size_t n, bool write)
         }
         if (inflight == 0)
             break; /* an error stopped submission and everything is back */
+        if ((r = io_uring_submit(&ring)) < 0 && r != -EINTR) {
+            err = r;
+            break;
+        }
+        if (write && sum)
+            while (summed < next)
+                summer_add(sum, &pc[summed++]);
         struct io_uring_cqe *cqe;
-        if ((r = io_uring_submit_and_wait(&ring, 1)) < 0 && r != -EINTR) {
+        if ((r = io_uring_wait_cqe(&ring, &cqe)) < 0 && r != -EINTR) {
             err = r;
             break;
         }
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&ring, head, cqe)
         {
-            const struct piece *p = &pc[io_uring_cqe_get_data64(cqe)];
+            size_t i = io_uring_cqe_get_data64(cqe);
+            const struct piece *p = &pc[i];
 
             seen++;
             if (cqe->res < 0 && !err)
                 err = cqe->res;
             else if (cqe->res >= 0 && (uint32_t)cqe->res != p->len && !err)
                 err = write ? -ENOSPC : -ENODATA; /* short: disk full, or file truncated */
+            if (landed)
+                landed[i] = 1;
             done++;
             inflight--;
         }
         io_uring_cq_advance(&ring, seen);
+        if (landed && !err)
+            while (summed < n && landed[summed])
+                summer_add(sum, &pc[summed++]);
     }
     io_uring_queue_exit(&ring);
+    free(landed);
     return err;
 }
 
@@ -296,7 +359,8 @@ static inline uint64_t file_page(const struct snap_manifest *m, unsigned i, uint
     return m->region[i].file_off / PAGE + p;
 }
 
-/* Finishes what the last exit of each (parked) vCPU left half done: KVM_RUN that returns at once. */
+/* Finishes what the last exit of each (parked) vCPU left half done: KVM_RUN that returns at once.
+ */
 static int complete_io(struct rvm_vm *vm)
 {
     for (uint32_t i = 0; i < vm->nvcpus; i++) {
@@ -350,7 +414,7 @@ static int save_state(struct rvm_vm *vm, struct recbuf *b)
 struct memplan {
     struct piece *pc;
     size_t n, cap;
-    uint64_t *sums;     /* per chunk of the memory file */
+    uint64_t *sums;       /* per chunk of the memory file */
     unsigned long *pages; /* per memory-file page: present */
     uint64_t npages, present;
 };
@@ -369,7 +433,7 @@ static int plan_add(struct memplan *p, void *hva, uint64_t off, uint64_t len)
             p->pc = n, p->cap = cap;
         }
         p->pc[p->n++] = (struct piece){hva, off, (uint32_t)l};
-        for (uint64_t q = off / PAGE; q < (off + l) / PAGE; q++)
+        for (uint64_t q = off / PAGE; p->pages && q < (off + l) / PAGE; q++)
             p->pages[q / 64] |= 1UL << (q % 64);
         p->present += l / PAGE;
         hva = (char *)hva + l, off += l, len -= l;
@@ -397,24 +461,16 @@ static int plan_range(void *opaque, uint64_t gpa, uint64_t len)
 }
 
 /* Sums of each chunk's present pages, in file order (pieces are in file order). */
-static void plan_sums(struct memplan *p, uint64_t nchunks)
+static int plan_sums(struct memplan *p)
 {
-    XXH3_state_t *st = XXH3_createState();
-    uint64_t cur = UINT64_MAX;
+    struct summer sum;
 
-    for (size_t i = 0; i < p->n; i++) {
-        uint64_t c = p->pc[i].off / CHUNK;
-        if (c != cur) {
-            if (cur != UINT64_MAX)
-                p->sums[cur] = XXH3_64bits_digest(st);
-            XXH3_64bits_reset(st);
-            cur = c;
-        }
-        XXH3_64bits_update(st, p->pc[i].hva, p->pc[i].len);
-    }
-    if (cur != UINT64_MAX && cur < nchunks)
-        p->sums[cur] = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
+    if (summer_init(&sum, p->sums) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < p->n; i++)
+        summer_add(&sum, &p->pc[i]);
+    summer_end(&sum);
+    return 0;
 }
 
 static void plan_free(struct memplan *p)
@@ -439,8 +495,13 @@ static int write_memory(struct rvm_vm *vm, int dfd, struct snap_manifest *m, str
         r = -errno;
     if (r == 0 && diff && ftruncate(fd, (off_t)m->mem_size) < 0)
         r = -errno;
-    if (r == 0)
-        r = snap_xfer(fd, p->pc, p->n, true);
+    if (r == 0) {
+        struct summer sum;
+        if ((r = summer_init(&sum, p->sums)) == 0) {
+            r = snap_xfer(fd, p->pc, p->n, true, &sum);
+            summer_end(&sum);
+        }
+    }
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     close(fd);
@@ -490,8 +551,7 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         goto out;
 
     /* Everything goes into a sibling temporary directory first. */
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(),
-             (unsigned long)(now_s() * 1e6));
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(), (unsigned long)(now_s() * 1e6));
     if (mkdir(tmp, 0700) < 0) {
         r = -errno;
         rvm_err(vm->hv, "snapshot: cannot create %s: %s", tmp, strerror(-r));
@@ -537,9 +597,9 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
 
     /* Memory: what changed since the parent, or everything. */
     plan.npages = m->mem_size / PAGE;
-    plan.pages = calloc((plan.npages + 63) / 64, sizeof(unsigned long));
+    plan.pages = diff ? calloc((plan.npages + 63) / 64, sizeof(unsigned long)) : NULL;
     plan.sums = calloc(m->nchunks, sizeof(uint64_t));
-    if (!plan.pages || !plan.sums) {
+    if ((diff && !plan.pages) || !plan.sums) {
         r = -ENOMEM;
         goto out_rm;
     }
@@ -562,7 +622,6 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     }
     if (r < 0)
         goto out_rm;
-    plan_sums(&plan, m->nchunks);
     if ((r = write_memory(vm, dfd, m, &plan, diff)) < 0) {
         rvm_err(vm->hv, "snapshot: writing memory into %s: %s", tmp, strerror(-r));
         goto out_rm;
@@ -610,8 +669,8 @@ out:
     if (stats) {
         stats->seconds = now_s() - t0;
         stats->pause_ms = paused ? (tr - tp) * 1e3 : 0;
-        stats->gbps = r == 0 && stats->seconds > 0 ? (double)stats->bytes / stats->seconds / 1e9
-                                                    : 0;
+        stats->gbps =
+            r == 0 && stats->seconds > 0 ? (double)stats->bytes / stats->seconds / 1e9 : 0;
         if (r < 0)
             stats->bytes = stats->pages = 0;
     }
@@ -717,9 +776,8 @@ static int restore_plan(struct rvm_vm *vm, const struct snap_open *s, struct mem
     int r = 0;
 
     p->npages = m->mem_size / PAGE;
-    p->pages = calloc((p->npages + 63) / 64, sizeof(unsigned long));
     p->sums = calloc(m->nchunks, sizeof(uint64_t));
-    if (!p->pages || !p->sums)
+    if (!p->sums)
         return -ENOMEM;
     for (uint32_t i = 0; i < m->nregions && r == 0; i++) {
         uint64_t n = m->region[i].size / PAGE;
@@ -727,6 +785,10 @@ static int restore_plan(struct rvm_vm *vm, const struct snap_open *s, struct mem
 
         if (!hva)
             return -EINVAL;
+        if (!s->pages) { /* a full snapshot: the whole region */
+            r = plan_add(p, hva, m->region[i].file_off, m->region[i].size);
+            continue;
+        }
         for (uint64_t q = 0; q < n && r == 0;) {
             if (!page_present(s, file_page(m, i, q))) {
                 q++;
@@ -742,10 +804,9 @@ static int restore_plan(struct rvm_vm *vm, const struct snap_open *s, struct mem
     return r;
 }
 
-/* Each chunk's sum over the pieces (now in RAM) against the snapshot's. */
-static int verify_sums(struct rvm_hv *hv, const struct snap_open *s, struct memplan *p)
+/* Each chunk's sum (p->sums, computed) against the snapshot's. */
+static int check_sums(struct rvm_hv *hv, const struct snap_open *s, const struct memplan *p)
 {
-    plan_sums(p, s->m->nchunks);
     for (uint64_t c = 0; c < s->m->nchunks; c++)
         if (p->sums[c] != s->sums[c]) {
             rvm_err(hv, "%s: memory chunk %llu checksum mismatch", s->dir, (unsigned long long)c);
@@ -759,9 +820,9 @@ static int restore_memory(struct rvm_vm *vm, const struct snap_open *s, bool map
                           uint64_t *bytes)
 {
     struct memplan p = {0};
-    int fd, r;
+    int fd, r = 0;
 
-    if ((r = restore_plan(vm, s, &p)) < 0)
+    if ((!map || verify) && (r = restore_plan(vm, s, &p)) < 0)
         goto out;
     if (map) {
         fd = openat(s->dfd, "memory", O_RDONLY | O_CLOEXEC);
@@ -771,13 +832,13 @@ static int restore_memory(struct rvm_vm *vm, const struct snap_open *s, bool map
         }
         for (uint32_t i = 0; i < s->m->nregions && r == 0; i++) {
             void *hva = rvm_mem_hva(rvm_vm_mem(vm), s->m->region[i].gpa, s->m->region[i].size);
-            if (mmap(hva, s->m->region[i].size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-                     fd, (off_t)s->m->region[i].file_off) == MAP_FAILED)
+            if (mmap(hva, s->m->region[i].size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+                     (off_t)s->m->region[i].file_off) == MAP_FAILED)
                 r = -errno;
         }
         close(fd);
-        if (r == 0 && verify)
-            r = verify_sums(vm->hv, s, &p);
+        if (r == 0 && verify && (r = plan_sums(&p)) == 0)
+            r = check_sums(vm->hv, s, &p);
         goto out;
     }
     fd = openat(s->dfd, "memory", O_RDONLY | O_CLOEXEC | O_DIRECT);
@@ -787,12 +848,16 @@ static int restore_memory(struct rvm_vm *vm, const struct snap_open *s, bool map
         r = -errno;
         goto out;
     }
-    r = snap_xfer(fd, p.pc, p.n, false);
+    struct summer sum;
+    if ((r = summer_init(&sum, p.sums)) == 0) {
+        r = snap_xfer(fd, p.pc, p.n, false, &sum);
+        summer_end(&sum);
+    }
     close(fd);
     if (r < 0)
         rvm_err(vm->hv, "%s: reading memory: %s", s->dir, strerror(-r));
     else
-        r = verify_sums(vm->hv, s, &p);
+        r = check_sums(vm->hv, s, &p);
     *bytes += p.present * PAGE;
 out:
     plan_free(&p);
@@ -962,9 +1027,11 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
     }
 
     /* This snapshot is the parent of the VM's next diff. */
-    set_parent(vm, dir, top->id);
-    if (rvm_vm_dirty_enable(vm) < 0)
-        vm->snap.have_parent = false;
+    if (params->track_dirty) {
+        if ((r = rvm_vm_dirty_enable(vm)) < 0)
+            goto out;
+        set_parent(vm, dir, top->id);
+    }
     *out = vm;
     vm = NULL;
     if (stats) {

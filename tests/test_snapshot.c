@@ -107,6 +107,7 @@ static struct rvm_vm *restore(struct rvm_hv *hv, const char *dir, bool lazy,
     p.backing = backing;
     p.uart.out = console_out;
     p.uart.out_opaque = con;
+    p.track_dirty = true;
     *err = rvm_vm_restore(hv, dir, &p, &vm, &st);
     if (*err == 0 && !lazy)
         assert_true(st.bytes > 0);

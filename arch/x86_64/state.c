@@ -138,7 +138,7 @@ static int need(const uint8_t *st, size_t len, uint32_t type, uint32_t id, uint3
         memcpy(&s_, p_, sizeof(s_));                                                               \
         if (ioctl(v->fd, ioc, &s_) < 0) {                                                          \
             int e_ = -errno;                                                                       \
-            rvm_err(v->vm->hv, "vCPU %u: restoring " #ioc ": %s", v->id, strerror(-e_));          \
+            rvm_err(v->vm->hv, "vCPU %u: restoring " #ioc ": %s", v->id, strerror(-e_));           \
             return e_;                                                                             \
         }                                                                                          \
     } while (0)
@@ -254,8 +254,9 @@ int arch_vm_load(struct rvm_vm *vm, const uint8_t *st, size_t len)
         return -EBADMSG;
     memcpy(&khz_saved, p, sizeof(khz_saved));
     khz = vm->vcpus[0] ? (uint32_t)ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0) : 0;
-    if (khz_saved && khz && (khz > khz_saved + khz_saved / 1000 || khz < khz_saved - khz_saved / 1000))
-        rvm_warn(vm->hv, "TSC at %u kHz here, %u kHz when saved: the guest's clock will drift",
-                 khz, khz_saved);
+    if (khz_saved && khz &&
+        (khz > khz_saved + khz_saved / 1000 || khz < khz_saved - khz_saved / 1000))
+        rvm_warn(vm->hv, "TSC at %u kHz here, %u kHz when saved: the guest's clock will drift", khz,
+                 khz_saved);
     return 0;
 }

@@ -30,11 +30,11 @@ enum rvm_snapshot_mode {
 };
 
 struct rvm_snapshot_stats {
-    uint64_t bytes;   /* of guest memory written or read */
-    double seconds;   /* the whole operation */
-    double gbps;      /* bytes / seconds, in GB/s (10^9) */
-    double pause_ms;  /* how long the vCPUs were stopped (snapshots) */
-    uint64_t pages;   /* 4 KiB pages of memory in the snapshot */
+    uint64_t bytes;  /* of guest memory written or read */
+    double seconds;  /* the whole operation */
+    double gbps;     /* bytes / seconds, in GB/s (10^9) */
+    double pause_ms; /* how long the vCPUs were stopped (snapshots) */
+    uint64_t pages;  /* 4 KiB pages of memory in the snapshot */
 };
 
 /*
@@ -66,9 +66,16 @@ struct rvm_restore_params {
     enum rvm_mem_backing backing; /* RVM_MEM_ANON (default), THP or hugepages */
     struct rvm_uart_config uart;  /* where the restored UART's output goes */
     int numa_node;                /* -1 for none (0 means node 0: set it) */
+    /*
+     * Turn dirty tracking on before the restored VM runs, so that its next
+     * RVM_SNAPSHOT_DIFF can name this snapshot as its parent. Off by default:
+     * tracking makes the guest's first write to each page cost a fault.
+     */
+    bool track_dirty;
 };
 
-/* Defaults: eager, verify, anonymous memory, UART output discarded, no NUMA binding. */
+/* Defaults: eager, verify, anonymous memory, UART output discarded, no NUMA binding, no tracking.
+ */
 void rvm_restore_params_init(struct rvm_restore_params *p);
 
 /*
