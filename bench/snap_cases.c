@@ -6,6 +6,8 @@
  *                                O_DIRECT io_uring writes (1 MiB, depth 32)
  *                                from a plain buffer, fallocate and fsync
  *                                included like the snapshot: the ceiling
+ *  snapshot/live_1g/ringvm      a live snapshot while the guest rewrites 1% of
+ *                                RAM at full speed (GB/s of RAM, pause_ms)
  *  snapshot/diff_1pct/ringvm     a diff after the guest rewrote 1% of its
  *                                pages (ms, and pct_of_full: its time over
  *                                the full snapshot taken just before it)
@@ -60,6 +62,7 @@ static int source_vm(struct rvm_hv *hv, const struct guest_image *img, const cha
     rvm_vm_config_init(&c);
     c.mem.size = SIZE_1G;
     c.mem.prefault = prefault; /* every page real, as in the host's buffer */
+    c.dirty_ring_entries = 65536;
     if ((r = rvm_vm_create(hv, &c, &b->vm)) < 0 || (r = rvm_uart_attach(b->vm, &uc, NULL)) < 0 ||
         (r = rvm_debug_exit_attach(b->vm, 0)) < 0 || (r = bench_vm_add_exit_targets(b)) < 0 ||
         (r = rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL)) < 0)
@@ -227,6 +230,40 @@ static void diff_ringvm(struct bench_ctx *ctx)
     free(img.elf);
 }
 
+/* Live: the guest rewrites 1% of its RAM at full speed throughout. */
+static void live_ringvm(struct bench_ctx *ctx)
+{
+    struct guest_image img;
+    struct rvm_hv *hv;
+    struct bench_vm b;
+    char cmd[96];
+
+    if (open_all(ctx, &img, &hv) < 0)
+        return;
+    snprintf(cmd, sizeof(cmd), "test=mem-dirty ws=%llu passes=0", SIZE_1G / 4096 / 100);
+    if (source_vm(hv, &img, cmd, true, &b) < 0) {
+        bench_fail(ctx, "cannot start the source VM");
+    } else {
+        while (bench_keep_running(ctx)) {
+            struct rvm_snapshot_stats st;
+
+            rm_rf(DIR "/live");
+            if (rvm_vm_snapshot(b.vm, DIR "/live", RVM_SNAPSHOT_LIVE, &st) < 0) {
+                bench_fail(ctx, "live snapshot failed");
+                break;
+            }
+            bench_set_iteration_time(ctx, st.seconds);
+            bench_counter_add(ctx, "GB_per_s", (double)SIZE_1G / st.seconds / 1e9);
+            bench_counter_add(ctx, "pause_ms", st.pause_ms);
+            bench_counter_add(ctx, "rounds", st.rounds);
+        }
+    }
+    bench_vm_destroy(&b);
+    rm_rf(DIR "/live");
+    rvm_hv_close(hv);
+    free(img.elf);
+}
+
 /* The first exit of a restored guest: its time, and the VM is ended. */
 struct first_exit {
     struct rvm_vm *vm;
@@ -360,6 +397,7 @@ static void restore_floor(struct bench_ctx *ctx)
 const struct bench_case bench_snap_cases[] = {
     {"snapshot/full_1g/host_write", full_host_write, true, 1, "GB_per_s", 5, NULL},
     {"snapshot/full_1g/ringvm", full_ringvm, true, 1, "GB_per_s", 5, "snapshot/full_1g/host_write"},
+    {"snapshot/live_1g/ringvm", live_ringvm, true, 1, "GB_per_s", 5, "snapshot/full_1g/host_write"},
     {"snapshot/diff_1pct/ringvm", diff_ringvm, true, 1, "pct_of_full", 5, NULL},
     {"restore/floor_1g/raw", restore_floor, true, 1, "ms", 10, NULL},
     {"restore/lazy_1g/ringvm", restore_lazy, true, 1, "ms", 10, "restore/floor_1g/raw"},

@@ -480,32 +480,148 @@ static void plan_free(struct memplan *p)
     free(p->pages);
 }
 
-static int write_memory(struct rvm_vm *vm, int dfd, struct snap_manifest *m, struct memplan *p,
-                        bool diff)
+/* The memory file: full ones get their space up front (ENOSPC now, not mid-way). */
+static int open_memory(int dfd, const struct snap_manifest *m, bool sparse)
 {
-    int fd, r = 0;
+    int fd = openat(dfd, "memory", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0600);
 
-    fd = openat(dfd, "memory", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0600);
     if (fd < 0 && errno == EINVAL) /* no O_DIRECT here (tmpfs): the page cache then */
         fd = openat(dfd, "memory", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    /* Full: the space up front (ENOSPC now, not mid-way); diff: sparse, holes elsewhere. */
-    if (!diff && fallocate(fd, 0, 0, (off_t)m->mem_size) < 0 && errno != EOPNOTSUPP)
-        r = -errno;
-    if (r == 0 && diff && ftruncate(fd, (off_t)m->mem_size) < 0)
-        r = -errno;
-    if (r == 0) {
-        struct summer sum;
-        if ((r = summer_init(&sum, p->sums)) == 0) {
-            r = snap_xfer(fd, p->pc, p->n, true, &sum);
-            summer_end(&sum);
-        }
+    if (!sparse && fallocate(fd, 0, 0, (off_t)m->mem_size) < 0 && errno != EOPNOTSUPP) {
+        int e = -errno;
+        close(fd);
+        return e;
     }
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
+    if (sparse && ftruncate(fd, (off_t)m->mem_size) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* The plan's pieces into fd, summed into p->sums as they go (when sum). */
+static int write_plan(int fd, struct memplan *p, bool sum)
+{
+    struct summer s;
+    int r;
+
+    if (!sum)
+        return snap_xfer(fd, p->pc, p->n, true, NULL);
+    if ((r = summer_init(&s, p->sums)) < 0)
+        return r;
+    r = snap_xfer(fd, p->pc, p->n, true, &s);
+    summer_end(&s);
+    return r;
+}
+
+/* Chunk c of the memory file as it is in RAM now, summed (a full snapshot's chunk). */
+static void hash_chunk(struct rvm_vm *vm, const struct snap_manifest *m, uint64_t c, uint64_t *out)
+{
+    XXH3_state_t *st = XXH3_createState();
+    uint64_t lo = c * CHUNK, hi = lo + CHUNK < m->mem_size ? lo + CHUNK : m->mem_size;
+
+    if (!st)
+        return;
+    XXH3_64bits_reset(st);
+    for (uint32_t i = 0; i < m->nregions; i++) {
+        uint64_t a = m->region[i].file_off, b = a + m->region[i].size;
+        uint64_t from = lo > a ? lo : a, to = hi < b ? hi : b;
+        if (from < to)
+            XXH3_64bits_update(
+                st, rvm_mem_hva(rvm_vm_mem(vm), m->region[i].gpa + (from - a), to - from),
+                to - from);
+    }
+    *out = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+}
+
+static void plan_reset(struct memplan *p)
+{
+    p->n = 0;
+    p->present = 0;
+}
+
+/* The pages in bits into plan; 1 when overflowed asks for everything instead. */
+static int plan_bits(struct rvm_vm *vm, const struct snap_manifest *m, struct memplan *plan,
+                     const unsigned long *bits, bool all)
+{
+    struct plan_ctx pctx = {vm, m, plan};
+    uint64_t pages, ranges;
+    int r = 0;
+
+    if (!all)
+        return vm_dirty_walk(vm, bits, plan_range, &pctx, &pages, &ranges);
+    for (uint32_t i = 0; i < m->nregions && r == 0; i++)
+        r = plan_range(&pctx, m->region[i].gpa, m->region[i].size);
+    return r;
+}
+
+/* Rewrites what the plan holds, then re-sums every chunk it touched from RAM. */
+static int live_round(struct rvm_vm *vm, int fd, const struct snap_manifest *m,
+                      struct memplan *plan, uint64_t *sums)
+{
+    uint64_t last = UINT64_MAX;
+    int r = write_plan(fd, plan, false);
+
+    for (size_t i = 0; r == 0 && i < plan->n; i++) {
+        uint64_t c = plan->pc[i].off / CHUNK;
+        if (c != last)
+            hash_chunk(vm, m, c, &sums[c]);
+        last = c;
+    }
+    return r;
+}
+
+#define LIVE_MAX_ROUNDS 12
+
+/*
+ * The running part of a live snapshot: all of RAM, then, round after round,
+ * what the guest wrote meanwhile, until a round's pages are few (or stop
+ * shrinking). The rest is taken with the VM paused (rvm_vm_snapshot). A
+ * chunk's sum is taken from RAM after its pages were written, so a page
+ * changed after that is dirty again and its chunk summed again later.
+ * Returns the open memory file, or -errno.
+ */
+static int live_precopy(struct rvm_vm *vm, int dfd, const struct snap_manifest *m,
+                        struct memplan *plan, unsigned long *bits, uint64_t *written,
+                        uint32_t *rounds)
+{
+    uint64_t threshold = m->mem_size / PAGE / 1000 + 256, prev = UINT64_MAX;
+    bool overflowed;
+    int fd = open_memory(dfd, m, false), r;
+
+    if (fd < 0)
+        return fd;
+    memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
+    if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0) /* the interval starts here */
+        goto fail;
+    plan_reset(plan);
+    /* Summed as written: a page the guest changes meanwhile is dirty, its chunk summed again. */
+    if ((r = plan_bits(vm, m, plan, bits, true)) < 0 || (r = write_plan(fd, plan, true)) < 0)
+        goto fail;
+    *written += plan->present;
+    for (*rounds = 1; *rounds < LIVE_MAX_ROUNDS; (*rounds)++) {
+        memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
+        if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0)
+            goto fail;
+        plan_reset(plan);
+        if ((r = plan_bits(vm, m, plan, bits, overflowed)) < 0)
+            goto fail;
+        if (plan->present <= threshold || (plan->present >= prev && *rounds >= 3)) {
+            vm_dirty_put_back(vm, bits); /* for the paused round */
+            break;
+        }
+        if ((r = live_round(vm, fd, m, plan, plan->sums)) < 0)
+            goto fail;
+        *written += plan->present;
+        prev = plan->present;
+    }
+    return fd;
+fail:
     close(fd);
-    (void)vm;
     return r;
 }
 
@@ -518,11 +634,14 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     unsigned long *bits = NULL;
     char tmp[PATH_MAX];
     double t0 = now_s(), tp = 0, tr = 0;
-    bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, taken = false, overflowed = false;
-    int dfd = -1, r;
+    bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, live = mode == RVM_SNAPSHOT_LIVE;
+    bool taken = false, overflowed = false;
+    uint64_t written = 0;
+    uint32_t rounds = 0;
+    int dfd = -1, mfd = -1, r;
     struct vm_device *d;
 
-    if (!vm || !dir || (mode != RVM_SNAPSHOT_FULL && mode != RVM_SNAPSHOT_DIFF))
+    if (!vm || !dir || (mode != RVM_SNAPSHOT_FULL && !diff && !live))
         return -EINVAL;
     if (diff && (!vm->snap.have_parent || rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF)) {
         rvm_err(vm->hv, "diff snapshot: no parent (take a full snapshot first)");
@@ -538,24 +657,20 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         return -EOPNOTSUPP;
     }
     enum rvm_vm_state st = rvm_vm_state(vm);
-    if (st == RVM_VM_RUNNING) {
-        if ((r = rvm_vm_pause(vm)) < 0)
-            return r;
-        paused = true;
-        tp = now_s();
-    } else if (st != RVM_VM_PAUSED) {
+    if (st != RVM_VM_RUNNING && st != RVM_VM_PAUSED) {
         rvm_err(vm->hv, "snapshot: the VM is neither running nor paused");
         return -EINVAL;
     }
-    if ((r = complete_io(vm)) < 0)
-        goto out;
+    live = live && st == RVM_VM_RUNNING; /* a paused VM is simply copied */
+    if (live && rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF && (r = rvm_vm_dirty_enable(vm)) < 0)
+        return r;
 
     /* Everything goes into a sibling temporary directory first. */
     snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(), (unsigned long)(now_s() * 1e6));
     if (mkdir(tmp, 0700) < 0) {
         r = -errno;
         rvm_err(vm->hv, "snapshot: cannot create %s: %s", tmp, strerror(-r));
-        goto out;
+        return r;
     }
     dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
@@ -586,8 +701,32 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         m->parent_id = vm->snap.parent_id;
         memcpy(m->parent, vm->snap.parent, sizeof(m->parent));
     }
+    plan.npages = m->mem_size / PAGE;
+    plan.pages = diff ? calloc((plan.npages + 63) / 64, sizeof(unsigned long)) : NULL;
+    plan.sums = calloc(m->nchunks, sizeof(uint64_t));
+    bits = calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long));
+    if ((diff && !plan.pages) || !plan.sums || !bits) {
+        r = -ENOMEM;
+        goto out_rm;
+    }
 
-    /* State. */
+    /* Live: copy while the guest runs, until little is left for the pause. */
+    if (live && (mfd = live_precopy(vm, dfd, m, &plan, bits, &written, &rounds)) < 0) {
+        r = mfd;
+        rvm_err(vm->hv, "snapshot: writing memory into %s: %s", tmp, strerror(-r));
+        goto out_rm;
+    }
+
+    if (st == RVM_VM_RUNNING) {
+        if ((r = rvm_vm_pause(vm)) < 0)
+            goto out_rm;
+        paused = true;
+        tp = now_s();
+    }
+    if ((r = complete_io(vm)) < 0)
+        goto out_rm;
+
+    /* State, devices quiesced by their save: nothing writes guest memory from here on. */
     if ((r = save_state(vm, &b)) < 0)
         goto out_rm;
     m->state_size = b.len;
@@ -595,34 +734,29 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     if ((r = write_file(dfd, "state", b.p, b.len)) < 0)
         goto out_rm;
 
-    /* Memory: what changed since the parent, or everything. */
-    plan.npages = m->mem_size / PAGE;
-    plan.pages = diff ? calloc((plan.npages + 63) / 64, sizeof(unsigned long)) : NULL;
-    plan.sums = calloc(m->nchunks, sizeof(uint64_t));
-    if ((diff && !plan.pages) || !plan.sums) {
-        r = -ENOMEM;
-        goto out_rm;
-    }
+    /* Memory: what changed since the parent (or the last live round), or everything. */
+    memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
     if (rvm_vm_dirty_mode(vm) != RVM_DIRTY_OFF) {
-        if (!(bits = calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long)))) {
-            r = -ENOMEM;
-            goto out_rm;
-        }
         if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0)
             goto out_rm;
         taken = true;
     }
-    struct plan_ctx pctx = {vm, m, &plan};
-    if (diff && !overflowed) {
-        uint64_t pages, ranges;
-        r = vm_dirty_walk(vm, bits, plan_range, &pctx, &pages, &ranges);
-    } else {
-        for (uint32_t i = 0; i < m->nregions && r == 0; i++)
-            r = plan_range(&pctx, m->region[i].gpa, m->region[i].size);
-    }
-    if (r < 0)
+    plan_reset(&plan);
+    if ((r = plan_bits(vm, m, &plan, bits, !(diff || live) || overflowed)) < 0)
         goto out_rm;
-    if ((r = write_memory(vm, dfd, m, &plan, diff)) < 0) {
+    if (live) {
+        r = live_round(vm, mfd, m, &plan, plan.sums);
+        written += plan.present;
+        plan.present = plan.npages;
+    } else if ((mfd = open_memory(dfd, m, diff)) < 0) {
+        r = mfd;
+    } else {
+        r = write_plan(mfd, &plan, true);
+        written = plan.present;
+    }
+    if (r == 0 && fsync(mfd) < 0)
+        r = -errno;
+    if (r < 0) {
         rvm_err(vm->hv, "snapshot: writing memory into %s: %s", tmp, strerror(-r));
         goto out_rm;
     }
@@ -649,10 +783,6 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         rvm_vm_dirty_enable(vm); /* for diffs to come; failure only means none can follow */
     taken = false;
     r = 0;
-    if (stats) {
-        stats->bytes = plan.present * PAGE;
-        stats->pages = plan.present;
-    }
     goto out;
 
 out_rm:
@@ -660,6 +790,8 @@ out_rm:
 out:
     if (taken)
         vm_dirty_put_back(vm, bits); /* not persisted: the next snapshot takes them */
+    if (mfd >= 0)
+        close(mfd);
     if (dfd >= 0)
         close(dfd);
     if (paused) {
@@ -667,12 +799,15 @@ out:
         rvm_vm_resume(vm);
     }
     if (stats) {
+        memset(stats, 0, sizeof(*stats));
         stats->seconds = now_s() - t0;
         stats->pause_ms = paused ? (tr - tp) * 1e3 : 0;
-        stats->gbps =
-            r == 0 && stats->seconds > 0 ? (double)stats->bytes / stats->seconds / 1e9 : 0;
-        if (r < 0)
-            stats->bytes = stats->pages = 0;
+        if (r == 0) {
+            stats->bytes = written * PAGE;
+            stats->pages = plan.present;
+            stats->rounds = rounds;
+            stats->gbps = stats->seconds > 0 ? (double)stats->bytes / stats->seconds / 1e9 : 0;
+        }
     }
     free(bits);
     plan_free(&plan);

@@ -216,6 +216,54 @@ static void test_diff_chain(void **state)
     rvm_hv_close(hv);
 }
 
+/*
+ * Live: the guest keeps dirtying (at full speed, then slowed) while RAM is
+ * copied; the pause covers only the rest. Restored, the guest finishes with
+ * every page as it last wrote it.
+ */
+static void live_round_trip(const char *gap, const char *name)
+{
+    struct rvm_vm_config c;
+    struct rvm_snapshot_stats st;
+    struct console con = {.len = 0};
+    struct tvm t;
+    char cmd[128];
+    int err;
+
+    snprintf(cmd, sizeof(cmd), "test=mem-dirty ws=%d passes=%d %s", WS, PASSES, gap);
+    vm_config(&c, RVM_MEM_ANON);
+    c.dirty_ring_entries = 4096;
+    tvm_create(&t, cmd, &c);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    uint64_t at = wait_passes(t.vm, 2);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path(name), RVM_SNAPSHOT_LIVE, &st), 0);
+    assert_true(guest_state(t.vm)[BG_MEM_ST_PASSES_DONE] < PASSES);
+    assert_true(st.rounds >= 1);
+    assert_true(st.bytes >= (uint64_t)(64 << 20)); /* everything once, and rewrites */
+    assert_true(st.pause_ms > 0 && st.pause_ms < st.seconds * 1e3);
+    assert_int_equal(st.pages, (64 << 20) / 4096);
+    print_message("    live (%s): %u rounds, %.1f MiB written, pause %.2f ms of %.1f ms\n", gap,
+                  st.rounds, st.bytes / 1048576.0, st.pause_ms, st.seconds * 1e3);
+    tvm_destroy(&t);
+    (void)at;
+
+    struct rvm_hv *hv;
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    struct rvm_vm *vm = restore(hv, path(name), false, RVM_MEM_ANON, &con, &err);
+    assert_int_equal(err, 0);
+    finish_restored(vm, &con);
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+}
+
+static void test_live(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    live_round_trip("gap=0", "live-fast");
+    live_round_trip("gap=50000", "live-slow");
+}
+
 /* A paused, finished-writing VM snapshotted as the sample the refusals below damage. */
 static void make_sample(const char *name)
 {
@@ -405,10 +453,15 @@ static void test_unsupported_device(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_eager),         cmocka_unit_test(test_full_lazy),
-        cmocka_unit_test(test_full_hugepages),     cmocka_unit_test(test_diff_chain),
-        cmocka_unit_test(test_refusals),           cmocka_unit_test(test_wrong_parent),
-        cmocka_unit_test(test_enospc_keeps_older), cmocka_unit_test(test_unsupported_device),
+        cmocka_unit_test(test_full_eager),
+        cmocka_unit_test(test_full_lazy),
+        cmocka_unit_test(test_full_hugepages),
+        cmocka_unit_test(test_diff_chain),
+        cmocka_unit_test(test_live),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_wrong_parent),
+        cmocka_unit_test(test_enospc_keeps_older),
+        cmocka_unit_test(test_unsupported_device),
     };
     return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
 }

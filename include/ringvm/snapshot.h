@@ -27,14 +27,22 @@ struct rvm_hv;
 enum rvm_snapshot_mode {
     RVM_SNAPSHOT_FULL = 0, /* all of RAM, the VM paused meanwhile */
     RVM_SNAPSHOT_DIFF,     /* the pages written since the VM's previous snapshot */
+    /*
+     * A full snapshot taken while the VM runs: RAM is copied, then what the
+     * guest wrote meanwhile (from dirty tracking, turned on if it is not),
+     * round after round until little is left; the VM is paused only for
+     * that rest and the machine state (stats.pause_ms).
+     */
+    RVM_SNAPSHOT_LIVE,
 };
 
 struct rvm_snapshot_stats {
-    uint64_t bytes;  /* of guest memory written or read */
+    uint64_t bytes;  /* of guest memory written (live: with rewrites) or read */
     double seconds;  /* the whole operation */
     double gbps;     /* bytes / seconds, in GB/s (10^9) */
     double pause_ms; /* how long the vCPUs were stopped (snapshots) */
     uint64_t pages;  /* 4 KiB pages of memory in the snapshot */
+    uint32_t rounds; /* live: copy rounds while the VM ran */
 };
 
 /*
