@@ -31,6 +31,8 @@ enum rec_type {
     /* devices (instance: the device's index in the VM) */
     REC_DEV_UART = 64,
     REC_DEV_DEBUG_EXIT,
+    REC_DEV_VIRTIO_MMIO,
+    REC_DEV_VIRTIO_BLK,
     REC_DEVICES = 96, /* the devices' kinds, oldest first */
 };
 

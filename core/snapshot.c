@@ -20,10 +20,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include <ringvm/dirty.h>
+#include <ringvm/virtio.h>
 #include <ringvm/snapshot.h>
 
 #include "../arch/x86_64/arch.h"
 #include "../mem/mem_internal.h"
+#include "../virtio/blk.h"
 #include "log.h"
 #include "snaprec.h"
 #include "snapshot_internal.h"
@@ -382,6 +384,18 @@ static int complete_io(struct rvm_vm *vm)
     return 0;
 }
 
+/* Every device quiesced (stop) or resumed, oldest first. */
+static void devices_each(struct rvm_vm *vm, bool stop)
+{
+    struct vm_device *d;
+
+    pthread_mutex_lock(&vm->dev_lock);
+    for (d = vm->devices; d; d = d->next)
+        if (d->snap && (stop ? d->snap->quiesce : d->snap->resume))
+            (stop ? d->snap->quiesce : d->snap->resume)(d->dev);
+    pthread_mutex_unlock(&vm->dev_lock);
+}
+
 static int save_state(struct rvm_vm *vm, struct recbuf *b)
 {
     struct vm_device *devs[256], *d;
@@ -635,7 +649,7 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     char tmp[PATH_MAX];
     double t0 = now_s(), tp = 0, tr = 0;
     bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, live = mode == RVM_SNAPSHOT_LIVE;
-    bool taken = false, overflowed = false;
+    bool taken = false, overflowed = false, quiesced = false;
     uint64_t written = 0;
     uint32_t rounds = 0;
     int dfd = -1, mfd = -1, r;
@@ -725,8 +739,10 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     }
     if ((r = complete_io(vm)) < 0)
         goto out_rm;
+    devices_each(vm, true);
+    quiesced = true;
 
-    /* State, devices quiesced by their save: nothing writes guest memory from here on. */
+    /* State, devices quiesced: nothing writes guest memory from here on. */
     if ((r = save_state(vm, &b)) < 0)
         goto out_rm;
     m->state_size = b.len;
@@ -794,6 +810,8 @@ out:
         close(mfd);
     if (dfd >= 0)
         close(dfd);
+    if (quiesced)
+        devices_each(vm, false);
     if (paused) {
         tr = now_s();
         rvm_vm_resume(vm);
@@ -1026,6 +1044,20 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
             r = rvm_debug_exit_attach(vm, port);
             break;
         }
+        case REC_DEV_VIRTIO_BLK: {
+            struct rvm_blk_config bc;
+            char *bpath = malloc(PATH_MAX);
+            if (!bpath)
+                return -ENOMEM;
+            r = virtio_blk_config_from_state(st, len, k, &bc, bpath, PATH_MAX);
+            if (r == 0)
+                r = rvm_vm_add_virtio_blk(vm, &bc, NULL, 0); /* with its transport, next */
+            free(bpath);
+            break;
+        }
+        case REC_DEV_VIRTIO_MMIO:
+            r = 0; /* made with its device, just before */
+            break;
         default:
             rvm_err(vm->hv, "snapshot has a device (kind %u) this ringvm cannot restore", kind);
             return -EOPNOTSUPP;

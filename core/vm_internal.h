@@ -58,6 +58,13 @@ struct vm_snap_ops {
     uint32_t kind;
     int (*save)(void *dev, struct recbuf *b, uint32_t index);
     int (*load)(void *dev, const uint8_t *state, size_t len, uint32_t index);
+    /*
+     * Optional: stop writing guest memory (in-flight work finished), and
+     * start again. A snapshot quiesces every device before it saves their
+     * state and the last memory, and resumes them after.
+     */
+    void (*quiesce)(void *dev);
+    void (*resume)(void *dev);
 };
 
 /* A device owned by the VM: notified when the VM ends, freed with it. */

@@ -43,8 +43,8 @@ static int debug_exit_load(void *dev, const uint8_t *st, size_t len, uint32_t in
     return port == ((struct debug_exit *)dev)->port ? 0 : -EINVAL;
 }
 
-static const struct vm_snap_ops debug_exit_snap = {REC_DEV_DEBUG_EXIT, debug_exit_save,
-                                                   debug_exit_load};
+static const struct vm_snap_ops debug_exit_snap = {
+    .kind = REC_DEV_DEBUG_EXIT, .save = debug_exit_save, .load = debug_exit_load};
 
 int rvm_debug_exit_attach(struct rvm_vm *vm, uint16_t port)
 {

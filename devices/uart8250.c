@@ -367,7 +367,8 @@ static int uart_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     return 0;
 }
 
-static const struct vm_snap_ops uart_snap = {REC_DEV_UART, uart_save, uart_load};
+static const struct vm_snap_ops uart_snap = {
+    .kind = REC_DEV_UART, .save = uart_save, .load = uart_load};
 
 int rvm_uart_attach(struct rvm_vm *vm, const struct rvm_uart_config *config, struct rvm_uart **out)
 {

@@ -24,6 +24,7 @@
 #include "../core/log.h"
 #include "../core/vm_internal.h"
 #include "../mem/mem_internal.h"
+#include "../core/snaprec.h"
 #include "blk.h"
 #include "blk_req.h"
 #include "mmio.h"
@@ -53,6 +54,8 @@ struct virtio_blk {
     uint16_t nq;
     uint64_t poll_ns;   /* device-side polling window; 0: none */
     bool ring_disabled; /* created disabled, enabled by the worker */
+    uint16_t queue_max;
+    char path[4096]; /* the backing file, absolute: what a restore reopens */
 
     /* Set at activate, used by the worker alone until reset. */
     struct vq *vqs;
@@ -299,6 +302,10 @@ static void *worker_main(void *arg)
         if (b->vqs[q].size)
             arm_read(b, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q], TAG_NOTIFY | q);
     arm_read(b, b->stop_efd, &b->stop_buf, TAG_STOP);
+    /* Chains made available before this worker started (a kick consumed by the worker that
+     * stopped for a snapshot, or one taken before a restore) are served now. */
+    for (uint16_t q = 0; q < b->nq && !broken; q++)
+        broken = !drain_queue(b, q, b->poll_ns != 0);
 
     while (!stopping || b->inflight > 0) {
         struct io_uring_cqe *cqe;
@@ -329,9 +336,9 @@ static void *worker_main(void *arg)
             }
         }
         io_uring_cq_advance(&b->ring, seen);
-        if (stopping)
-            continue; /* only wait for what is in flight */
-        for (uint16_t q = 0; q < b->nq && !broken; q++) {
+        /* Stopping: nothing new is taken, but what completes is published (a snapshot
+         * saves the queues after this drain: the driver must see these completions). */
+        for (uint16_t q = 0; q < b->nq && !broken && !stopping; q++) {
             /* After completions every queue may have waited for a slot. */
             if (kicked[q] || completed || polled)
                 broken = !drain_queue(b, q, b->poll_ns != 0);
@@ -439,6 +446,75 @@ static void blk_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
     memcpy(buf, (const uint8_t *)&((struct virtio_blk *)dev)->cfg + off, len);
 }
 
+/* What a restore needs to re-create the device; the queues are the transport's. */
+struct blk_state {
+    uint64_t capacity;
+    uint32_t poll_us;
+    uint16_t queues, queue_size;
+    uint8_t ro, pad[7];
+    char path[4096];
+};
+
+static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
+{
+    struct virtio_blk *b = dev;
+    struct blk_state *s = calloc(1, sizeof(*s));
+
+    if (!s)
+        return -ENOMEM;
+    s->capacity = b->capacity;
+    s->poll_us = (uint32_t)(b->poll_ns / 1000);
+    s->queues = b->nq;
+    s->queue_size = b->queue_max;
+    s->ro = b->ro;
+    memcpy(s->path, b->path, sizeof(s->path));
+    rec_put(rb, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s));
+    free(s);
+    return rb->err;
+}
+
+/* The device was re-created from the record: check the disk is still the one saved. */
+static int blk_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
+{
+    struct virtio_blk *b = dev;
+    struct blk_state s;
+    const void *p;
+    uint32_t l;
+
+    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 || l != sizeof(s))
+        return -EBADMSG;
+    memcpy(&s, p, sizeof(s));
+    if (s.capacity != b->capacity) {
+        rvm_err(b->vm->hv, "virtio-blk: %s has %llu sectors, %llu when saved", b->path,
+                (unsigned long long)b->capacity, (unsigned long long)s.capacity);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int virtio_blk_config_from_state(const uint8_t *st, size_t len, uint32_t index,
+                                 struct rvm_blk_config *c, char *path, size_t plen)
+{
+    struct blk_state s;
+    const void *p;
+    uint32_t l;
+
+    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 || l != sizeof(s))
+        return -EBADMSG;
+    memcpy(&s, p, sizeof(s));
+    if (s.path[sizeof(s.path) - 1] || strlen(s.path) >= plen)
+        return -EBADMSG;
+    memcpy(path, s.path, strlen(s.path) + 1);
+    *c = (struct rvm_blk_config){.path = path,
+                                 .ro = s.ro,
+                                 .queues = s.queues,
+                                 .queue_size = s.queue_size,
+                                 .poll_us = s.poll_us};
+    return 0;
+}
+
+static const struct vm_snap_ops blk_snap = {REC_DEV_VIRTIO_BLK, blk_save, blk_load, NULL, NULL};
+
 static void blk_destroy(void *dev)
 {
     struct virtio_blk *b = dev;
@@ -466,6 +542,9 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     b->ro = o->ro;
     b->nq = o->queues ? o->queues : 1;
     b->poll_ns = (uint64_t)o->poll_us * 1000;
+    b->queue_max = o->queue_size ? o->queue_size : 256;
+    if (!realpath(o->path, b->path) && strlen(o->path) < sizeof(b->path))
+        memcpy(b->path, o->path, strlen(o->path) + 1);
     flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     b->fd_buffered = open(o->path, flags);
     if (b->fd_buffered < 0 || fstat(b->fd_buffered, &st) < 0) {
@@ -510,7 +589,7 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .activate = blk_activate,
         .reset = blk_reset,
     };
-    if ((r = vm_add_device(vm, b, NULL, blk_destroy)) < 0)
+    if ((r = vm_add_device_snap(vm, b, NULL, blk_destroy, &blk_snap)) < 0)
         goto err_close;
     /* The transport is added after the device, so it is destroyed first and resets it. */
     if ((r = virtio_mmio_attach(vm, base, gsi, &b->ops, b, &b->t)) < 0)

@@ -37,4 +37,9 @@ struct virtio_blk_stats {
 };
 void virtio_blk_stats(const struct virtio_blk *b, struct virtio_blk_stats *s);
 
+struct rvm_blk_config;
+/* The config a snapshot recorded for device index (path copied into path[plen]). */
+int virtio_blk_config_from_state(const uint8_t *st, size_t len, uint32_t index,
+                                 struct rvm_blk_config *c, char *path, size_t plen);
+
 #endif

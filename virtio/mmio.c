@@ -13,6 +13,7 @@
 #include <ringvm/vm.h>
 
 #include "../core/vm_internal.h"
+#include "../core/snaprec.h"
 #include "mmio.h"
 
 #define MAGIC 0x74726976 /* "virt" */
@@ -323,6 +324,157 @@ static void transport_destroy(void *p)
     free(t);
 }
 
+/* ---- snapshots ---------------------------------------------------------- */
+
+struct mmio_queue_state {
+    uint64_t desc, avail, used;
+    uint16_t num, last_avail, used_idx, signalled_used;
+    uint8_t ready, signalled_valid, broken, pad;
+    uint32_t pad2;
+};
+
+struct mmio_state {
+    uint64_t base, driver_features;
+    uint32_t gsi, device_id, status, isr, dev_feat_sel, drv_feat_sel, queue_sel, nq;
+    uint8_t active, pad[7];
+    struct mmio_queue_state q[VIRTIO_MMIO_MAX_QUEUES];
+};
+
+/* Quiesced first (the device's worker stopped), so the queues hold still. */
+static int transport_save(void *p, struct recbuf *b, uint32_t index)
+{
+    struct virtio_mmio *t = p;
+    struct mmio_state s;
+
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_lock(&t->lock);
+    s.base = t->base;
+    s.gsi = t->gsi;
+    s.device_id = t->ops->device_id;
+    s.status = status(t);
+    s.isr = __atomic_load_n(&t->isr, __ATOMIC_ACQUIRE);
+    s.dev_feat_sel = t->dev_feat_sel;
+    s.drv_feat_sel = t->drv_feat_sel;
+    s.queue_sel = t->queue_sel;
+    s.driver_features = t->driver_features;
+    s.active = t->active;
+    s.nq = t->ops->num_queues;
+    for (uint32_t i = 0; i < s.nq; i++) {
+        const struct vq *v = &t->vqs[i];
+        s.q[i] = (struct mmio_queue_state){.desc = t->q[i].desc,
+                                           .avail = t->q[i].avail,
+                                           .used = t->q[i].used,
+                                           .num = t->q[i].num,
+                                           .ready = t->q[i].ready,
+                                           .last_avail = v->last_avail,
+                                           .used_idx = v->used_idx,
+                                           .signalled_used = v->signalled_used,
+                                           .signalled_valid = v->signalled_valid,
+                                           .broken = v->broken};
+    }
+    pthread_mutex_unlock(&t->lock);
+    rec_put(b, REC_DEV_VIRTIO_MMIO, index, &s, sizeof(s));
+    return b->err;
+}
+
+/*
+ * Into a transport just attached, as the device it was: registers, queues
+ * (set up and checked against guest memory again) and their positions;
+ * a live device is activated, so its worker picks up where it stopped.
+ */
+static int transport_load(void *p, const uint8_t *st, size_t len, uint32_t index)
+{
+    struct virtio_mmio *t = p;
+    struct mmio_state s;
+    const void *d;
+    uint32_t l;
+    int r = 0;
+
+    if (rec_find(st, len, REC_DEV_VIRTIO_MMIO, index, &d, &l) < 0 || l != sizeof(s))
+        return -EBADMSG;
+    memcpy(&s, d, sizeof(s));
+    if (s.base != t->base || s.gsi != t->gsi || s.device_id != t->ops->device_id ||
+        s.nq != t->ops->num_queues || (s.driver_features & ~offered(t)))
+        return -EINVAL;
+    pthread_mutex_lock(&t->lock);
+    reset_locked(t);
+    t->dev_feat_sel = s.dev_feat_sel;
+    t->drv_feat_sel = s.drv_feat_sel;
+    t->queue_sel = s.queue_sel;
+    t->driver_features = s.driver_features;
+    for (uint32_t i = 0; i < s.nq; i++) {
+        t->q[i].desc = s.q[i].desc;
+        t->q[i].avail = s.q[i].avail;
+        t->q[i].used = s.q[i].used;
+        t->q[i].num = s.q[i].num;
+        t->q[i].ready = s.q[i].ready;
+    }
+    __atomic_store_n(&t->isr, s.isr, __ATOMIC_RELEASE);
+    if (s.active && !(s.status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+        bool event_idx = t->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+        bool indirect = t->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+
+        for (uint32_t i = 0; i < s.nq && r == 0; i++) {
+            struct vq *v = &t->vqs[i];
+
+            vq_reset(v);
+            if (!t->q[i].ready)
+                continue;
+            if (vq_setup(v, rvm_vm_mem(t->vm), t->q[i].num, t->ops->queue_max, t->q[i].desc,
+                         t->q[i].avail, t->q[i].used, event_idx, indirect) < 0) {
+                r = -EINVAL;
+                break;
+            }
+            v->last_avail = s.q[i].last_avail;
+            v->used_idx = s.q[i].used_idx;
+            v->signalled_used = s.q[i].signalled_used;
+            v->signalled_valid = s.q[i].signalled_valid;
+            v->broken = s.q[i].broken;
+        }
+        if (r == 0 && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0)
+            r = -EIO;
+        t->active = r == 0;
+    }
+    __atomic_store_n(&t->status, s.status, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&t->lock);
+    /*
+     * An interrupt the device raised while it drained for the snapshot may
+     * have reached the interrupt controller after its state was taken: with
+     * ISR bits pending, raise it again (the driver reads ISR and the rings;
+     * one too many is harmless, one too few hangs it).
+     */
+    if (r == 0 && s.isr)
+        virtio_mmio_interrupt(t, 0);
+    return r;
+}
+
+static void transport_quiesce(void *p)
+{
+    struct virtio_mmio *t = p;
+
+    pthread_mutex_lock(&t->lock);
+    if (t->active)
+        t->ops->reset(t->dev); /* stops the worker after its in-flight work; queues stay */
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void transport_resume(void *p)
+{
+    struct virtio_mmio *t = p;
+
+    pthread_mutex_lock(&t->lock);
+    if (t->active && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0) {
+        t->active = false;
+        pthread_mutex_unlock(&t->lock);
+        virtio_mmio_needs_reset(t);
+        return;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+static const struct vm_snap_ops transport_snap = {
+    REC_DEV_VIRTIO_MMIO, transport_save, transport_load, transport_quiesce, transport_resume};
+
 int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                        const struct virtio_device_ops *ops, void *dev, struct virtio_mmio **out)
 {
@@ -356,7 +508,7 @@ int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     }
     if ((r = rvm_vm_map_io(vm, RVM_BUS_MMIO, base, VIRTIO_MMIO_SIZE, &mmio_ops, t)) < 0)
         goto err;
-    if ((r = vm_add_device(vm, t, NULL, transport_destroy)) < 0) {
+    if ((r = vm_add_device_snap(vm, t, NULL, transport_destroy, &transport_snap)) < 0) {
         rvm_vm_unmap_io(vm, RVM_BUS_MMIO, base);
         goto err;
     }
