@@ -9,6 +9,9 @@
 
 const char cli_usage[] =
     "usage: ringvm run --kernel PATH [options]   run a PVH guest until it ends\n"
+    "       ringvm restore DIR [--lazy|--eager] [--serial ...] [--hugepages ...] [-v]\n"
+    "                                            resume a snapshot's VM until it ends\n"
+    "       ringvm snapshot-merge DIR OUT        write the full snapshot a diff chain makes\n"
     "       ringvm caps                          print what this host's KVM offers\n"
     "       ringvm --help | --version\n"
     "\n"
@@ -29,6 +32,12 @@ const char cli_usage[] =
     "                       a virtio-blk disk on a raw image (repeatable, up to 16); the\n"
     "                       guest finds it through virtio_mmio.device= on its command line;\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
+    "  --dirty-ring N       KVM dirty ring of N entries per vCPU for dirty tracking\n"
+    "                       (a power of two; default: none, the dirty bitmap)\n"
+    "  --snapshot-on-signal DIR\n"
+    "                       on SIGUSR1, snapshot into DIR/snap-1, DIR/snap-2, ...\n"
+    "  --snapshot-mode full|live|diff\n"
+    "                       how (default live; diff: the first is full, then diffs)\n"
     "  -v, --verbose        log debug messages to stderr\n"
     "\n"
     "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4), a debug-exit port at 0xf4, and\n"
@@ -183,7 +192,12 @@ enum {
     OPT_SERIAL,
     OPT_VERSION,
     OPT_DISK,
-    OPT_IO_CPUS
+    OPT_IO_CPUS,
+    OPT_DIRTY_RING,
+    OPT_SNAP_DIR,
+    OPT_SNAP_MODE,
+    OPT_LAZY,
+    OPT_EAGER
 };
 
 static const struct option long_opts[] = {
@@ -194,6 +208,11 @@ static const struct option long_opts[] = {
     {"vcpus", required_argument, NULL, OPT_VCPUS},
     {"cpus", required_argument, NULL, OPT_CPUS},
     {"io-cpus", required_argument, NULL, OPT_IO_CPUS},
+    {"dirty-ring", required_argument, NULL, OPT_DIRTY_RING},
+    {"snapshot-on-signal", required_argument, NULL, OPT_SNAP_DIR},
+    {"snapshot-mode", required_argument, NULL, OPT_SNAP_MODE},
+    {"lazy", no_argument, NULL, OPT_LAZY},
+    {"eager", no_argument, NULL, OPT_EAGER},
     {"numa-node", required_argument, NULL, OPT_NUMA},
     {"hugepages", required_argument, NULL, OPT_HUGE},
     {"prefault", no_argument, NULL, OPT_PREFAULT},
@@ -257,6 +276,28 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
             return fail(err, len, "bad --io-cpus list '%s' (e.g. 0,1 or 2-5)", arg);
         o->vm.n_io_cpus = (unsigned)n;
         return 0;
+    case OPT_DIRTY_RING:
+        if (parse_uint(arg, 1U << 20, &v) < 0 || v < 1024 || (v & (v - 1)))
+            return fail(err, len, "bad --dirty-ring '%s' (a power of two, 1024 or more)", arg);
+        o->vm.dirty_ring_entries = (uint32_t)v;
+        return 0;
+    case OPT_SNAP_DIR:
+        o->snap_dir = arg;
+        return *arg ? 0 : fail(err, len, "--snapshot-on-signal needs a directory", NULL);
+    case OPT_SNAP_MODE:
+        if (!strcmp(arg, "full"))
+            o->snap_mode = RVM_SNAPSHOT_FULL;
+        else if (!strcmp(arg, "live"))
+            o->snap_mode = RVM_SNAPSHOT_LIVE;
+        else if (!strcmp(arg, "diff"))
+            o->snap_mode = RVM_SNAPSHOT_DIFF;
+        else
+            return fail(err, len, "bad --snapshot-mode '%s' (full, live or diff)", arg);
+        return 0;
+    case OPT_LAZY:
+    case OPT_EAGER:
+        o->lazy = c == OPT_LAZY;
+        return 0;
     case OPT_NUMA:
         if (parse_uint(arg, 1023, &v) < 0)
             return fail(err, len, "bad --numa-node '%s'", arg);
@@ -293,9 +334,21 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t len)
         o->cmd = CLI_CAPS;
         return argc == 2 ? 0 : fail(err, len, "caps takes no arguments", NULL);
     }
-    if (strcmp(argv[1], "run") != 0)
+    if (!strcmp(argv[1], "snapshot-merge")) {
+        o->cmd = CLI_MERGE;
+        if (argc != 4)
+            return fail(err, len, "snapshot-merge takes DIR and OUT", NULL);
+        o->dir = argv[2];
+        o->out = argv[3];
+        return 0;
+    }
+    if (!strcmp(argv[1], "restore"))
+        o->cmd = CLI_RESTORE;
+    else if (!strcmp(argv[1], "run"))
+        o->cmd = CLI_RUN;
+    else
         return fail(err, len, "unknown command '%s' (try --help)", argv[1]);
-    o->cmd = CLI_RUN;
+    o->snap_mode = RVM_SNAPSHOT_LIVE;
 
     optind = 2;
     opterr = 0;
@@ -314,6 +367,12 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t len)
         }
         if (parse_run_opt(c, optarg, o, err, len) < 0)
             return -EINVAL;
+    }
+    if (o->cmd == CLI_RESTORE) {
+        if (optind != argc - 1)
+            return fail(err, len, "restore takes one snapshot directory", NULL);
+        o->dir = argv[optind];
+        return 0;
     }
     if (optind < argc)
         return fail(err, len, "unexpected argument '%s'", argv[optind]);

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <ringvm/ringvm.h>
 
-enum cli_command { CLI_NONE = 0, CLI_RUN, CLI_CAPS, CLI_HELP, CLI_VERSION };
+enum cli_command { CLI_NONE = 0, CLI_RUN, CLI_CAPS, CLI_HELP, CLI_VERSION, CLI_RESTORE, CLI_MERGE };
 
 struct cli_opts {
     enum cli_command cmd;
@@ -19,6 +19,12 @@ struct cli_opts {
     struct rvm_vm_config vm;
     unsigned ndisks;
     struct rvm_blk_config disks[RVM_VIRTIO_MAX_DEVICES];
+    /* run: SIGUSR1 writes a snapshot into snap_dir/snap-N (full or live first, then as asked) */
+    const char *snap_dir;
+    enum rvm_snapshot_mode snap_mode;
+    /* restore DIR [--lazy] / snapshot-merge DIR OUT */
+    const char *dir, *out;
+    bool lazy;
 };
 
 /*

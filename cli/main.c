@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -95,24 +96,148 @@ static int exit_status(const struct rvm_vm_result *res)
     }
 }
 
-/* Waits for the VM to end; SIGINT/SIGTERM (blocked, polled here) stop it. */
-static int wait_vm(struct rvm_vm *vm, const sigset_t *stop_sigs, struct rvm_vm_result *res)
+/* SIGUSR1 with --snapshot-on-signal: the next snapshot, reported on stderr. */
+static void snapshot_now(struct rvm_vm *vm, const struct cli_opts *o, unsigned *count)
+{
+    struct rvm_snapshot_stats st;
+    enum rvm_snapshot_mode mode = o->snap_mode;
+    char dir[4096];
+    int r;
+
+    if (mkdir(o->snap_dir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "ringvm: --snapshot-on-signal %s: %s\n", o->snap_dir, strerror(errno));
+        return;
+    }
+    if (mode == RVM_SNAPSHOT_DIFF && *count == 0)
+        mode = RVM_SNAPSHOT_FULL; /* a diff needs a parent */
+    snprintf(dir, sizeof(dir), "%s/snap-%u", o->snap_dir, *count + 1);
+    r = rvm_vm_snapshot(vm, dir, mode, &st);
+    if (r < 0) {
+        fprintf(stderr, "ringvm: snapshot %s failed: %s\n", dir, strerror(-r));
+        return;
+    }
+    (*count)++;
+    fprintf(stderr, "ringvm: snapshot %s: %.1f MiB in %.3f s (%.2f GB/s), paused %.2f ms\n", dir,
+            (double)st.bytes / 1048576.0, st.seconds, st.gbps, st.pause_ms);
+}
+
+/*
+ * Waits for the VM to end; SIGINT/SIGTERM (blocked, polled here) stop it,
+ * SIGUSR1 snapshots it when o asks for that.
+ */
+static int wait_vm(struct rvm_vm *vm, const sigset_t *sigs, const struct cli_opts *o,
+                   struct rvm_vm_result *res)
 {
     const struct timespec zero = {0, 0};
+    unsigned snaps = 0;
 
     for (;;) {
-        int r = rvm_vm_wait(vm, 100, res);
+        int r = rvm_vm_wait(vm, 100, res), sig;
 
         if (r == 0)
             return 0;
         if (r != -ETIMEDOUT)
             return r;
-        if (sigtimedwait(stop_sigs, NULL, &zero) > 0) {
+        while ((sig = sigtimedwait(sigs, NULL, &zero)) > 0) {
+            if (sig == SIGUSR1) {
+                if (o->snap_dir)
+                    snapshot_now(vm, o, &snaps);
+                continue;
+            }
             rvm_vm_stop(vm);
             rvm_vm_result(vm, res);
             return 0;
         }
     }
+}
+
+/* The signals the command handles itself: blocked in every thread, polled by wait_vm(). */
+static void block_signals(sigset_t *sigs)
+{
+    signal(SIGPIPE, SIG_IGN); /* guest output to a reader that went away is dropped */
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL); /* vCPU threads inherit the mask */
+}
+
+/* --serial: stdout, or a file opened here (its fd into *fd, closed by the caller). */
+static int serial_out(const char *serial, struct rvm_uart_config *uc, int *fd)
+{
+    *fd = -1;
+    uc->out_fd = STDOUT_FILENO;
+    if (strcmp(serial, "stdio") == 0)
+        return 0;
+    *fd = open(serial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (*fd < 0) {
+        fprintf(stderr, "ringvm: --serial %s: %s\n", serial, strerror(errno));
+        return -1;
+    }
+    uc->out_fd = *fd;
+    return 0;
+}
+
+static int restore(const struct cli_opts *o)
+{
+    struct rvm_hv_config hc = {.log = log_stderr,
+                               .log_level = o->verbose ? RVM_LOG_DEBUG : RVM_LOG_WARN};
+    struct rvm_restore_params p;
+    struct rvm_snapshot_stats st;
+    struct rvm_vm_result res;
+    struct rvm_hv *hv = NULL;
+    struct rvm_vm *vm = NULL;
+    sigset_t sigs;
+    int fd = -1, status = EXIT_RINGVM, r;
+
+    block_signals(&sigs);
+    rvm_restore_params_init(&p);
+    if (serial_out(o->serial, &p.uart, &fd) < 0)
+        return EXIT_RINGVM;
+    p.lazy = o->lazy;
+    p.backing = o->vm.mem.backing;
+    p.numa_node = o->vm.numa_node;
+    p.track_dirty = o->snap_dir != NULL;
+    if ((r = rvm_hv_open(&hc, &hv)) < 0) {
+        fprintf(stderr, "ringvm: cannot open KVM: %s\n", strerror(-r));
+        goto out;
+    }
+    if ((r = rvm_vm_restore(hv, o->dir, &p, &vm, &st)) < 0) {
+        fprintf(stderr, "ringvm: cannot restore %s: %s\n", o->dir, strerror(-r));
+        goto out;
+    }
+    if (o->verbose)
+        fprintf(stderr, "ringvm: restored %s (%s) in %.2f ms\n", o->dir, o->lazy ? "lazy" : "eager",
+                st.seconds * 1e3);
+    if ((r = rvm_vm_start(vm)) < 0 || (r = wait_vm(vm, &sigs, o, &res)) < 0) {
+        fprintf(stderr, "ringvm: running the restored VM: %s\n", strerror(-r));
+        goto out;
+    }
+    status = exit_status(&res);
+out:
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+    if (fd >= 0)
+        close(fd);
+    return status;
+}
+
+static int merge(const struct cli_opts *o)
+{
+    struct rvm_hv_config hc = {.log = log_stderr, .log_level = RVM_LOG_WARN};
+    struct rvm_hv *hv = NULL;
+    int r;
+
+    /* Logging only: the merge needs no KVM, so a host without it merges too. */
+    if (rvm_hv_open(&hc, &hv) < 0)
+        hv = NULL;
+    r = rvm_snapshot_merge(hv, o->dir, o->out);
+    rvm_hv_close(hv);
+    if (r < 0) {
+        fprintf(stderr, "ringvm: snapshot-merge %s %s: %s\n", o->dir, o->out, strerror(-r));
+        return EXIT_RINGVM;
+    }
+    return 0;
 }
 
 static int run(const struct cli_opts *o)
@@ -129,21 +254,9 @@ static int run(const struct cli_opts *o)
     sigset_t stop_sigs;
     int serial_fd = -1, status = EXIT_RINGVM, r;
 
-    /* Guest output to a reader that went away is dropped, not fatal. */
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGINT);
-    sigaddset(&stop_sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL); /* vCPU threads inherit the mask */
-
-    if (strcmp(o->serial, "stdio") != 0) {
-        serial_fd = open(o->serial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (serial_fd < 0) {
-            fprintf(stderr, "ringvm: --serial %s: %s\n", o->serial, strerror(errno));
-            return EXIT_RINGVM;
-        }
-        uc.out_fd = serial_fd;
-    }
+    block_signals(&stop_sigs);
+    if (serial_out(o->serial, &uc, &serial_fd) < 0)
+        return EXIT_RINGVM;
     if (o->initrd) {
         r = read_file(o->initrd, &initrd, &pp.initrd_size);
         if (r < 0) {
@@ -185,7 +298,7 @@ static int run(const struct cli_opts *o)
         fprintf(stderr, "ringvm: cannot start the VM: %s\n", strerror(-r));
         goto out;
     }
-    if ((r = wait_vm(vm, &stop_sigs, &res)) < 0) {
+    if ((r = wait_vm(vm, &stop_sigs, o, &res)) < 0) {
         fprintf(stderr, "ringvm: waiting for the VM: %s\n", strerror(-r));
         goto out;
     }
@@ -219,6 +332,10 @@ int main(int argc, char **argv)
         return print_caps();
     case CLI_RUN:
         return run(&o);
+    case CLI_RESTORE:
+        return restore(&o);
+    case CLI_MERGE:
+        return merge(&o);
     default:
         return EXIT_RINGVM;
     }

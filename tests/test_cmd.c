@@ -289,6 +289,43 @@ static void test_blk_polling(void **state)
     unlink(disk_a);
 }
 
+/*
+ * Snapshots from the command: SIGUSR1 twice during a run (a full snapshot,
+ * then a diff), the chain merged, and both the chain and the merge resumed
+ * with `ringvm restore` to finish the guest's run where it was.
+ */
+static void test_snapshot_commands(void **state)
+{
+    char dir[] = "/var/tmp/ringvm-cmdsnap-XXXXXX";
+    uint64_t v;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(sh("%s run --kernel %s --mem 64M --dirty-ring 4096 --snapshot-on-signal %s/s "
+                        "--snapshot-mode diff --cmdline 'test=mem-dirty ws=2048 passes=400 "
+                        "gap=20000' > %s/run.log 2>&1 & pid=$!; sleep 0.5; kill -USR1 $pid; "
+                        "sleep 0.3; kill -USR1 $pid; wait $pid; st=$?; cat %s/run.log; exit $st",
+                        ringvm_path(), guest_path(), dir, dir, dir),
+                     0);
+    assert_non_null(strstr(out, "snapshot ")); /* reported on stderr */
+    assert_non_null(strstr(out, "/s/snap-2: "));
+    assert_int_equal(field("mismatches"), 0);
+    assert_int_equal(sh("%s snapshot-merge %s/s/snap-2 %s/merged", ringvm_path(), dir, dir), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(sh("%s restore %s %s/%s 2>&1", ringvm_path(), i ? "--lazy" : "", dir,
+                            i ? "merged" : "s/snap-2"),
+                         0);
+        assert_null(strstr(out, "START")); /* resumed, not restarted */
+        assert_int_equal(bg_result_value(out, "passes", &v), 0);
+        assert_int_equal(v, 400);
+        assert_int_equal(field("mismatches"), 0);
+    }
+    assert_int_equal(sh("%s restore %s/nothing 2>&1", ringvm_path(), dir), 125);
+    assert_non_null(strstr(out, "cannot restore"));
+    assert_int_equal(sh("rm -rf %s", dir), 0);
+}
+
 /* Two disks: the guest writes the second; the first stays untouched. */
 static void test_blk_two_disks(void **state)
 {
@@ -398,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_blk_irq_mode),      cmocka_unit_test(test_blk_two_disks),
         cmocka_unit_test(test_blk_read_only),     cmocka_unit_test(test_blk_store_fills_up),
         cmocka_unit_test(test_qemu_blk),          cmocka_unit_test(test_blk_polling),
+        cmocka_unit_test(test_snapshot_commands),
     };
     return cmocka_run_group_tests_name("cmd", tests, NULL, NULL);
 }

@@ -97,4 +97,11 @@ void rvm_restore_params_init(struct rvm_restore_params *p);
 int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_params *params,
                    struct rvm_vm **out, struct rvm_snapshot_stats *stats);
 
+/*
+ * Writes the full snapshot that the chain ending in dir amounts to (the
+ * base's memory with every diff's pages over it, the newest state) into
+ * out, published atomically; dir's chain is left as it is. No VM needed.
+ */
+int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out);
+
 #endif
