@@ -11,6 +11,7 @@
  *                to overrun a KVM dirty ring) instead of CPL3
  * test=mem-touch: the same parameters, but one store per page (a burst
  * that fills a dirty ring fastest; nothing is checked).
+ * After the last pass every page is checked once more.
  * Prints "START mem-dirty ws=..." first, then RESULT with passes, the final
  * counter, mismatches and TSC cycles. All progress lives in guest memory
  * (BG_MEM_STATE), none in registers between pages, so a VM restored from a
@@ -99,6 +100,10 @@ static uint64_t dirty_loop(uint64_t passes)
             for (uint64_t t = rdtsc(); rdtsc() - t < gap_cycles;)
                 __asm__ volatile("pause");
     }
+    /* The end: every page must hold the last pass (the verify step after a restore). */
+    for (uint64_t i = 0; passes && i < ws; i++)
+        if (!page_ok(i, passes - 1, ws))
+            st[BG_MEM_ST_MISMATCHES] = st[BG_MEM_ST_MISMATCHES] + 1;
     return rdtsc() - t0;
 }
 
