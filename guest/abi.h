@@ -54,6 +54,14 @@
 #define BG_MEM_ST_PAGE        3 /* the next page of that pass */
 #define BG_MEM_ST_MISMATCHES  4
 #define BG_MEM_ST_PASSES_DONE 5
+/*
+ * Set nonzero by the host (say after a restore, before the VM runs): at the
+ * next page the guest stops writing and verifies instead (test=mem-verify):
+ * pages before the current one hold the current pass, the rest the one
+ * before; it prints "RESULT test=mem-verify" with the position it continued
+ * from (pass, page, counter) and the mismatches, and exits.
+ */
+#define BG_MEM_ST_VERIFY 6
 
 /* Where the PVH image is linked and loaded (guest-physical). */
 #define BG_LOAD_ADDR 0x100000

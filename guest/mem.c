@@ -11,7 +11,9 @@
  *                to overrun a KVM dirty ring) instead of CPL3
  * test=mem-touch: the same parameters, but one store per page (a burst
  * that fills a dirty ring fastest; nothing is checked).
- * After the last pass every page is checked once more.
+ * After the last pass every page is checked once more. test=mem-verify is
+ * what a restored mem-dirty guest turns into when the host sets
+ * BG_MEM_ST_VERIFY in its state page (abi.h).
  * Prints "START mem-dirty ws=..." first, then RESULT with passes, the final
  * counter, mismatches and TSC cycles. All progress lives in guest memory
  * (BG_MEM_STATE), none in registers between pages, so a VM restored from a
@@ -70,12 +72,36 @@ static void page_write(uint64_t i, uint64_t p, uint64_t ws)
     pg[0] = p;
 }
 
+/* mem-verify: the working set as the position in st says it must be; prints and exits. */
+static void verify_and_exit(uint64_t ws)
+{
+    uint64_t p = st[BG_MEM_ST_PASS], at = st[BG_MEM_ST_PAGE], bad = 0;
+
+    for (uint64_t i = 0; i < ws; i++)
+        if (i < at ? !page_ok(i, p, ws) : (p > 0 && !page_ok(i, p - 1, ws)))
+            bad++;
+    con_puts("RESULT test=mem-verify ws=");
+    con_putdec(ws);
+    con_puts(" pass=");
+    con_putdec(p);
+    con_puts(" page=");
+    con_putdec(at);
+    con_puts(" counter=");
+    con_putdec(p * ws + at);
+    con_puts(" mismatches=");
+    con_putdec(bad + st[BG_MEM_ST_MISMATCHES]);
+    con_putc('\n');
+    bg_exit(BG_EXIT_OK);
+}
+
 /* The loop; at CPL3 or (through bg_cpl0_call) CPL0. Returns TSC cycles. */
 static uint64_t dirty_loop(uint64_t passes)
 {
     uint64_t t0 = rdtsc(), ws = st[BG_MEM_ST_WS];
 
     while (passes == 0 || st[BG_MEM_ST_PASS] < passes) {
+        if (st[BG_MEM_ST_VERIFY])
+            verify_and_exit(ws);
         uint64_t p = st[BG_MEM_ST_PASS], i = st[BG_MEM_ST_PAGE];
 
         if (p > 0 && !page_ok(i, p - 1, ws)) {

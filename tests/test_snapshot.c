@@ -148,6 +148,24 @@ static void full_round_trip(bool lazy, enum rvm_mem_backing backing, const char 
     assert_true(guest_state(vm)[BG_MEM_ST_PASSES_DONE] >= at);
     finish_restored(vm, &con);
     rvm_vm_destroy(vm);
+
+    /* mem-verify: restored again, told to check everything and report where it continued. */
+    memset(&con, 0, sizeof(con));
+    vm = restore(hv, path(name), lazy, backing, &con, &err);
+    assert_int_equal(err, 0);
+    volatile uint64_t *gs = guest_state(vm);
+    uint64_t counter = gs[BG_MEM_ST_PASS] * WS + gs[BG_MEM_ST_PAGE], v;
+    gs[BG_MEM_ST_VERIFY] = 1;
+    struct rvm_vm_result res;
+    assert_int_equal(rvm_vm_start(vm), 0);
+    assert_int_equal(rvm_vm_wait(vm, 60000, &res), 0);
+    assert_non_null(strstr(con.buf, "RESULT test=mem-verify"));
+    assert_int_equal(bg_result_value(con.buf, "mismatches", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(bg_result_value(con.buf, "counter", &v), 0);
+    assert_true(v >= counter && v <= counter + 1); /* from where it was (a page at most on) */
+    assert_true(counter > 0);
+    rvm_vm_destroy(vm);
     rvm_hv_close(hv);
 }
 
