@@ -206,3 +206,16 @@ int64_t raw_vm_tsc_khz(struct raw_vm *vm)
     int r = ioctl(vm->vcpu_fd, KVM_GET_TSC_KHZ, 0);
     return r < 0 ? -errno : r;
 }
+
+double raw_vm_time_to_first_exit(const struct raw_template *t, uint64_t mem_size)
+{
+    struct raw_vm vm;
+    double t0 = bench_now();
+    int r = raw_vm_create_sized(t, -1, mem_size, &vm);
+
+    if (r == 0)
+        r = raw_vm_first_exit(&vm);
+    double dt = bench_now() - t0;
+    raw_vm_destroy(&vm);
+    return r < 0 ? -1 : dt;
+}

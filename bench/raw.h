@@ -43,6 +43,10 @@ int raw_vm_create_sized(const struct raw_template *t, int efd, uint64_t mem_size
                         struct raw_vm *vm);
 void raw_vm_destroy(struct raw_vm *vm);
 
+/* Seconds to create a VM of mem_size and run it to its first exit (then destroyed); < 0 on failure.
+ */
+double raw_vm_time_to_first_exit(const struct raw_template *t, uint64_t mem_size);
+
 /* Runs until the first exit of any kind. 0 or -errno. */
 int raw_vm_first_exit(struct raw_vm *vm);
 

@@ -23,27 +23,34 @@ static int null_write(void *opaque, uint64_t off, uint32_t size, uint64_t data)
 
 static const struct rvm_io_ops null_ops = {.read = null_read, .write = null_write};
 
-int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline, int cpu,
-                    struct bench_vm *b)
+int bench_vm_create_config(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline,
+                           const struct rvm_vm_config *c, struct bench_vm *b)
 {
     struct rvm_uart_config uc = {.out = console_out, .out_opaque = &b->con};
     struct rvm_pvh_params pp = {.cmdline = cmdline};
-    struct rvm_vm_config c;
     int r;
 
     memset(b, 0, sizeof(*b));
     b->efd = -1;
+    if ((r = rvm_vm_create(hv, c, &b->vm)) < 0)
+        return r;
+    if ((r = rvm_uart_attach(b->vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(b->vm, 0)) < 0)
+        return r;
+    return rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL);
+}
+
+int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline, int cpu,
+                    struct bench_vm *b)
+{
+    struct rvm_vm_config c;
+
     rvm_vm_config_init(&c);
     c.mem.size = BENCH_MEM_SIZE;
     if (cpu >= 0) {
         c.n_cpus = 1;
         c.cpus[0] = cpu;
     }
-    if ((r = rvm_vm_create(hv, &c, &b->vm)) < 0)
-        return r;
-    if ((r = rvm_uart_attach(b->vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(b->vm, 0)) < 0)
-        return r;
-    return rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL);
+    return bench_vm_create_config(hv, img, cmdline, &c, b);
 }
 
 int bench_vm_add_exit_targets(struct bench_vm *b)

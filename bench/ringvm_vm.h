@@ -17,6 +17,10 @@ struct bench_vm {
  */
 int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline, int cpu,
                     struct bench_vm *b);
+/* The same with a config of the caller's (memory size, dirty ring, ...). */
+int bench_vm_create_config(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline,
+                           const struct rvm_vm_config *c, struct bench_vm *b);
+
 /* Adds what the exit workloads aim at: null devices and an ioeventfd on each bus. */
 int bench_vm_add_exit_targets(struct bench_vm *b);
 

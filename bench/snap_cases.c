@@ -52,20 +52,15 @@ static void rm_rf(const char *path)
 static int source_vm(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline,
                      bool prefault, struct bench_vm *b)
 {
-    struct rvm_uart_config uc = {.out = console_out, .out_opaque = &b->con};
-    struct rvm_pvh_params pp = {.cmdline = cmdline};
     struct rvm_vm_config c;
     int r;
 
-    memset(b, 0, sizeof(*b));
-    b->efd = -1;
     rvm_vm_config_init(&c);
     c.mem.size = SIZE_1G;
     c.mem.prefault = prefault; /* every page real, as in the host's buffer */
     c.dirty_ring_entries = 65536;
-    if ((r = rvm_vm_create(hv, &c, &b->vm)) < 0 || (r = rvm_uart_attach(b->vm, &uc, NULL)) < 0 ||
-        (r = rvm_debug_exit_attach(b->vm, 0)) < 0 || (r = bench_vm_add_exit_targets(b)) < 0 ||
-        (r = rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL)) < 0)
+    if ((r = bench_vm_create_config(hv, img, cmdline, &c, b)) < 0 ||
+        (r = bench_vm_add_exit_targets(b)) < 0)
         return r;
     return rvm_vm_start(b->vm);
 }
@@ -86,34 +81,57 @@ static int open_all(struct bench_ctx *ctx, struct guest_image *img, struct rvm_h
     return 0;
 }
 
-static void full_ringvm(struct bench_ctx *ctx)
-{
+/* A snapshot case's source: the guest image, KVM, and a running 1 GiB VM. */
+struct source {
     struct guest_image img;
     struct rvm_hv *hv;
     struct bench_vm b;
+};
 
-    if (open_all(ctx, &img, &hv) < 0)
-        return;
-    if (source_vm(hv, &img, "test=pio n=100000000000", true, &b) < 0) {
+static int source_begin(struct bench_ctx *ctx, const char *cmdline, struct source *s)
+{
+    if (open_all(ctx, &s->img, &s->hv) < 0)
+        return -1;
+    if (source_vm(s->hv, &s->img, cmdline, true, &s->b) < 0) {
         bench_fail(ctx, "cannot start the source VM");
-    } else {
-        while (bench_keep_running(ctx)) {
-            struct rvm_snapshot_stats st;
-
-            rm_rf(DIR "/full");
-            if (rvm_vm_snapshot(b.vm, DIR "/full", RVM_SNAPSHOT_FULL, &st) < 0) {
-                bench_fail(ctx, "snapshot failed");
-                break;
-            }
-            bench_set_iteration_time(ctx, st.seconds);
-            bench_counter_add(ctx, "GB_per_s", st.gbps);
-            bench_counter_add(ctx, "pause_ms", st.pause_ms);
-        }
+        bench_vm_destroy(&s->b);
+        rvm_hv_close(s->hv);
+        free(s->img.elf);
+        return -1;
     }
-    bench_vm_destroy(&b);
-    rm_rf(DIR "/full");
-    rvm_hv_close(hv);
-    free(img.elf);
+    return 0;
+}
+
+static void source_end(struct source *s, const char *dir)
+{
+    bench_vm_destroy(&s->b);
+    rm_rf(dir);
+    rvm_hv_close(s->hv);
+    free(s->img.elf);
+}
+
+/* The working set the live and diff cases rewrite: 1% of RAM. */
+#define ONE_PCT_CMDLINE "test=mem-dirty ws=2621 passes=0"
+
+static void full_ringvm(struct bench_ctx *ctx)
+{
+    struct source src;
+
+    if (source_begin(ctx, "test=pio n=100000000000", &src) < 0)
+        return;
+    while (bench_keep_running(ctx)) {
+        struct rvm_snapshot_stats st;
+
+        rm_rf(DIR "/full");
+        if (rvm_vm_snapshot(src.b.vm, DIR "/full", RVM_SNAPSHOT_FULL, &st) < 0) {
+            bench_fail(ctx, "snapshot failed");
+            break;
+        }
+        bench_set_iteration_time(ctx, st.seconds);
+        bench_counter_add(ctx, "GB_per_s", st.gbps);
+        bench_counter_add(ctx, "pause_ms", st.pause_ms);
+    }
+    source_end(&src, DIR "/full");
 }
 
 /* SIZE_1G bytes from buf into path: fallocate, O_DIRECT writes at depth, fsync. Seconds. */
@@ -188,80 +206,58 @@ static void full_host_write(struct bench_ctx *ctx)
 
 static void diff_ringvm(struct bench_ctx *ctx)
 {
-    struct guest_image img;
-    struct rvm_hv *hv;
-    struct bench_vm b;
-    char cmd[96];
+    struct source src;
 
-    if (open_all(ctx, &img, &hv) < 0)
+    if (source_begin(ctx, ONE_PCT_CMDLINE, &src) < 0)
         return;
-    snprintf(cmd, sizeof(cmd), "test=mem-dirty ws=%llu passes=0", SIZE_1G / 4096 / 100);
-    if (source_vm(hv, &img, cmd, true, &b) < 0) {
-        bench_fail(ctx, "cannot start the source VM");
-    } else {
-        volatile uint64_t *gst = rvm_mem_hva(rvm_vm_mem(b.vm), BG_MEM_STATE, 4096);
-        while (bench_keep_running(ctx)) {
-            struct rvm_snapshot_stats full, diff;
+    volatile uint64_t *gst = rvm_mem_hva(rvm_vm_mem(src.b.vm), BG_MEM_STATE, 4096);
+    while (bench_keep_running(ctx)) {
+        struct rvm_snapshot_stats full, diff;
 
-            rm_rf(DIR "/base");
-            rm_rf(DIR "/diff");
-            if (rvm_vm_snapshot(b.vm, DIR "/base", RVM_SNAPSHOT_FULL, &full) < 0) {
-                bench_fail(ctx, "full snapshot failed");
-                break;
-            }
-            /* One whole pass over the working set after the full snapshot. */
-            uint64_t p = gst[BG_MEM_ST_PASSES_DONE];
-            for (int i = 0; i < 20000 && gst[BG_MEM_ST_PASSES_DONE] < p + 2; i++)
-                usleep(1000);
-            if (rvm_vm_snapshot(b.vm, DIR "/diff", RVM_SNAPSHOT_DIFF, &diff) < 0) {
-                bench_fail(ctx, "diff snapshot failed");
-                break;
-            }
-            bench_set_iteration_time(ctx, diff.seconds);
-            bench_counter_add(ctx, "ms", diff.seconds * 1e3);
-            bench_counter_add(ctx, "pct_of_full", 100 * diff.seconds / full.seconds);
-            bench_counter_add(ctx, "pages", (double)diff.pages);
+        rm_rf(DIR "/base");
+        rm_rf(DIR "/diff");
+        if (rvm_vm_snapshot(src.b.vm, DIR "/base", RVM_SNAPSHOT_FULL, &full) < 0) {
+            bench_fail(ctx, "full snapshot failed");
+            break;
         }
+        /* One whole pass over the working set after the full snapshot. */
+        uint64_t p = gst[BG_MEM_ST_PASSES_DONE];
+        for (int i = 0; i < 20000 && gst[BG_MEM_ST_PASSES_DONE] < p + 2; i++)
+            usleep(1000);
+        if (rvm_vm_snapshot(src.b.vm, DIR "/diff", RVM_SNAPSHOT_DIFF, &diff) < 0) {
+            bench_fail(ctx, "diff snapshot failed");
+            break;
+        }
+        bench_set_iteration_time(ctx, diff.seconds);
+        bench_counter_add(ctx, "ms", diff.seconds * 1e3);
+        bench_counter_add(ctx, "pct_of_full", 100 * diff.seconds / full.seconds);
+        bench_counter_add(ctx, "pages", (double)diff.pages);
     }
-    bench_vm_destroy(&b);
     rm_rf(DIR "/base");
-    rm_rf(DIR "/diff");
-    rvm_hv_close(hv);
-    free(img.elf);
+    source_end(&src, DIR "/diff");
 }
 
 /* Live: the guest rewrites 1% of its RAM at full speed throughout. */
 static void live_ringvm(struct bench_ctx *ctx)
 {
-    struct guest_image img;
-    struct rvm_hv *hv;
-    struct bench_vm b;
-    char cmd[96];
+    struct source src;
 
-    if (open_all(ctx, &img, &hv) < 0)
+    if (source_begin(ctx, ONE_PCT_CMDLINE, &src) < 0)
         return;
-    snprintf(cmd, sizeof(cmd), "test=mem-dirty ws=%llu passes=0", SIZE_1G / 4096 / 100);
-    if (source_vm(hv, &img, cmd, true, &b) < 0) {
-        bench_fail(ctx, "cannot start the source VM");
-    } else {
-        while (bench_keep_running(ctx)) {
-            struct rvm_snapshot_stats st;
+    while (bench_keep_running(ctx)) {
+        struct rvm_snapshot_stats st;
 
-            rm_rf(DIR "/live");
-            if (rvm_vm_snapshot(b.vm, DIR "/live", RVM_SNAPSHOT_LIVE, &st) < 0) {
-                bench_fail(ctx, "live snapshot failed");
-                break;
-            }
-            bench_set_iteration_time(ctx, st.seconds);
-            bench_counter_add(ctx, "GB_per_s", (double)SIZE_1G / st.seconds / 1e9);
-            bench_counter_add(ctx, "pause_ms", st.pause_ms);
-            bench_counter_add(ctx, "rounds", st.rounds);
+        rm_rf(DIR "/live");
+        if (rvm_vm_snapshot(src.b.vm, DIR "/live", RVM_SNAPSHOT_LIVE, &st) < 0) {
+            bench_fail(ctx, "live snapshot failed");
+            break;
         }
+        bench_set_iteration_time(ctx, st.seconds);
+        bench_counter_add(ctx, "GB_per_s", (double)SIZE_1G / st.seconds / 1e9);
+        bench_counter_add(ctx, "pause_ms", st.pause_ms);
+        bench_counter_add(ctx, "rounds", st.rounds);
     }
-    bench_vm_destroy(&b);
-    rm_rf(DIR "/live");
-    rvm_hv_close(hv);
-    free(img.elf);
+    source_end(&src, DIR "/live");
 }
 
 /* The first exit of a restored guest: its time, and the VM is ended. */
@@ -375,15 +371,9 @@ static void restore_floor(struct bench_ctx *ctx)
     }
     bench_pin_self();
     while (bench_keep_running(ctx)) {
-        struct raw_vm vm;
-        double t0 = bench_now();
-        int r = raw_vm_create_sized(&t, -1, SIZE_1G, &vm);
+        double dt = raw_vm_time_to_first_exit(&t, SIZE_1G);
 
-        if (r == 0)
-            r = raw_vm_first_exit(&vm);
-        double dt = bench_now() - t0;
-        raw_vm_destroy(&vm);
-        if (r < 0) {
+        if (dt < 0) {
             bench_fail(ctx, "raw VM failed");
             break;
         }

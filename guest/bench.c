@@ -236,6 +236,14 @@ int word_eq(const char *w, const char *s)
     return *w == '\0' || is_space(*w);
 }
 
+void unknown_test(const char *test)
+{
+    con_puts("ERROR unknown test=");
+    con_putword(test);
+    con_putc('\n');
+    bg_exit(BG_EXIT_UNKNOWN_TEST);
+}
+
 void cmdline_error(const char *msg, const char *word)
 {
     con_puts("ERROR ");
@@ -318,8 +326,5 @@ void bg_main(const void *start_info)
         con_putc('\n');
         bg_exit(BG_EXIT_OK);
     }
-    con_puts("ERROR unknown test=");
-    con_putword(test);
-    con_putc('\n');
-    bg_exit(BG_EXIT_UNKNOWN_TEST);
+    unknown_test(test);
 }

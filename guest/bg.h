@@ -75,6 +75,8 @@ int is_space(char c);
 const char *word_value(const char *w, const char *p);
 int word_eq(const char *w, const char *s);
 void cmdline_error(const char *msg, const char *word) __attribute__((noreturn));
+/* "ERROR unknown test=..." and the matching exit. */
+void unknown_test(const char *test) __attribute__((noreturn));
 /* A whole-word number (decimal or 0x hex) in [lo, hi]; what names it in the error. */
 uint64_t parse_param(const char *v, const char *what, uint64_t lo, uint64_t hi);
 

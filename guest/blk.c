@@ -598,10 +598,7 @@ void blk_main(const char *cmdline, const char *test, uint64_t n)
     else if (word_eq(test, "blk-verify"))
         name = "blk-verify";
     else {
-        con_puts("ERROR unknown test=");
-        con_putword(test);
-        con_putc('\n');
-        bg_exit(BG_EXIT_UNKNOWN_TEST);
+        unknown_test(test);
     }
 
     /* First pass: parameters (disk= may follow the device words). */

@@ -157,10 +157,7 @@ void mem_main(const char *cmdline, const char *test, uint64_t n)
     if (word_eq(test, "mem-touch"))
         loop = touch_loop;
     else if (!word_eq(test, "mem-dirty")) {
-        con_puts("ERROR unknown test=");
-        con_putword(test);
-        con_putc('\n');
-        bg_exit(BG_EXIT_UNKNOWN_TEST);
+        unknown_test(test);
     }
     for (const char *w = cmdline; *w;) {
         const char *v;

@@ -197,22 +197,31 @@ static void test_collect_while_running(void **state)
     free(s);
 }
 
+/* A 1024-entry ring, no reaper: cmdline runs to its end; then the collection into s. */
+static void run_small_ring(struct tvm *t, const char *cmdline, struct seen *s,
+                           struct rvm_dirty_stats *st)
+{
+    struct rvm_vm_config c;
+    struct rvm_vm_result res;
+
+    config(&c, 1024, -1);
+    res = run_tracked(t, cmdline, &c);
+    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
+    assert_int_equal(res.value, 0);
+    seen_reset(s);
+    assert_int_equal(rvm_vm_dirty_collect(t->vm, on_range, s, st), 0);
+}
+
 /* No reaper and a small ring: the vCPU fills it, harvests on the full exit, goes on. */
 static void test_ring_full_exits(void **state)
 {
     (void)state;
     SKIP_WITHOUT_KVM();
-    struct rvm_vm_config c;
     struct rvm_dirty_stats st;
-    struct rvm_vm_result res;
     struct seen *s = calloc(1, sizeof(*s));
     struct tvm t;
 
-    config(&c, 1024, -1);
-    res = run_tracked(&t, "test=mem-dirty ws=4096 passes=1", &c);
-    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
-    seen_reset(s);
-    assert_int_equal(rvm_vm_dirty_collect(t.vm, on_range, s, &st), 0);
+    run_small_ring(&t, "test=mem-dirty ws=4096 passes=1", s, &st);
     assert_true(st.ring_full_exits >= 3);
     assert_int_equal(ws_seen(s, 4096), 4096);
     tvm_destroy(&t);
@@ -229,19 +238,12 @@ static void test_ring_overrun_at_cpl0(void **state)
 {
     (void)state;
     SKIP_WITHOUT_KVM();
-    struct rvm_vm_config c;
     struct rvm_dirty_stats st;
-    struct rvm_vm_result res;
     struct seen *s = calloc(1, sizeof(*s));
     struct tvm t;
 
-    config(&c, 1024, -1);
-    res = run_tracked(&t, "test=mem-touch ws=8192 passes=2 cpl=0", &c);
     /* The ring is resynchronised, so the guest runs to its end. */
-    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
-    assert_int_equal(res.value, 0);
-    seen_reset(s);
-    assert_int_equal(rvm_vm_dirty_collect(t.vm, on_range, s, &st), 0);
+    run_small_ring(&t, "test=mem-touch ws=8192 passes=2 cpl=0", s, &st);
     assert_int_equal(ws_seen(s, 8192), 8192);
     if (st.overflowed) /* entries were lost: everything is reported */
         assert_int_equal(st.pages, rvm_mem_size(rvm_vm_mem(t.vm)) / PAGE);

@@ -399,8 +399,7 @@ static void test_polling(void **state)
     int i;
 
     assert_int_equal(virtio_blk_attach(d->vm, base2, 8, &o, NULL), 0);
-    driver_init(d, base2);
-    assert_int_equal(used_flags(d) & VRING_USED_F_NO_NOTIFY, 0);
+    driver_init(d, base2); /* the worker may already poll: it starts with a look at the rings */
     memset(buf, 0x3c, sizeof(buf));
     rvm_mem_write(d->m, DATA, buf, sizeof(buf));
     uint16_t h = request(d, base2, 0, VIRTIO_BLK_T_OUT, 200, DATA, 512, false);

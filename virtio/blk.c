@@ -474,16 +474,25 @@ static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
 }
 
 /* The device was re-created from the record: check the disk is still the one saved. */
+/* Device index's record, whole and with its path terminated. */
+static int blk_state_get(const uint8_t *st, size_t len, uint32_t index, struct blk_state *s)
+{
+    const void *p;
+    uint32_t l;
+
+    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 || l != sizeof(*s))
+        return -EBADMSG;
+    memcpy(s, p, sizeof(*s));
+    return s->path[sizeof(s->path) - 1] ? -EBADMSG : 0;
+}
+
 static int blk_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
     struct virtio_blk *b = dev;
     struct blk_state s;
-    const void *p;
-    uint32_t l;
 
-    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 || l != sizeof(s))
+    if (blk_state_get(st, len, index, &s) < 0)
         return -EBADMSG;
-    memcpy(&s, p, sizeof(s));
     if (s.capacity != b->capacity) {
         rvm_err(b->vm->hv, "virtio-blk: %s has %llu sectors, %llu when saved", b->path,
                 (unsigned long long)b->capacity, (unsigned long long)s.capacity);
@@ -496,13 +505,8 @@ int virtio_blk_config_from_state(const uint8_t *st, size_t len, uint32_t index,
                                  struct rvm_blk_config *c, char *path, size_t plen)
 {
     struct blk_state s;
-    const void *p;
-    uint32_t l;
 
-    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 || l != sizeof(s))
-        return -EBADMSG;
-    memcpy(&s, p, sizeof(s));
-    if (s.path[sizeof(s.path) - 1] || strlen(s.path) >= plen)
+    if (blk_state_get(st, len, index, &s) < 0 || strlen(s.path) >= plen)
         return -EBADMSG;
     memcpy(path, s.path, strlen(s.path) + 1);
     *c = (struct rvm_blk_config){.path = path,
