@@ -26,7 +26,7 @@ struct blk_work {
     const char *guest_test; /* blk-read / blk-write */
     bool write, random;
     uint32_t bs, qd, n;
-    uint32_t poll_us; /* the device's polling window (rvm_blk_config.poll_us) */
+    uint32_t poll_us; /* rvm_blk_config.poll_us: 0 the default window */
 };
 
 /* Creates the bench file once, full of data. */
@@ -226,7 +226,8 @@ static void ringvm_case(struct bench_ctx *ctx, const struct blk_work *w)
 
 static const struct blk_work randread_qd32 = {"blk-read", false, true, 4096, 32, 20000, 0};
 static const struct blk_work randread_qd1 = {"blk-read", false, true, 4096, 1, 3000, 0};
-static const struct blk_work randread_qd1_poll = {"blk-read", false, true, 4096, 1, 3000, 100};
+static const struct blk_work randread_qd1_nopoll = {"blk-read", false, true,           4096,
+                                                    1,          3000,  RVM_BLK_NO_POLL};
 static const struct blk_work randwrite_qd32 = {"blk-write", true, true, 4096, 32, 20000, 0};
 static const struct blk_work seqread_1m_qd8 = {"blk-read", false, false, 1 << 20, 8, 400, 0};
 
@@ -242,9 +243,9 @@ static const struct blk_work seqread_1m_qd8 = {"blk-read", false, false, 1 << 20
 
 BLK_CASE(randread_qd32, randread_qd32)
 BLK_CASE(randread_qd1, randread_qd1)
-static void randread_qd1_ringvm_poll(struct bench_ctx *c)
+static void randread_qd1_ringvm_nopoll(struct bench_ctx *c)
 {
-    ringvm_case(c, &randread_qd1_poll);
+    ringvm_case(c, &randread_qd1_nopoll);
 }
 BLK_CASE(randwrite_qd32, randwrite_qd32)
 BLK_CASE(seqread_1m_qd8, seqread_1m_qd8)
@@ -254,7 +255,7 @@ const struct bench_case bench_blk_cases[] = {
     {"blk/randread_4k_qd32/ringvm", randread_qd32_ringvm, true, 0, "iops", 0, NULL},
     {"blk/randread_4k_qd1/host", randread_qd1_host, true, 0, "iops", 0, NULL},
     {"blk/randread_4k_qd1/ringvm", randread_qd1_ringvm, true, 0, "iops", 0, NULL},
-    {"blk/randread_4k_qd1/ringvm_poll", randread_qd1_ringvm_poll, true, 0, "iops", 0, NULL},
+    {"blk/randread_4k_qd1/ringvm_nopoll", randread_qd1_ringvm_nopoll, true, 0, "iops", 0, NULL},
     {"blk/randwrite_4k_qd32/host", randwrite_qd32_host, true, 0, "iops", 0, NULL},
     {"blk/randwrite_4k_qd32/ringvm", randwrite_qd32_ringvm, true, 0, "iops", 0, NULL},
     {"blk/seqread_1m_qd8/host", seqread_1m_qd8_host, true, 0, "MiB_per_s", 0, NULL},

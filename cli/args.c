@@ -32,6 +32,7 @@ const char cli_usage[] =
     "                       a virtio-blk disk on a raw image (repeatable, up to 16); the\n"
     "                       guest finds it through virtio_mmio.device= on its command line;\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
+    "                       (default 32; 0: never)\n"
     "  --dirty-ring N       KVM dirty ring of N entries per vCPU for dirty tracking\n"
     "                       (a power of two; default: none, the dirty bitmap)\n"
     "  --snapshot-on-signal DIR\n"
@@ -151,7 +152,7 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk)
         else if (!strncmp(opt, "queues=", 7) && parse_uint(opt + 7, 16, &q) == 0 && q > 0)
             disk->queues = (uint16_t)q;
         else if (!strncmp(opt, "poll=", 5) && parse_uint(opt + 5, 1000000, &q) == 0)
-            disk->poll_us = (uint32_t)q;
+            disk->poll_us = q ? (uint32_t)q : RVM_BLK_NO_POLL;
         else
             return -EINVAL;
     }

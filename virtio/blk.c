@@ -629,7 +629,10 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
                                         .ro = config->ro,
                                         .queues = config->queues,
                                         .queue_size = config->queue_size,
-                                        .poll_us = config->poll_us};
+                                        .poll_us = config->poll_us == 0 ? RVM_BLK_POLL_DEFAULT_US
+                                                   : config->poll_us == RVM_BLK_NO_POLL
+                                                       ? 0
+                                                       : config->poll_us};
     uint64_t base = RVM_VIRTIO_MMIO_BASE + slot * RVM_VIRTIO_MMIO_STRIDE;
     uint32_t gsi = RVM_VIRTIO_GSI_BASE + slot;
     if ((r = virtio_blk_attach(vm, base, gsi, &o, NULL)) < 0)

@@ -20,6 +20,9 @@ struct rvm_vm;
 #define RVM_VIRTIO_GSI_BASE    5
 #define RVM_VIRTIO_MAX_DEVICES 16
 
+#define RVM_BLK_POLL_DEFAULT_US 32
+#define RVM_BLK_NO_POLL         UINT32_MAX
+
 struct rvm_blk_config {
     const char *path;    /* backing file (a raw image), opened O_DIRECT where possible */
     bool ro;             /* offer VIRTIO_BLK_F_RO and refuse writes */
@@ -29,8 +32,10 @@ struct rvm_blk_config {
      * Device-side polling: after it has had work, the worker keeps watching
      * the available rings and its completions for this many microseconds,
      * with guest notifications suppressed, before it sleeps again. Saves the
-     * guest's notify exit and the worker's wake-ups per request at the cost
-     * of the worker's CPU while it polls. 0 (the default): never poll.
+     * guest's notify exit and the worker's wake-ups per request, at the cost
+     * of the worker's CPU while it polls; an idle device never polls. 0: the
+     * default, RVM_BLK_POLL_DEFAULT_US (QEMU's iothreads poll for a similar
+     * 32 us by default); RVM_BLK_NO_POLL: never poll.
      */
     uint32_t poll_us;
 };
