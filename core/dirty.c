@@ -175,20 +175,12 @@ static void *reaper_main(void *arg)
 static int reaper_start(struct rvm_vm *vm)
 {
     struct vm_dirty *d = &vm->dirty;
-    pthread_attr_t attr;
-    cpu_set_t cpus;
     int r;
 
     d->stop_efd = eventfd(0, EFD_CLOEXEC);
     if (d->stop_efd < 0)
         return -errno;
-    vm_io_cpus(vm, &cpus);
-    pthread_attr_init(&attr);
-    if (CPU_COUNT(&cpus) > 0)
-        pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
-    r = -pthread_create(&d->reaper, &attr, reaper_main, vm);
-    pthread_attr_destroy(&attr);
-    if (r < 0) {
+    if ((r = vm_io_thread_create(vm, &d->reaper, reaper_main, vm)) < 0) {
         close(d->stop_efd);
         d->stop_efd = -1;
         return r;

@@ -217,6 +217,21 @@ void vm_io_cpus(struct rvm_vm *vm, cpu_set_t *set)
         *set = rest;
 }
 
+int vm_io_thread_create(struct rvm_vm *vm, pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    cpu_set_t cpus;
+    int r;
+
+    vm_io_cpus(vm, &cpus);
+    pthread_attr_init(&attr);
+    if (CPU_COUNT(&cpus) > 0)
+        pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
+    r = -pthread_create(thread, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return r;
+}
+
 int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *))
 {
     return vm_add_device_snap(vm, dev, on_end, destroy, NULL);

@@ -172,6 +172,12 @@ int vcpu_run_dispatch(struct rvm_vcpu *v);
  */
 void vm_io_cpus(struct rvm_vm *vm, cpu_set_t *set);
 
+/*
+ * Starts a device or tracking thread on the VM's I/O CPUs (never by
+ * inheritance: the caller may be a vCPU thread). 0 or -errno.
+ */
+int vm_io_thread_create(struct rvm_vm *vm, pthread_t *thread, void *(*fn)(void *), void *arg);
+
 /* (Re-)registers guest memory with KVM, every slot with these flags (KVM_MEM_*). */
 int vm_register_memory(struct rvm_vm *vm, uint32_t flags);
 

@@ -54,15 +54,12 @@ struct drv {
 
 static uint32_t rd(struct drv *d, uint64_t base, uint64_t off)
 {
-    uint64_t v;
-    assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, base + off, 4, false, &v), 0);
-    return (uint32_t)v;
+    return mmio_rd32(d->vm, base + off);
 }
 
 static void wr(struct drv *d, uint64_t base, uint64_t off, uint32_t val)
 {
-    uint64_t v = val;
-    assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, base + off, 4, true, &v), 0);
+    mmio_wr32(d->vm, base + off, val);
 }
 
 /* Brings the device at base up with nq queues of QSZ; returns the device features. */

@@ -99,15 +99,12 @@ static int teardown(void **state)
 
 static uint32_t rd(struct fx *f, uint64_t off)
 {
-    uint64_t v;
-    assert_int_equal(vm_io_access(f->vm, RVM_BUS_MMIO, BASE + off, 4, false, &v), 0);
-    return (uint32_t)v;
+    return mmio_rd32(f->vm, BASE + off);
 }
 
 static void wr(struct fx *f, uint64_t off, uint32_t val)
 {
-    uint64_t v = val;
-    assert_int_equal(vm_io_access(f->vm, RVM_BUS_MMIO, BASE + off, 4, true, &v), 0);
+    mmio_wr32(f->vm, BASE + off, val);
 }
 
 /* The driver's start: reset, ACK, DRIVER, features, FEATURES_OK. Returns the status read back. */

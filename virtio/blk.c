@@ -398,16 +398,7 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         r = -errno;
         goto err_ring;
     }
-    /* On the VM's I/O CPUs, never by inheritance: this runs on a vCPU thread. */
-    pthread_attr_t attr;
-    cpu_set_t cpus;
-    vm_io_cpus(b->vm, &cpus);
-    pthread_attr_init(&attr);
-    if (CPU_COUNT(&cpus) > 0)
-        pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus);
-    r = -pthread_create(&b->worker, &attr, worker_main, b);
-    pthread_attr_destroy(&attr);
-    if (r < 0)
+    if ((r = vm_io_thread_create(b->vm, &b->worker, worker_main, b)) < 0)
         goto err_efd;
     b->running = true;
     return 0;

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../core/vm_internal.h"
 #include "testutil.h"
 
 int kvm_usable(void)
@@ -133,4 +134,17 @@ int hugepool_reserve(long n, long *before)
 void hugepool_release(long before)
 {
     write_long(POOL, before);
+}
+
+uint32_t mmio_rd32(struct rvm_vm *vm, uint64_t addr)
+{
+    uint64_t v;
+    assert_int_equal(vm_io_access(vm, RVM_BUS_MMIO, addr, 4, false, &v), 0);
+    return (uint32_t)v;
+}
+
+void mmio_wr32(struct rvm_vm *vm, uint64_t addr, uint32_t val)
+{
+    uint64_t v = val;
+    assert_int_equal(vm_io_access(vm, RVM_BUS_MMIO, addr, 4, true, &v), 0);
 }

@@ -47,6 +47,10 @@ void tvm_destroy(struct tvm *t);
 
 void sleep_ms(int ms);
 
+/* A 4-byte access on the VM's MMIO bus as a guest's would be, asserted to succeed. */
+uint32_t mmio_rd32(struct rvm_vm *vm, uint64_t addr);
+void mmio_wr32(struct rvm_vm *vm, uint64_t addr, uint32_t val);
+
 /*
  * Grows the 2 MiB hugepage pool by n pages (root only); *before gets the
  * old size for hugepool_release(). -1 when it cannot (the pool is left as

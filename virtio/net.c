@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
+
+#include <ringvm/vm.h>
+
+#include "../core/counter.h"
+#include "../core/log.h"
+#include "../core/vm_internal.h"
+#include "../mem/mem_internal.h"
+#include "mmio.h"
+#include "net.h"
+
+#define NET_HDR     ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define ETH_HLEN_   14
+#define RXQ         0
+#define TXQ         1
+#define TX_SLOTS    64
+#define MAX_SEG     64
+#define RING_SIZE   256
+#define TAG_STOP    (1ULL << 62)
+#define TAG_NOTIFY  (1ULL << 61) /* | queue */
+#define TAG_RX      (1ULL << 60)
+#define TAG_TX      (1ULL << 59) /* | slot */
+
+struct tx_slot {
+    uint16_t head;
+    int next_free;
+    int niov;
+    struct iovec iov[MAX_SEG];
+    struct msghdr msg;
+};
+
+struct virtio_net {
+    struct rvm_vm *vm;
+    struct virtio_mmio *t;
+    struct virtio_device_ops ops;
+    struct virtio_net_config cfg;
+    int fd;
+    uint16_t mtu;
+    uint16_t link; /* config status: VIRTIO_NET_S_LINK_UP or 0; __atomic */
+
+    /* The worker's, between activate and reset. */
+    struct vq *vqs;
+    pthread_t worker;
+    bool running;
+    int stop_efd;
+    struct io_uring ring;
+    uint64_t notify_buf[2], stop_buf;
+    struct tx_slot tx[TX_SLOTS];
+    int tx_free, tx_inflight;
+    bool rx_busy, rx_eof;
+    uint16_t rx_head;
+    struct iovec rx_iov[MAX_SEG];
+    struct vq_seg rx_seg[MAX_SEG + 2];
+    unsigned rx_nseg;
+    struct msghdr rx_msg;
+    struct vq_seg seg[MAX_SEG + 2];
+
+    uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, single writer */
+};
+
+void virtio_net_stats(const struct virtio_net *n, struct virtio_net_stats *s)
+{
+    s->tx_frames = __atomic_load_n(&n->stat_tx, __ATOMIC_RELAXED);
+    s->tx_dropped = __atomic_load_n(&n->stat_tx_drop, __ATOMIC_RELAXED);
+    s->rx_frames = __atomic_load_n(&n->stat_rx, __ATOMIC_RELAXED);
+    s->rx_dropped = __atomic_load_n(&n->stat_rx_drop, __ATOMIC_RELAXED);
+}
+
+static void net_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
+{
+    struct virtio_net *n = dev;
+    struct virtio_net_config c = n->cfg; /* fixed after attach, but for the link */
+
+    c.status = __atomic_load_n(&n->link, __ATOMIC_ACQUIRE);
+    memcpy(buf, (const uint8_t *)&c + off, len);
+}
+
+static struct io_uring_sqe *get_sqe(struct virtio_net *n)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&n->ring);
+
+    if (!sqe) {
+        io_uring_submit(&n->ring);
+        sqe = io_uring_get_sqe(&n->ring);
+    }
+    return sqe;
+}
+
+static void arm_read(struct virtio_net *n, int fd, uint64_t *buf, uint64_t tag)
+{
+    struct io_uring_sqe *sqe = get_sqe(n);
+
+    io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
+    io_uring_sqe_set_data64(sqe, tag);
+}
+
+/*
+ * The chain's bytes from offset NET_HDR on, as iovecs (the header is the
+ * device's business, not the backend's). False when the chain is shorter
+ * than the header or has too many pieces.
+ */
+static bool iov_past_header(const struct vq_seg *seg, unsigned nseg, struct iovec *iov, int *niov,
+                            uint64_t *payload)
+{
+    uint32_t skip = NET_HDR;
+
+    *niov = 0;
+    *payload = 0;
+    for (unsigned i = 0; i < nseg; i++) {
+        uint32_t len = seg[i].len, off = 0;
+
+        if (skip) {
+            off = skip < len ? skip : len;
+            skip -= off;
+        }
+        if (off == len)
+            continue;
+        if (*niov == MAX_SEG)
+            return false;
+        iov[*niov].iov_base = (uint8_t *)seg[i].hva + off;
+        iov[*niov].iov_len = len - off;
+        *payload += len - off;
+        (*niov)++;
+    }
+    return skip == 0;
+}
+
+/* A transmit chain: sent as one message, or given back at once (malformed, too big). */
+static void tx_chain(struct virtio_net *n, struct vq_chain *c)
+{
+    struct tx_slot *s = &n->tx[n->tx_free];
+    uint64_t payload;
+    bool ok = c->err == VQ_OK && c->in_len == 0;
+
+    ok = ok && iov_past_header(c->seg, c->nseg, s->iov, &s->niov, &payload);
+    ok = ok && payload >= ETH_HLEN_ && payload <= (uint64_t)n->mtu + ETH_HLEN_ + 4;
+    if (!ok) {
+        counter_bump(&n->stat_tx_drop);
+        vq_add_used(&n->vqs[TXQ], c->head, 0);
+        return;
+    }
+    int slot = n->tx_free;
+    n->tx_free = s->next_free;
+    s->head = c->head;
+    memset(&s->msg, 0, sizeof(s->msg));
+    s->msg.msg_iov = s->iov;
+    s->msg.msg_iovlen = (size_t)s->niov;
+    struct io_uring_sqe *sqe = get_sqe(n);
+    io_uring_prep_sendmsg(sqe, n->fd, &s->msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, TAG_TX | (uint64_t)slot);
+    n->tx_inflight++;
+}
+
+/* Takes transmit chains while slots last; false when the ring is corrupt. */
+static bool drain_tx(struct virtio_net *n)
+{
+    struct vq *vq = &n->vqs[TXQ];
+    struct vq_chain c = {.seg = n->seg, .max_seg = MAX_SEG + 2};
+
+    if (!vq->size)
+        return true;
+    do {
+        vq_set_notify(vq, false);
+        while (n->tx_free >= 0) {
+            int r = vq_pop(vq, &c);
+            if (r < 0)
+                return false;
+            if (r == 0)
+                break;
+            tx_chain(n, &c);
+        }
+        if (n->tx_free < 0)
+            return true; /* completions bring us back */
+    } while (vq_set_notify(vq, true));
+    return true;
+}
+
+/*
+ * Posts one receive into the next buffer the guest has given, if any and
+ * if none is posted: no buffer, no read (the backend keeps the frame).
+ * False when the ring is corrupt.
+ */
+static bool post_rx(struct virtio_net *n)
+{
+    struct vq *vq = &n->vqs[RXQ];
+    struct vq_chain c = {.seg = n->rx_seg, .max_seg = MAX_SEG + 2};
+    uint64_t room;
+    int niov;
+
+    while (vq->size && !n->rx_busy && !n->rx_eof) {
+        vq_set_notify(vq, false);
+        int r = vq_pop(vq, &c);
+        if (r < 0)
+            return false;
+        if (r == 0) {
+            if (!vq_set_notify(vq, true))
+                return true; /* the guest's next buffer kicks us */
+            continue;
+        }
+        /* A buffer the device cannot write, or too small for a header and a frame: refused. */
+        if (c.err != VQ_OK || c.out_len != 0 ||
+            !iov_past_header(c.seg, c.nseg, n->rx_iov, &niov, &room) || room < ETH_HLEN_) {
+            counter_bump(&n->stat_rx_drop);
+            vq_add_used(vq, c.head, 0);
+            continue;
+        }
+        n->rx_head = c.head;
+        n->rx_nseg = c.nseg;
+        memset(&n->rx_msg, 0, sizeof(n->rx_msg));
+        n->rx_msg.msg_iov = n->rx_iov;
+        n->rx_msg.msg_iovlen = (size_t)niov;
+        struct io_uring_sqe *sqe = get_sqe(n);
+        io_uring_prep_recvmsg(sqe, n->fd, &n->rx_msg, 0);
+        io_uring_sqe_set_data64(sqe, TAG_RX);
+        n->rx_busy = true;
+    }
+    return true;
+}
+
+/* Writes len bytes at offset off of the receive chain, marking them dirty. */
+static void rx_write(struct virtio_net *n, uint32_t off, const void *p, uint32_t len)
+{
+    const uint8_t *src = p;
+
+    for (unsigned i = 0; i < n->rx_nseg && len; i++) {
+        uint32_t sl = n->rx_seg[i].len;
+        if (off >= sl) {
+            off -= sl;
+            continue;
+        }
+        uint32_t k = sl - off < len ? sl - off : len;
+        memcpy((uint8_t *)n->rx_seg[i].hva + off, src, k);
+        src += k, len -= k, off = 0;
+    }
+}
+
+/* Marks what a receive of total bytes (header included) wrote into the chain. */
+static void rx_mark(struct virtio_net *n, uint64_t total)
+{
+    for (unsigned i = 0; i < n->rx_nseg && total; i++) {
+        uint64_t k = n->rx_seg[i].len < total ? n->rx_seg[i].len : total;
+        mem_mark_dirty(rvm_vm_mem(n->vm), n->rx_seg[i].gpa, k);
+        total -= k;
+    }
+}
+
+static void rx_done(struct virtio_net *n, int res, int flags)
+{
+    struct virtio_net_hdr_v1 h = {.gso_type = VIRTIO_NET_HDR_GSO_NONE, .num_buffers = 1};
+    uint32_t len = 0;
+
+    n->rx_busy = false;
+    if (res == 0) {
+        n->rx_eof = true; /* the peer went away: link down, the guest keeps its buffers */
+        __atomic_store_n(&n->link, 0, __ATOMIC_RELEASE);
+        virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_CONFIG);
+    } else if (res < 0 || (flags & MSG_TRUNC) || res < ETH_HLEN_) {
+        counter_bump(&n->stat_rx_drop); /* larger than the buffer, or not a frame */
+    } else {
+        rx_write(n, 0, &h, NET_HDR);
+        len = NET_HDR + (uint32_t)res;
+        rx_mark(n, len);
+        counter_bump(&n->stat_rx);
+    }
+    vq_add_used(&n->vqs[RXQ], n->rx_head, len);
+}
+
+static void *net_worker(void *arg)
+{
+    struct virtio_net *n = arg;
+    bool stopping = false, broken = false;
+
+    pthread_setname_np(pthread_self(), "rvm-net");
+    for (uint16_t q = 0; q < 2; q++)
+        if (n->vqs[q].size)
+            arm_read(n, virtio_mmio_queue_eventfd(n->t, q), &n->notify_buf[q], TAG_NOTIFY | q);
+    arm_read(n, n->stop_efd, &n->stop_buf, TAG_STOP);
+    broken = !post_rx(n) || !drain_tx(n);
+
+    while (!stopping || n->tx_inflight > 0 || n->rx_busy) {
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        bool kicked[2] = {false, false}, tx_done = false;
+
+        if (io_uring_submit_and_wait(&n->ring, 1) < 0 && errno != EINTR)
+            break;
+        io_uring_for_each_cqe(&n->ring, head, cqe)
+        {
+            uint64_t tag = io_uring_cqe_get_data64(cqe);
+
+            seen++;
+            if (tag == TAG_STOP) {
+                stopping = true;
+                if (n->rx_busy) { /* a receive waits for a frame that may never come */
+                    struct io_uring_sqe *sqe = get_sqe(n);
+                    io_uring_prep_cancel64(sqe, TAG_RX, 0);
+                    io_uring_sqe_set_data64(sqe, 0);
+                }
+            } else if (tag & TAG_NOTIFY) {
+                kicked[tag & 1] = true;
+            } else if (tag == TAG_RX) {
+                if (cqe->res == -ECANCELED) { /* nothing came: the buffer goes back unused */
+                    n->rx_busy = false;
+                    vq_add_used(&n->vqs[RXQ], n->rx_head, 0);
+                } else {
+                    rx_done(n, cqe->res, (int)n->rx_msg.msg_flags);
+                }
+            } else if (tag & TAG_TX) {
+                int slot = (int)(tag & 0xffff);
+                if (cqe->res < 0)
+                    counter_bump(&n->stat_tx_drop);
+                else
+                    counter_bump(&n->stat_tx);
+                vq_add_used(&n->vqs[TXQ], n->tx[slot].head, 0);
+                n->tx[slot].next_free = n->tx_free;
+                n->tx_free = slot;
+                n->tx_inflight--;
+                tx_done = true;
+            }
+        }
+        io_uring_cq_advance(&n->ring, seen);
+        if (!stopping && !broken) {
+            if (kicked[TXQ] || tx_done)
+                broken = !drain_tx(n);
+            if (!broken)
+                broken = !post_rx(n);
+            for (uint16_t q = 0; q < 2; q++)
+                if (kicked[q])
+                    arm_read(n, virtio_mmio_queue_eventfd(n->t, q), &n->notify_buf[q],
+                             TAG_NOTIFY | q);
+            if (broken) {
+                rvm_err(n->vm->hv, "virtio-net: a queue is corrupt; device needs a reset");
+                virtio_mmio_needs_reset(n->t);
+            }
+        }
+        bool irq = false;
+        for (uint16_t q = 0; q < 2; q++)
+            if (n->vqs[q].size)
+                irq |= vq_publish_used(&n->vqs[q]);
+        if (irq)
+            virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_VRING);
+    }
+    return NULL;
+}
+
+static int net_activate(void *dev, struct vq *queues, uint64_t features)
+{
+    struct virtio_net *n = dev;
+    int r;
+
+    (void)features;
+    n->vqs = queues;
+    for (int i = 0; i < TX_SLOTS; i++)
+        n->tx[i].next_free = i + 1 < TX_SLOTS ? i + 1 : -1;
+    n->tx_free = 0;
+    n->tx_inflight = 0;
+    n->rx_busy = false;
+    if ((r = io_uring_queue_init(RING_SIZE, &n->ring, 0)) < 0)
+        return r;
+    n->stop_efd = eventfd(0, EFD_CLOEXEC);
+    if (n->stop_efd < 0) {
+        r = -errno;
+        io_uring_queue_exit(&n->ring);
+        return r;
+    }
+    if ((r = vm_io_thread_create(n->vm, &n->worker, net_worker, n)) < 0) {
+        close(n->stop_efd);
+        io_uring_queue_exit(&n->ring);
+        return r;
+    }
+    n->running = true;
+    return 0;
+}
+
+static void net_reset(void *dev)
+{
+    struct virtio_net *n = dev;
+    uint64_t one = 1;
+
+    if (!n->running)
+        return;
+    if (write(n->stop_efd, &one, sizeof(one)) != sizeof(one))
+        rvm_err(n->vm->hv, "virtio-net: cannot signal the worker to stop");
+    pthread_join(n->worker, NULL);
+    io_uring_queue_exit(&n->ring);
+    close(n->stop_efd);
+    n->running = false;
+}
+
+static void net_destroy(void *dev)
+{
+    struct virtio_net *n = dev;
+
+    net_reset(n);
+    close(n->fd);
+    free(n);
+}
+
+int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
+                      const struct virtio_net_opts *o, struct virtio_net **out)
+{
+    struct virtio_net *n;
+    int r;
+
+    if (!vm || !o || o->fd < 0 || (o->mtu && (o->mtu < 68 || o->mtu > 65535 - ETH_HLEN_)))
+        return -EINVAL;
+    if (!(n = calloc(1, sizeof(*n))))
+        return -ENOMEM;
+    n->vm = vm;
+    n->fd = o->fd;
+    n->mtu = o->mtu ? o->mtu : 1500;
+    memcpy(n->cfg.mac, o->mac, sizeof(n->cfg.mac));
+    n->link = VIRTIO_NET_S_LINK_UP;
+    n->cfg.max_virtqueue_pairs = 1;
+    n->cfg.mtu = n->mtu;
+    n->ops = (struct virtio_device_ops){
+        .device_id = VIRTIO_ID_NET,
+        .features = (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) |
+                    (1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_RING_F_EVENT_IDX),
+        .num_queues = 2,
+        .queue_max = 256,
+        .config_size = offsetof(struct virtio_net_config, speed),
+        .config_read = net_config_read,
+        .activate = net_activate,
+        .reset = net_reset,
+    };
+    if ((r = vm_add_device(vm, n, NULL, net_destroy)) < 0) {
+        free(n);
+        return r;
+    }
+    if ((r = virtio_mmio_attach(vm, base, gsi, &n->ops, n, &n->t)) < 0)
+        return r; /* n (and the fd) go with the VM */
+    if (out)
+        *out = n;
+    return 0;
+}
