@@ -4,7 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <liburing.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <linux/virtio_ids.h>
@@ -21,17 +25,17 @@
 #include "mmio.h"
 #include "net.h"
 
-#define NET_HDR     ((uint32_t)sizeof(struct virtio_net_hdr_v1))
-#define ETH_HLEN_   14
-#define RXQ         0
-#define TXQ         1
-#define TX_SLOTS    64
-#define MAX_SEG     64
-#define RING_SIZE   256
-#define TAG_STOP    (1ULL << 62)
-#define TAG_NOTIFY  (1ULL << 61) /* | queue */
-#define TAG_RX      (1ULL << 60)
-#define TAG_TX      (1ULL << 59) /* | slot */
+#define NET_HDR    ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define ETH_HLEN_  14
+#define RXQ        0
+#define TXQ        1
+#define TX_SLOTS   64
+#define MAX_SEG    64
+#define RING_SIZE  256
+#define TAG_STOP   (1ULL << 62)
+#define TAG_NOTIFY (1ULL << 61) /* | queue */
+#define TAG_RX     (1ULL << 60)
+#define TAG_TX     (1ULL << 59) /* | slot */
 
 struct tx_slot {
     uint16_t head;
@@ -47,6 +51,7 @@ struct virtio_net {
     struct virtio_device_ops ops;
     struct virtio_net_config cfg;
     int fd;
+    bool tap; /* the backend reads and writes the virtio-net header with the frame */
     uint16_t mtu;
     uint16_t link; /* config status: VIRTIO_NET_S_LINK_UP or 0; __atomic */
 
@@ -107,15 +112,12 @@ static void arm_read(struct virtio_net *n, int fd, uint64_t *buf, uint64_t tag)
 }
 
 /*
- * The chain's bytes from offset NET_HDR on, as iovecs (the header is the
- * device's business, not the backend's). False when the chain is shorter
- * than the header or has too many pieces.
+ * The chain's bytes from offset skip on, as iovecs. False when the chain is
+ * shorter than skip or has too many pieces.
  */
-static bool iov_past_header(const struct vq_seg *seg, unsigned nseg, struct iovec *iov, int *niov,
-                            uint64_t *payload)
+static bool iov_from(const struct vq_seg *seg, unsigned nseg, uint32_t skip, struct iovec *iov,
+                     int *niov, uint64_t *payload)
 {
-    uint32_t skip = NET_HDR;
-
     *niov = 0;
     *payload = 0;
     for (unsigned i = 0; i < nseg; i++) {
@@ -144,7 +146,10 @@ static void tx_chain(struct virtio_net *n, struct vq_chain *c)
     uint64_t payload;
     bool ok = c->err == VQ_OK && c->in_len == 0;
 
-    ok = ok && iov_past_header(c->seg, c->nseg, s->iov, &s->niov, &payload);
+    /* A socket gets the frame alone; a tap the header too (it reads it). */
+    ok = ok && iov_from(c->seg, c->nseg, n->tap ? 0 : NET_HDR, s->iov, &s->niov, &payload);
+    if (n->tap && ok)
+        ok = payload >= NET_HDR, payload -= NET_HDR;
     ok = ok && payload >= ETH_HLEN_ && payload <= (uint64_t)n->mtu + ETH_HLEN_ + 4;
     if (!ok) {
         counter_bump(&n->stat_tx_drop);
@@ -158,7 +163,10 @@ static void tx_chain(struct virtio_net *n, struct vq_chain *c)
     s->msg.msg_iov = s->iov;
     s->msg.msg_iovlen = (size_t)s->niov;
     struct io_uring_sqe *sqe = get_sqe(n);
-    io_uring_prep_sendmsg(sqe, n->fd, &s->msg, MSG_NOSIGNAL);
+    if (n->tap)
+        io_uring_prep_writev(sqe, n->fd, s->iov, (unsigned)s->niov, 0);
+    else
+        io_uring_prep_sendmsg(sqe, n->fd, &s->msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, TAG_TX | (uint64_t)slot);
     n->tx_inflight++;
 }
@@ -210,8 +218,8 @@ static bool post_rx(struct virtio_net *n)
             continue;
         }
         /* A buffer the device cannot write, or too small for a header and a frame: refused. */
-        if (c.err != VQ_OK || c.out_len != 0 ||
-            !iov_past_header(c.seg, c.nseg, n->rx_iov, &niov, &room) || room < ETH_HLEN_) {
+        if (c.err != VQ_OK || c.out_len != 0 || c.in_len < NET_HDR + ETH_HLEN_ ||
+            !iov_from(c.seg, c.nseg, n->tap ? 0 : NET_HDR, n->rx_iov, &niov, &room)) {
             counter_bump(&n->stat_rx_drop);
             vq_add_used(vq, c.head, 0);
             continue;
@@ -222,7 +230,10 @@ static bool post_rx(struct virtio_net *n)
         n->rx_msg.msg_iov = n->rx_iov;
         n->rx_msg.msg_iovlen = (size_t)niov;
         struct io_uring_sqe *sqe = get_sqe(n);
-        io_uring_prep_recvmsg(sqe, n->fd, &n->rx_msg, 0);
+        if (n->tap) /* the tap writes the header (its first 10 bytes) and the frame */
+            io_uring_prep_readv(sqe, n->fd, n->rx_iov, (unsigned)niov, 0);
+        else
+            io_uring_prep_recvmsg(sqe, n->fd, &n->rx_msg, 0);
         io_uring_sqe_set_data64(sqe, TAG_RX);
         n->rx_busy = true;
     }
@@ -266,8 +277,14 @@ static void rx_done(struct virtio_net *n, int res, int flags)
         n->rx_eof = true; /* the peer went away: link down, the guest keeps its buffers */
         __atomic_store_n(&n->link, 0, __ATOMIC_RELEASE);
         virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_CONFIG);
-    } else if (res < 0 || (flags & MSG_TRUNC) || res < ETH_HLEN_) {
+    } else if (res < 0 || (flags & MSG_TRUNC) || res < (n->tap ? (int)NET_HDR : 0) + ETH_HLEN_) {
         counter_bump(&n->stat_rx_drop); /* larger than the buffer, or not a frame */
+    } else if (n->tap) {
+        uint16_t one = 1; /* num_buffers: the tap fills only the legacy 10 bytes */
+        rx_write(n, offsetof(struct virtio_net_hdr_v1, num_buffers), &one, sizeof(one));
+        len = (uint32_t)res;
+        rx_mark(n, len);
+        counter_bump(&n->stat_rx);
     } else {
         rx_write(n, 0, &h, NET_HDR);
         len = NET_HDR + (uint32_t)res;
@@ -408,6 +425,28 @@ static void net_destroy(void *dev)
     free(n);
 }
 
+int virtio_net_open_tap(const char *name)
+{
+    struct ifreq ifr;
+    int fd, hs = NET_HDR;
+
+    if (!name || strlen(name) >= IFNAMSIZ)
+        return -EINVAL;
+    fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    memcpy(ifr.ifr_name, name, strlen(name));
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 ||
+        ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
 int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                       const struct virtio_net_opts *o, struct virtio_net **out)
 {
@@ -420,6 +459,7 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         return -ENOMEM;
     n->vm = vm;
     n->fd = o->fd;
+    n->tap = o->tap;
     n->mtu = o->mtu ? o->mtu : 1500;
     memcpy(n->cfg.mac, o->mac, sizeof(n->cfg.mac));
     n->link = VIRTIO_NET_S_LINK_UP;

@@ -20,9 +20,17 @@ struct virtio_net;
 
 struct virtio_net_opts {
     int fd;         /* the backend; the device takes it over (closed with the VM) */
+    bool tap;       /* fd is a tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, 12-byte headers) */
     uint8_t mac[6]; /* offered in config space */
     uint16_t mtu;   /* 0: 1500 */
 };
+
+/*
+ * Opens tap interface name (created if it does not exist, in the calling
+ * thread's network namespace) for a device: no packet info, 12-byte
+ * virtio-net headers, no offloads. The fd, or -errno.
+ */
+int virtio_net_open_tap(const char *name);
 
 /* Attaches a virtio-mmio network device at base on IOAPIC pin gsi. */
 int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
