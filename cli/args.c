@@ -33,6 +33,9 @@ const char cli_usage[] =
     "                       guest finds it through virtio_mmio.device= on its command line;\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
     "                       (default 32; 0: never)\n"
+    "  --net tap=NAME[,mac=MAC][,mtu=N] | unix=PATH[,mac=MAC][,mtu=N]\n"
+    "                       a virtio-net device on a tap (created if missing) or on a\n"
+    "                       SOCK_SEQPACKET socket at PATH (connects, or waits for a peer)\n"
     "  --dirty-ring N       KVM dirty ring of N entries per vCPU for dirty tracking\n"
     "                       (a power of two; default: none, the dirty bitmap)\n"
     "  --snapshot-on-signal DIR\n"
@@ -159,6 +162,36 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk)
     return 0;
 }
 
+int cli_parse_net(char *s, struct cli_net *net)
+{
+    char *save = NULL, *opt;
+    bool first = true;
+
+    memset(net, 0, sizeof(*net));
+    for (opt = strtok_r(s, ",", &save); opt; opt = strtok_r(NULL, ",", &save), first = false) {
+        unsigned long v;
+        unsigned m[6];
+        char end;
+
+        if (first && !strncmp(opt, "tap=", 4) && opt[4])
+            net->tap = opt + 4;
+        else if (first && !strncmp(opt, "unix=", 5) && opt[5])
+            net->unix_path = opt + 5;
+        else if (!first && !strncmp(opt, "mac=", 4) &&
+                 sscanf(opt + 4, "%2x:%2x:%2x:%2x:%2x:%2x%c", &m[0], &m[1], &m[2], &m[3], &m[4],
+                        &m[5], &end) == 6 &&
+                 strlen(opt + 4) == 17 && !(m[0] & 1)) { /* not multicast */
+            for (int i = 0; i < 6; i++)
+                net->mac[i] = (uint8_t)m[i];
+        } else if (!first && !strncmp(opt, "mtu=", 4) && parse_uint(opt + 4, 65521, &v) == 0 &&
+                   v >= 68)
+            net->mtu = (uint16_t)v;
+        else
+            return -EINVAL;
+    }
+    return net->tap || net->unix_path ? 0 : -EINVAL;
+}
+
 static int fail(char *err, size_t len, const char *fmt, const char *arg)
 {
     snprintf(err, len, fmt, arg ? arg : "");
@@ -198,7 +231,8 @@ enum {
     OPT_SNAP_DIR,
     OPT_SNAP_MODE,
     OPT_LAZY,
-    OPT_EAGER
+    OPT_EAGER,
+    OPT_NET
 };
 
 static const struct option long_opts[] = {
@@ -213,6 +247,7 @@ static const struct option long_opts[] = {
     {"snapshot-on-signal", required_argument, NULL, OPT_SNAP_DIR},
     {"snapshot-mode", required_argument, NULL, OPT_SNAP_MODE},
     {"lazy", no_argument, NULL, OPT_LAZY},
+    {"net", required_argument, NULL, OPT_NET},
     {"eager", no_argument, NULL, OPT_EAGER},
     {"numa-node", required_argument, NULL, OPT_NUMA},
     {"hugepages", required_argument, NULL, OPT_HUGE},
@@ -247,8 +282,8 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         o->vm.mem.prefault = true;
         return 0;
     case OPT_DISK:
-        if (o->ndisks == RVM_VIRTIO_MAX_DEVICES)
-            return fail(err, len, "too many --disk options (at most 16)", NULL);
+        if (o->ndisks + o->nnets == RVM_VIRTIO_MAX_DEVICES)
+            return fail(err, len, "too many --disk and --net options (at most 16)", NULL);
         if (cli_parse_disk((char *)arg, &o->disks[o->ndisks]) < 0)
             return fail(err, len, "bad --disk '%s' (PATH[,ro][,queues=N][,poll=US])", arg);
         o->ndisks++;
@@ -276,6 +311,13 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         if (n <= 0)
             return fail(err, len, "bad --io-cpus list '%s' (e.g. 0,1 or 2-5)", arg);
         o->vm.n_io_cpus = (unsigned)n;
+        return 0;
+    case OPT_NET:
+        if (o->ndisks + o->nnets == RVM_VIRTIO_MAX_DEVICES)
+            return fail(err, len, "too many --disk and --net options (at most 16)", NULL);
+        if (cli_parse_net((char *)arg, &o->nets[o->nnets]) < 0)
+            return fail(err, len, "bad --net '%s' (tap=NAME or unix=PATH, then ,mac=, ,mtu=)", arg);
+        o->nnets++;
         return 0;
     case OPT_DIRTY_RING:
         if (parse_uint(arg, 1U << 20, &v) < 0 || v < 1024 || (v & (v - 1)))

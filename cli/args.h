@@ -19,6 +19,12 @@ struct cli_opts {
     struct rvm_vm_config vm;
     unsigned ndisks;
     struct rvm_blk_config disks[RVM_VIRTIO_MAX_DEVICES];
+    unsigned nnets;
+    struct cli_net {
+        const char *tap, *unix_path; /* one of them */
+        uint8_t mac[6];              /* all zero: the library's default */
+        uint16_t mtu;
+    } nets[RVM_VIRTIO_MAX_DEVICES];
     /* run: SIGUSR1 writes a snapshot into snap_dir/snap-N (full or live first, then as asked) */
     const char *snap_dir;
     enum rvm_snapshot_mode snap_mode;
@@ -38,6 +44,9 @@ int cli_parse_size(const char *s, uint64_t *out);
 
 /* "PATH[,ro][,queues=N]" -> *disk (path points into s). -EINVAL on junk. */
 int cli_parse_disk(char *s, struct rvm_blk_config *disk);
+
+/* "tap=NAME[,mac=MAC][,mtu=N]" or "unix=PATH[,...]" -> *net (pointing into s). -EINVAL on junk. */
+int cli_parse_net(char *s, struct cli_net *net);
 
 /* "0,2-4" -> cpus[] (at most max entries). Returns the count or -EINVAL. */
 int cli_parse_cpus(const char *s, int *cpus, unsigned max);

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -240,6 +242,64 @@ static int merge(const struct cli_opts *o)
     return 0;
 }
 
+/*
+ * --net unix=PATH: a SOCK_SEQPACKET connection carrying whole frames. Connects
+ * to a peer listening at PATH, or else listens there itself and waits for
+ * one (the first of two linked VMs). The fd, or -errno.
+ */
+static int unix_link(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int fd, l;
+
+    if (strlen(path) >= sizeof(a.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    if ((fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+        return fd;
+    close(fd);
+    if ((l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) < 0)
+        return -errno;
+    unlink(path);
+    if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0) {
+        int e = -errno;
+        close(l);
+        return e;
+    }
+    fprintf(stderr, "ringvm: --net unix=%s: waiting for the peer\n", path);
+    fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    int e = fd < 0 ? -errno : 0;
+    close(l);
+    unlink(path);
+    return fd < 0 ? e : fd;
+}
+
+/* Adds --net devices, their words appended to cmdline (of size len). */
+static int add_nets(struct rvm_vm *vm, const struct cli_opts *o, char *cmdline, size_t len)
+{
+    for (unsigned i = 0; i < o->nnets; i++) {
+        const struct cli_net *c = &o->nets[i];
+        struct rvm_net_config nc = {.tap = c->tap, .fd = -1, .mtu = c->mtu};
+        char word[96];
+        size_t used = strlen(cmdline);
+        int r;
+
+        memcpy(nc.mac, c->mac, sizeof(nc.mac));
+        if (c->unix_path && (nc.fd = unix_link(c->unix_path)) < 0) {
+            fprintf(stderr, "ringvm: --net unix=%s: %s\n", c->unix_path, strerror(-nc.fd));
+            return nc.fd;
+        }
+        if ((r = rvm_vm_add_virtio_net(vm, &nc, word, sizeof(word))) < 0) {
+            fprintf(stderr, "ringvm: --net %s: %s\n", c->tap ? c->tap : c->unix_path, strerror(-r));
+            return r;
+        }
+        snprintf(cmdline + used, len - used, "%s%s", used ? " " : "", word);
+    }
+    return 0;
+}
+
 static int run(const struct cli_opts *o)
 {
     struct rvm_hv_config hc = {.log = log_stderr,
@@ -289,6 +349,8 @@ static int run(const struct cli_opts *o)
         }
         snprintf(cmdline + used, sizeof(cmdline) - used, "%s%s", used ? " " : "", word);
     }
+    if ((r = add_nets(vm, o, cmdline, sizeof(cmdline))) < 0)
+        goto out;
     pp.cmdline = cmdline;
     if ((r = rvm_vm_load_pvh_file(vm, o->kernel, &pp, NULL)) < 0) {
         fprintf(stderr, "ringvm: cannot load --kernel %s: %s\n", o->kernel, strerror(-r));

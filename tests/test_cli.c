@@ -170,6 +170,29 @@ static void test_disks(void **state)
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", g), -EINVAL);
 }
 
+static void test_nets(void **state)
+{
+    char a[] = "tap=t0,mac=52:54:00:01:02:0a,mtu=9000", b[] = "unix=/tmp/l",
+         c[] = "tap=", d[] = "mac=52:54:00:01:02:03", e[] = "tap=t0,mac=53:54:00:01:02:03",
+         f[] = "tap=t0,mac=52:54:00:01:02", g[] = "unix=/x,mtu=20", h[] = "tap=t0,bogus";
+    struct cli_opts o;
+    char err[128];
+    (void)state;
+
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--net", a, "--net", b), 0);
+    assert_int_equal(o.nnets, 2);
+    assert_string_equal(o.nets[0].tap, "t0");
+    assert_int_equal(o.nets[0].mac[5], 0x0a);
+    assert_int_equal(o.nets[0].mtu, 9000);
+    assert_string_equal(o.nets[1].unix_path, "/tmp/l");
+    assert_null(o.nets[1].tap);
+    char *bad[] = {c, d, e, f, g, h};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--net", bad[i]), -EINVAL);
+        assert_non_null(strstr(err, "--net"));
+    }
+}
+
 static void test_help_version(void **state)
 {
     struct cli_opts o;
@@ -185,9 +208,11 @@ static void test_help_version(void **state)
     assert_int_equal(PARSE(&o, err, "caps"), 0);
     assert_int_equal(o.cmd, CLI_CAPS);
     /* --help documents every run option. */
-    const char *opts[] = {"--kernel",   "--cmdline", "--initrd",    "--mem",
-                          "--vcpus",    "--cpus",    "--numa-node", "--hugepages",
-                          "--prefault", "--serial",  "--io-cpus",   "--disk"};
+    const char *opts[] = {
+        "--kernel",        "--cmdline",   "--initrd",       "--mem",        "--vcpus",
+        "--cpus",          "--numa-node", "--hugepages",    "--prefault",   "--serial",
+        "--io-cpus",       "--disk",      "--net",          "--dirty-ring", "--snapshot-on-signal",
+        "--snapshot-mode", "restore",     "snapshot-merge", "--lazy"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         assert_non_null(strstr(cli_usage, opts[i]));
 }
@@ -195,10 +220,10 @@ static void test_help_version(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),    cmocka_unit_test(test_cpu_lists),
-        cmocka_unit_test(test_full_run), cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_errors),   cmocka_unit_test(test_help_version),
-        cmocka_unit_test(test_disks),
+        cmocka_unit_test(test_nets),         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_cpu_lists),    cmocka_unit_test(test_full_run),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_help_version), cmocka_unit_test(test_disks),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -606,16 +606,14 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
                           char *cmdline_word, size_t len)
 {
     struct virtio_blk_config_opts o;
-    uint32_t slot;
+    uint64_t base;
+    uint32_t gsi;
     int r;
 
     if (!vm || !config)
         return -EINVAL;
-    pthread_mutex_lock(&vm->dev_lock);
-    slot = vm->virtio_slots < RVM_VIRTIO_MAX_DEVICES ? vm->virtio_slots++ : UINT32_MAX;
-    pthread_mutex_unlock(&vm->dev_lock);
-    if (slot == UINT32_MAX)
-        return -ENOSPC;
+    if ((r = virtio_mmio_next_slot(vm, &base, &gsi)) < 0)
+        return r;
     o = (struct virtio_blk_config_opts){.path = config->path,
                                         .ro = config->ro,
                                         .queues = config->queues,
@@ -624,8 +622,6 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
                                                    : config->poll_us == RVM_BLK_NO_POLL
                                                        ? 0
                                                        : config->poll_us};
-    uint64_t base = RVM_VIRTIO_MMIO_BASE + slot * RVM_VIRTIO_MMIO_STRIDE;
-    uint32_t gsi = RVM_VIRTIO_GSI_BASE + slot;
     if ((r = virtio_blk_attach(vm, base, gsi, &o, NULL)) < 0)
         return r;
     if (cmdline_word && (r = virtio_mmio_cmdline(base, gsi, cmdline_word, len)) < 0)

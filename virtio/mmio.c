@@ -10,6 +10,7 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 
+#include <ringvm/virtio.h>
 #include <ringvm/vm.h>
 
 #include "../core/vm_internal.h"
@@ -528,4 +529,18 @@ err:
     pthread_mutex_destroy(&t->lock);
     free(t);
     return r;
+}
+
+int virtio_mmio_next_slot(struct rvm_vm *vm, uint64_t *base, uint32_t *gsi)
+{
+    uint32_t slot;
+
+    pthread_mutex_lock(&vm->dev_lock);
+    slot = vm->virtio_slots < RVM_VIRTIO_MAX_DEVICES ? vm->virtio_slots++ : UINT32_MAX;
+    pthread_mutex_unlock(&vm->dev_lock);
+    if (slot == UINT32_MAX)
+        return -ENOSPC;
+    *base = RVM_VIRTIO_MMIO_BASE + slot * RVM_VIRTIO_MMIO_STRIDE;
+    *gsi = RVM_VIRTIO_GSI_BASE + slot;
+    return 0;
 }

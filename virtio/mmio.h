@@ -64,6 +64,9 @@ void virtio_mmio_needs_reset(struct virtio_mmio *t);
 /* The device status register, for tests and logs. */
 uint32_t virtio_mmio_status(const struct virtio_mmio *t);
 
+/* The VM's next virtio slot: its window base and IOAPIC pin. -ENOSPC when all are taken. */
+int virtio_mmio_next_slot(struct rvm_vm *vm, uint64_t *base, uint32_t *gsi);
+
 /* Writes "virtio_mmio.device=<size>@<base>:<irq>" (Linux's form) into buf. */
 int virtio_mmio_cmdline(uint64_t base, uint32_t gsi, char *buf, size_t len);
 

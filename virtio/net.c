@@ -16,6 +16,7 @@
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
 
+#include <ringvm/virtio.h>
 #include <ringvm/vm.h>
 
 #include "../core/counter.h"
@@ -453,10 +454,15 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     struct virtio_net *n;
     int r;
 
-    if (!vm || !o || o->fd < 0 || (o->mtu && (o->mtu < 68 || o->mtu > 65535 - ETH_HLEN_)))
+    if (!vm || !o || o->fd < 0 || (o->mtu && (o->mtu < 68 || o->mtu > 65535 - ETH_HLEN_))) {
+        if (o && o->fd >= 0)
+            close(o->fd);
         return -EINVAL;
-    if (!(n = calloc(1, sizeof(*n))))
+    }
+    if (!(n = calloc(1, sizeof(*n)))) {
+        close(o->fd);
         return -ENOMEM;
+    }
     n->vm = vm;
     n->fd = o->fd;
     n->tap = o->tap;
@@ -477,6 +483,7 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .reset = net_reset,
     };
     if ((r = vm_add_device(vm, n, NULL, net_destroy)) < 0) {
+        close(n->fd);
         free(n);
         return r;
     }
@@ -484,5 +491,42 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         return r; /* n (and the fd) go with the VM */
     if (out)
         *out = n;
+    return 0;
+}
+
+int rvm_vm_add_virtio_net(struct rvm_vm *vm, const struct rvm_net_config *config,
+                          char *cmdline_word, size_t len)
+{
+    static const uint8_t zero[6];
+    struct virtio_net_opts o = {.fd = -1};
+    uint64_t base;
+    uint32_t gsi;
+    int r;
+
+    if (!vm || !config || (!config->tap && config->fd < 0))
+        return -EINVAL;
+    if ((r = virtio_mmio_next_slot(vm, &base, &gsi)) < 0)
+        return r;
+    if (config->tap) {
+        if ((o.fd = virtio_net_open_tap(config->tap)) < 0) {
+            rvm_err(vm->hv, "virtio-net: tap %s: %s", config->tap, strerror(-o.fd));
+            return o.fd;
+        }
+        o.tap = true;
+    } else {
+        o.fd = config->fd;
+        o.tap = config->fd_is_tap;
+    }
+    memcpy(o.mac, config->mac, sizeof(o.mac));
+    if (!memcmp(o.mac, zero, sizeof(zero))) {
+        static const uint8_t def[5] = {0x52, 0x54, 0x00, 0x52, 0x56};
+        memcpy(o.mac, def, sizeof(def));
+        o.mac[5] = (uint8_t)(gsi - RVM_VIRTIO_GSI_BASE);
+    }
+    o.mtu = config->mtu;
+    if ((r = virtio_net_attach(vm, base, gsi, &o, NULL)) < 0)
+        return r; /* the fd was taken over, and is closed */
+    if (cmdline_word && (r = virtio_mmio_cmdline(base, gsi, cmdline_word, len)) < 0)
+        return r;
     return 0;
 }

@@ -19,7 +19,7 @@ struct rvm_vm;
 struct virtio_net;
 
 struct virtio_net_opts {
-    int fd;         /* the backend; the device takes it over (closed with the VM) */
+    int fd;         /* the backend; taken over (closed with the VM, or at once on failure) */
     bool tap;       /* fd is a tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, 12-byte headers) */
     uint8_t mac[6]; /* offered in config space */
     uint16_t mtu;   /* 0: 1500 */

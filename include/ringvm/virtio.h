@@ -49,4 +49,24 @@ struct rvm_blk_config {
 int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config,
                           char *cmdline_word, size_t len);
 
+/*
+ * virtio-net (one queue pair; docs/virtio.md). The backend is a tap, opened
+ * by name (created if it does not exist, in the calling thread's network
+ * namespace), or an fd the device takes over: a connected SOCK_SEQPACKET
+ * or SOCK_DGRAM socket carrying whole Ethernet frames, or an open tap
+ * (fd_is_tap) set up with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR and 12-byte
+ * headers. The fd is the VM's from the call on, failed or not.
+ */
+struct rvm_net_config {
+    const char *tap; /* a tap interface name, or NULL for fd */
+    int fd;
+    bool fd_is_tap;
+    uint8_t mac[6]; /* all zero: 52:54:00:52:56:<slot> */
+    uint16_t mtu;   /* 0: 1500 */
+};
+
+/* Adds a virtio-net device in the VM's next virtio slot; as rvm_vm_add_virtio_blk(). */
+int rvm_vm_add_virtio_net(struct rvm_vm *vm, const struct rvm_net_config *config,
+                          char *cmdline_word, size_t len);
+
 #endif
