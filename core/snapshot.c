@@ -94,7 +94,8 @@ int snap_manifest_check(const struct snap_manifest *m, struct rvm_hv *hv, const 
         }
         off += m->region[i].size;
     }
-    if (off != m->mem_size) {
+    if (off != m->mem_size || m->nchunks != (m->mem_size + CHUNK - 1) / CHUNK ||
+        m->pages_present > m->mem_size / PAGE) {
         rvm_err(hv, "%s: malformed memory layout", dir);
         return -EBADMSG;
     }
@@ -600,9 +601,10 @@ static int live_round(struct rvm_vm *vm, int fd, const struct snap_manifest *m,
  * Returns the open memory file, or -errno.
  */
 static int live_precopy(struct rvm_vm *vm, int dfd, const struct snap_manifest *m,
-                        struct memplan *plan, unsigned long *bits, uint64_t *written,
-                        uint32_t *rounds)
+                        struct memplan *plan, unsigned long *bits, unsigned long *taken,
+                        uint64_t *written, uint32_t *rounds)
 {
+    uint64_t words = vm_dirty_words(vm) + 1;
     uint64_t threshold = m->mem_size / PAGE / 1000 + 256, prev = UINT64_MAX;
     bool overflowed;
     int fd = open_memory(dfd, m, false), r;
@@ -612,6 +614,8 @@ static int live_precopy(struct rvm_vm *vm, int dfd, const struct snap_manifest *
     memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
     if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0) /* the interval starts here */
         goto fail;
+    for (uint64_t w = 0; w < words; w++) /* what a failed snapshot must give back */
+        taken[w] |= bits[w];
     plan_reset(plan);
     /* Summed as written: a page the guest changes meanwhile is dirty, its chunk summed again. */
     if ((r = plan_bits(vm, m, plan, bits, true)) < 0 || (r = write_plan(fd, plan, true)) < 0)
@@ -621,6 +625,8 @@ static int live_precopy(struct rvm_vm *vm, int dfd, const struct snap_manifest *
         memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
         if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0)
             goto fail;
+        for (uint64_t w = 0; w < words; w++)
+            taken[w] |= bits[w];
         plan_reset(plan);
         if ((r = plan_bits(vm, m, plan, bits, overflowed)) < 0)
             goto fail;
@@ -645,7 +651,7 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     struct snap_manifest *m = NULL;
     struct recbuf b = {0};
     struct memplan plan = {0};
-    unsigned long *bits = NULL;
+    unsigned long *bits = NULL, *live_taken = NULL;
     char tmp[PATH_MAX];
     double t0 = now_s(), tp = 0, tr = 0;
     bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, live = mode == RVM_SNAPSHOT_LIVE;
@@ -660,6 +666,13 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     if (diff && (!vm->snap.have_parent || rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF)) {
         rvm_err(vm->hv, "diff snapshot: no parent (take a full snapshot first)");
         return -EINVAL;
+    }
+    if (diff) { /* replacing its own parent would leave the chain without it */
+        char abs[PATH_MAX];
+        if (realpath(dir, abs) && !strcmp(abs, vm->snap.parent)) {
+            rvm_err(vm->hv, "diff snapshot: %s is its own parent's directory", dir);
+            return -EINVAL;
+        }
     }
     pthread_mutex_lock(&vm->dev_lock);
     for (d = vm->devices; d; d = d->next)
@@ -719,13 +732,14 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
     plan.pages = diff ? calloc((plan.npages + 63) / 64, sizeof(unsigned long)) : NULL;
     plan.sums = calloc(m->nchunks, sizeof(uint64_t));
     bits = calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long));
-    if ((diff && !plan.pages) || !plan.sums || !bits) {
+    live_taken = live ? calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long)) : NULL;
+    if ((diff && !plan.pages) || !plan.sums || !bits || (live && !live_taken)) {
         r = -ENOMEM;
         goto out_rm;
     }
 
     /* Live: copy while the guest runs, until little is left for the pause. */
-    if (live && (mfd = live_precopy(vm, dfd, m, &plan, bits, &written, &rounds)) < 0) {
+    if (live && (mfd = live_precopy(vm, dfd, m, &plan, bits, live_taken, &written, &rounds)) < 0) {
         r = mfd;
         rvm_err(vm->hv, "snapshot: writing memory into %s: %s", tmp, strerror(-r));
         goto out_rm;
@@ -806,6 +820,8 @@ out_rm:
 out:
     if (taken)
         vm_dirty_put_back(vm, bits); /* not persisted: the next snapshot takes them */
+    if (r < 0 && live_taken)
+        vm_dirty_put_back(vm, live_taken); /* the rounds' takes too */
     if (mfd >= 0)
         close(mfd);
     if (dfd >= 0)
@@ -828,6 +844,7 @@ out:
         }
     }
     free(bits);
+    free(live_taken);
     plan_free(&plan);
     rec_free(&b);
     free(m);
@@ -1186,6 +1203,9 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
         r = arch_vm_load(vm, state, slen);
     for (uint32_t i = 0; i < top->nvcpus && r == 0; i++)
         r = arch_vcpu_load(vm->vcpus[i], state, slen);
+    /* Tracking before the devices start: a restored device may write at once. */
+    if (r == 0 && params->track_dirty)
+        r = rvm_vm_dirty_enable(vm);
     if (r == 0)
         r = restore_devices(vm, state, slen, params);
     if (r < 0) {
@@ -1194,11 +1214,8 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
     }
 
     /* This snapshot is the parent of the VM's next diff. */
-    if (params->track_dirty) {
-        if ((r = rvm_vm_dirty_enable(vm)) < 0)
-            goto out;
+    if (params->track_dirty)
         set_parent(vm, dir, top->id);
-    }
     *out = vm;
     vm = NULL;
     if (stats) {
@@ -1262,7 +1279,11 @@ int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out)
         }
         if ((r = snap_open(hv, d, &chain[n++])) < 0)
             goto out;
-        if (n > 1 && chain[n - 2].m->parent_id != chain[n - 1].m->id) {
+        if (n > 1 && (chain[n - 2].m->parent_id != chain[n - 1].m->id ||
+                      chain[n - 2].m->mem_size != chain[n - 1].m->mem_size ||
+                      chain[n - 2].m->nregions != chain[n - 1].m->nregions ||
+                      memcmp(chain[n - 2].m->region, chain[n - 1].m->region,
+                             sizeof(chain[n - 1].m->region)) != 0)) {
             rvm_err(hv, "%s: is not the parent %s was taken from", d, chain[n - 2].dir);
             r = -EBADMSG;
             goto out;
@@ -1277,9 +1298,13 @@ int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out)
         goto out;
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", out, (int)getpid(), (unsigned long)(now_s() * 1e6));
-    if (mkdir(tmp, 0700) < 0 || (dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    if (mkdir(tmp, 0700) < 0) {
         r = -errno;
         goto out;
+    }
+    if ((dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        r = -errno;
+        goto out_rm;
     }
     m = malloc(sizeof(*m));
     if (!m) {

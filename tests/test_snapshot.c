@@ -216,6 +216,8 @@ static void test_diff_chain(void **state)
     uint64_t at = wait_passes(t.vm, 2);
     assert_int_equal(rvm_vm_snapshot(t.vm, path("base"), RVM_SNAPSHOT_FULL, &full), 0);
     wait_passes(t.vm, at + 2);
+    /* A diff over its own parent's directory would leave the chain without its base. */
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("base"), RVM_SNAPSHOT_DIFF, NULL), -EINVAL);
     assert_int_equal(rvm_vm_snapshot(t.vm, path("d1"), RVM_SNAPSHOT_DIFF, &d1), 0);
     wait_passes(t.vm, at + 4);
     assert_int_equal(rvm_vm_snapshot(t.vm, path("d2"), RVM_SNAPSHOT_DIFF, &d2), 0);
@@ -391,6 +393,16 @@ static void test_refusals(void **state)
     assert_int_equal(pwrite(fd, &m, sizeof(m), 0), sizeof(m));
     close(fd);
     assert_int_equal(try_restore(path("bad"), false), -EPROTO);
+
+    /* A chunk count that does not match the memory size (checksum valid): refused. */
+    copy_sample(path("sample"), path("bad"));
+    fd = open(f, O_RDWR);
+    assert_int_equal(pread(fd, &m, sizeof(m), 0), sizeof(m));
+    m.nchunks = 1;
+    m.self_sum = XXH3_64bits(&m, offsetof(struct snap_manifest, self_sum));
+    assert_int_equal(pwrite(fd, &m, sizeof(m), 0), sizeof(m));
+    close(fd);
+    assert_int_equal(try_restore(path("bad"), false), -EBADMSG);
 
     /* A layout that does not fit: 1 GiB pages for 64 MiB of RAM. */
     struct console con = {.len = 0};

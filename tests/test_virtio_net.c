@@ -104,8 +104,10 @@ static int tap_in_namespace(int *tap, int *pkt)
     return r;
 }
 
-static int open_device(void **state, bool tap)
+/* kind: 0 a SOCK_SEQPACKET pair, 1 a tap, 2 a pair with small buffers, 3 a SOCK_DGRAM pair. */
+static int open_device(void **state, int kind)
 {
+    bool tap = kind == 1;
     static struct net n;
     struct virtio_net_opts o = {.mac = {0x52, 0x54, 0, 0x12, 0x34, 0x56}, .mtu = 1500, .tap = tap};
     int sv[2];
@@ -120,8 +122,14 @@ static int open_device(void **state, bool tap)
             print_message("SKIP: cannot make a tap in a namespace of its own (needs root)\n");
             return 0;
         }
-    } else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    } else if (socketpair(AF_UNIX, (kind == 3 ? SOCK_DGRAM : SOCK_SEQPACKET) | SOCK_CLOEXEC, 0,
+                          sv) < 0) {
         return -1;
+    }
+    if (kind == 2) {
+        int small = 4096;
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+        setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     }
     if (kvm_fixture_open(&n.hv, &n.vm, 16 << 20) < 0)
         return -1;
@@ -155,12 +163,23 @@ static int open_device(void **state, bool tap)
 
 static int setup(void **state)
 {
-    return open_device(state, false);
+    return open_device(state, 0);
+}
+
+/* The device's end of the pair sends into a peer that holds little and reads nothing. */
+static int setup_small(void **state)
+{
+    return open_device(state, 2);
+}
+
+static int setup_dgram(void **state)
+{
+    return open_device(state, 3);
 }
 
 static int setup_tap(void **state)
 {
-    return open_device(state, true);
+    return open_device(state, 1);
 }
 
 static int teardown(void **state)
@@ -431,13 +450,52 @@ static void test_tap(void **state)
     fail_msg("the frame sent on the tap never reached a receive buffer");
 }
 
+/* A peer that never reads: sends block in the kernel; a device reset still returns. */
+static void test_reset_with_sends_blocked(void **state)
+{
+    NEED_KVM(state);
+    struct net *n = *state;
+    uint8_t frame[1500];
+    struct virtio_net_stats st;
+
+    make_frame(frame, sizeof(frame), 4);
+    for (uint16_t i = 0; i < QSZ; i++) /* far more than the peer's buffer below holds */
+        send_frame(n, i, frame, sizeof(frame));
+    sleep_ms(50);
+    wr(n, VIRTIO_MMIO_STATUS, 0); /* joins the worker: must not wait for the peer */
+    assert_int_equal(rd(n, VIRTIO_MMIO_STATUS), 0);
+    virtio_net_stats(n->dev, &st);
+    assert_true(st.tx_frames + st.tx_dropped == QSZ); /* every chain went back */
+    assert_true(st.tx_dropped > 0);
+}
+
+/* A datagram backend: an empty datagram is a dropped frame, not the peer going away. */
+static void test_dgram_empty_frame(void **state)
+{
+    NEED_KVM(state);
+    struct net *n = *state;
+    uint64_t v;
+
+    desc(n, 0, 0, 2048, true, -1);
+    avail(n, 0, 0);
+    assert_int_equal(send(n->peer, "", 0, 0), 0);
+    assert_int_equal(next_used(n, 0).len, 0);
+    assert_int_equal(vm_io_access(n->vm, RVM_BUS_MMIO, BASE + 0x106, 2, false, &v), 0);
+    assert_int_equal(v, VIRTIO_NET_S_LINK_UP);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_config_and_tx),   T(test_rx),
-        T(test_rx_backpressure), T(test_hostile),
-        T(test_peer_gone),       cmocka_unit_test_setup_teardown(test_tap, setup_tap, teardown),
+        T(test_config_and_tx),
+        T(test_rx),
+        T(test_rx_backpressure),
+        T(test_hostile),
+        T(test_peer_gone),
+        cmocka_unit_test_setup_teardown(test_tap, setup_tap, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_with_sends_blocked, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_dgram_empty_frame, setup_dgram, teardown),
     };
     return cmocka_run_group_tests_name("virtio_net", tests, NULL, NULL);
 }

@@ -504,7 +504,8 @@ int virtio_blk_config_from_state(const uint8_t *st, size_t len, uint32_t index,
                                  .ro = s.ro,
                                  .queues = s.queues,
                                  .queue_size = s.queue_size,
-                                 .poll_us = s.poll_us};
+                                 /* saved as the device ran: 0 was "never", not the default */
+                                 .poll_us = s.poll_us ? s.poll_us : RVM_BLK_NO_POLL};
     return 0;
 }
 

@@ -54,7 +54,8 @@ struct virtio_net {
     int fd;
     bool tap; /* the backend reads and writes the virtio-net header with the frame */
     uint16_t mtu;
-    uint16_t link; /* config status: VIRTIO_NET_S_LINK_UP or 0; __atomic */
+    uint16_t link;    /* config status: VIRTIO_NET_S_LINK_UP or 0; __atomic */
+    bool eof_on_zero; /* a 0-byte read means the peer is gone (not a datagram socket) */
 
     /* The worker's, between activate and reset. */
     struct vq *vqs;
@@ -274,7 +275,7 @@ static void rx_done(struct virtio_net *n, int res, int flags)
     uint32_t len = 0;
 
     n->rx_busy = false;
-    if (res == 0) {
+    if (res == 0 && n->eof_on_zero) {
         n->rx_eof = true; /* the peer went away: link down, the guest keeps its buffers */
         __atomic_store_n(&n->link, 0, __ATOMIC_RELEASE);
         virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_CONFIG);
@@ -321,9 +322,11 @@ static void *net_worker(void *arg)
             seen++;
             if (tag == TAG_STOP) {
                 stopping = true;
-                if (n->rx_busy) { /* a receive waits for a frame that may never come */
+                if (n->rx_busy || n->tx_inflight) {
+                    /* A receive waits for a frame that may never come, a send for a peer that
+                     * may never read: cancel all, their chains go back (unused, unsent). */
                     struct io_uring_sqe *sqe = get_sqe(n);
-                    io_uring_prep_cancel64(sqe, TAG_RX, 0);
+                    io_uring_prep_cancel_fd(sqe, n->fd, IORING_ASYNC_CANCEL_ALL);
                     io_uring_sqe_set_data64(sqe, 0);
                 }
             } else if (tag & TAG_NOTIFY) {
@@ -385,6 +388,7 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
     n->tx_free = 0;
     n->tx_inflight = 0;
     n->rx_busy = false;
+    n->rx_eof = false;
     if ((r = io_uring_queue_init(RING_SIZE, &n->ring, 0)) < 0)
         return r;
     n->stop_efd = eventfd(0, EFD_CLOEXEC);
@@ -466,6 +470,14 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     n->vm = vm;
     n->fd = o->fd;
     n->tap = o->tap;
+    /* io_uring waits for readiness itself; a nonblocking fd would spin on -EAGAIN. */
+    int fl = fcntl(n->fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        fcntl(n->fd, F_SETFL, fl & ~O_NONBLOCK);
+    int type = 0;
+    socklen_t tl = sizeof(type);
+    n->eof_on_zero =
+        n->tap || getsockopt(n->fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_DGRAM;
     n->mtu = o->mtu ? o->mtu : 1500;
     memcpy(n->cfg.mac, o->mac, sizeof(n->cfg.mac));
     n->link = VIRTIO_NET_S_LINK_UP;
