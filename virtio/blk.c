@@ -319,7 +319,8 @@ static void *worker_main(void *arg)
                 if (b->vqs[q].size && vq_set_notify(&b->vqs[q], true))
                     polled = true;
         }
-        if (!polled && io_uring_submit_and_wait(&b->ring, 1) < 0 && errno != EINTR)
+        int w = polled ? 0 : io_uring_submit_and_wait(&b->ring, 1);
+        if (w < 0 && w != -EINTR) /* liburing returns -errno; errno is not set */
             break;
         io_uring_for_each_cqe(&b->ring, head, cqe)
         {

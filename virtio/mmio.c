@@ -146,7 +146,8 @@ static void write_status_locked(struct virtio_mmio *t, uint32_t v)
         if (!(v & VIRTIO_CONFIG_S_FEATURES_OK) || activate_locked(t) < 0)
             v |= VIRTIO_CONFIG_S_NEEDS_RESET;
     }
-    __atomic_store_n(&t->status, v | (old & VIRTIO_CONFIG_S_NEEDS_RESET), __ATOMIC_RELEASE);
+    /* v holds every bit of old: OR it in, so a NEEDS_RESET the worker sets meanwhile stays. */
+    __atomic_fetch_or(&t->status, v, __ATOMIC_ACQ_REL);
 }
 
 /* Queue registers may change only while the queue is off and the device not live. */

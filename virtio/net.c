@@ -313,7 +313,8 @@ static void *net_worker(void *arg)
         unsigned head, seen = 0;
         bool kicked[2] = {false, false}, tx_done = false;
 
-        if (io_uring_submit_and_wait(&n->ring, 1) < 0 && errno != EINTR)
+        int w = io_uring_submit_and_wait(&n->ring, 1);
+        if (w < 0 && w != -EINTR) /* liburing returns -errno; errno is not set */
             break;
         io_uring_for_each_cqe(&n->ring, head, cqe)
         {
