@@ -7,6 +7,7 @@
 #ifndef RINGVM_BENCH_RAW_H
 #define RINGVM_BENCH_RAW_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <linux/kvm.h>
 
@@ -46,6 +47,14 @@ void raw_vm_destroy(struct raw_vm *vm);
 /* Seconds to create a VM of mem_size and run it to its first exit (then destroyed); < 0 on failure.
  */
 double raw_vm_time_to_first_exit(const struct raw_template *t, uint64_t mem_size);
+
+struct bench_ctx;
+/*
+ * The case body of a raw create-to-first-exit measurement with mem_size of
+ * RAM (the bench thread pinned first if pin), counted in unit (seconds x scale).
+ */
+void bench_raw_first_exit(struct bench_ctx *ctx, uint64_t mem_size, bool pin, const char *unit,
+                          double scale);
 
 /* Runs until the first exit of any kind. 0 or -errno. */
 int raw_vm_first_exit(struct raw_vm *vm);

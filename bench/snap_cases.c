@@ -362,26 +362,7 @@ static void restore_eager(struct bench_ctx *ctx)
 
 static void restore_floor(struct bench_ctx *ctx)
 {
-    struct guest_image img;
-    struct raw_template t;
-
-    if (guest_image_get(&img) < 0 || raw_template_init(&t, &img, "test=pio n=1") < 0) {
-        bench_fail(ctx, "cannot load the bench guest or open /dev/kvm");
-        return;
-    }
-    bench_pin_self();
-    while (bench_keep_running(ctx)) {
-        double dt = raw_vm_time_to_first_exit(&t, SIZE_1G);
-
-        if (dt < 0) {
-            bench_fail(ctx, "raw VM failed");
-            break;
-        }
-        bench_set_iteration_time(ctx, dt);
-        bench_counter_add(ctx, "ms", dt * 1e3);
-    }
-    raw_template_fini(&t);
-    free(img.elf);
+    bench_raw_first_exit(ctx, SIZE_1G, true, "ms", 1e3);
 }
 
 const struct bench_case bench_snap_cases[] = {

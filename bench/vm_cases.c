@@ -14,7 +14,8 @@
 
 #define FIRST_EXIT_CMDLINE "test=pio n=1"
 
-static void create_raw(struct bench_ctx *ctx)
+void bench_raw_first_exit(struct bench_ctx *ctx, uint64_t mem_size, bool pin, const char *unit,
+                          double scale)
 {
     struct guest_image img;
     struct raw_template t;
@@ -23,18 +24,25 @@ static void create_raw(struct bench_ctx *ctx)
         bench_fail(ctx, "cannot load the bench guest or open /dev/kvm");
         return;
     }
+    if (pin)
+        bench_pin_self();
     while (bench_keep_running(ctx)) {
-        double dt = raw_vm_time_to_first_exit(&t, BENCH_MEM_SIZE);
+        double dt = raw_vm_time_to_first_exit(&t, mem_size);
 
         if (dt < 0) {
             bench_fail(ctx, "raw VM failed");
             break;
         }
         bench_set_iteration_time(ctx, dt);
-        bench_counter_add(ctx, "us", dt * 1e6);
+        bench_counter_add(ctx, unit, dt * scale);
     }
     raw_template_fini(&t);
     free(img.elf);
+}
+
+static void create_raw(struct bench_ctx *ctx)
+{
+    bench_raw_first_exit(ctx, BENCH_MEM_SIZE, false, "us", 1e6);
 }
 
 /* The guest image and a hypervisor handle, or a failed case. */

@@ -227,6 +227,20 @@ const char *word_value(const char *w, const char *p)
     return w;
 }
 
+const char *word_first(const char *w)
+{
+    while (is_space(*w))
+        w++;
+    return *w ? w : NULL;
+}
+
+const char *word_next(const char *w)
+{
+    while (*w && !is_space(*w))
+        w++;
+    return word_first(w);
+}
+
 /* Does the word at w equal the NUL-terminated s? */
 int word_eq(const char *w, const char *s)
 {
@@ -284,13 +298,9 @@ void bg_main(const void *start_info)
     if (pa)
         cmdline = (const char *)(uintptr_t)pa;
 
-    for (const char *w = cmdline; *w;) {
+    for (const char *w = word_first(cmdline); w; w = word_next(w)) {
         const char *v;
 
-        if (is_space(*w)) {
-            w++;
-            continue;
-        }
         if ((v = word_value(w, "test=")))
             test = v;
         else if ((v = word_value(w, "n=")))
@@ -299,8 +309,6 @@ void bg_main(const void *start_info)
             cpl0 = 1;
         else if (word_eq(w, "cpl=3"))
             cpl0 = 0;
-        while (*w && !is_space(*w))
-            w++;
     }
     if (!test)
         cmdline_error("missing test=<name> on the command line", NULL);

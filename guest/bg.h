@@ -73,6 +73,9 @@ void con_putdec(uint64_t v);
 void bg_exit(uint8_t code) __attribute__((noreturn));
 int is_space(char c);
 const char *word_value(const char *w, const char *p);
+/* Command-line words: for (w = word_first(s); w; w = word_next(w)). NULL at the end. */
+const char *word_first(const char *s);
+const char *word_next(const char *w);
 int word_eq(const char *w, const char *s);
 void cmdline_error(const char *msg, const char *word) __attribute__((noreturn));
 /* "ERROR unknown test=..." and the matching exit. */

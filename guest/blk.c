@@ -602,13 +602,9 @@ void blk_main(const char *cmdline, const char *test, uint64_t n)
     }
 
     /* First pass: parameters (disk= may follow the device words). */
-    for (const char *w = cmdline; *w;) {
+    for (const char *w = word_first(cmdline); w; w = word_next(w)) {
         const char *v;
 
-        if (is_space(*w)) {
-            w++;
-            continue;
-        }
         if ((v = word_value(w, "bs="))) {
             r.bs = (uint32_t)parse_param(v, "bad bs=", SECTOR_SIZE, MAX_BS);
             if (r.bs % SECTOR_SIZE)
@@ -625,27 +621,19 @@ void blk_main(const char *cmdline, const char *test, uint64_t n)
             rand = 0;
         else if ((v = word_value(w, "pattern=")))
             cmdline_error("bad pattern=", v);
-        while (*w && !is_space(*w))
-            w++;
     }
     if ((uint64_t)r.bs * r.qd > BG_BLK_BUF_MAX)
         cmdline_error("bs*qd too large", NULL);
 
     /* Second pass: the disk'th virtio_mmio.device= word. */
-    for (const char *w = cmdline; *w && !found;) {
+    for (const char *w = word_first(cmdline); w && !found; w = word_next(w)) {
         const char *v;
 
-        if (is_space(*w)) {
-            w++;
-            continue;
-        }
         if ((v = word_value(w, "virtio_mmio.device=")) && ndev++ == disk) {
             if (!parse_vmmio(v, &dev.base, &dev.irq))
                 cmdline_error("bad virtio_mmio.device=", v);
             found = 1;
         }
-        while (*w && !is_space(*w))
-            w++;
     }
     if (!found)
         dev_error("no virtio_mmio.device= word for disk=");

@@ -159,13 +159,9 @@ void mem_main(const char *cmdline, const char *test, uint64_t n)
     else if (!word_eq(test, "mem-dirty")) {
         unknown_test(test);
     }
-    for (const char *w = cmdline; *w;) {
+    for (const char *w = word_first(cmdline); w; w = word_next(w)) {
         const char *v;
 
-        if (is_space(*w)) {
-            w++;
-            continue;
-        }
         if ((v = word_value(w, "ws=")))
             ws = parse_param(v, "bad ws= (1 to 524288 pages)", 1, BG_MEM_MAX_WS);
         else if ((v = word_value(w, "passes=")))
@@ -174,8 +170,6 @@ void mem_main(const char *cmdline, const char *test, uint64_t n)
             gap_cycles = parse_param(v, "bad gap=", 0, UINT64_MAX);
         else if (word_eq(w, "cpl=0"))
             cpl0 = 1;
-        while (*w && !is_space(*w))
-            w++;
     }
     for (unsigned i = 0; i < 8; i++)
         st[i] = 0;

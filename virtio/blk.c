@@ -28,6 +28,7 @@
 #include "blk.h"
 #include "blk_req.h"
 #include "mmio.h"
+#include "worker.h"
 
 #define RING_ENTRIES  512
 #define TAG_STOP      (1ULL << 62)
@@ -54,8 +55,7 @@ struct virtio_blk {
     uint16_t nq;
     uint64_t poll_ns;   /* device-side polling window; 0: none */
     bool ring_disabled; /* created disabled, enabled by the worker */
-    uint16_t queue_max;
-    char path[4096]; /* the backing file, absolute: what a restore reopens */
+    char path[4096];    /* the backing file, absolute: what a restore reopens */
 
     /* Set at activate, used by the worker alone until reset. */
     struct vq *vqs;
@@ -78,25 +78,6 @@ void virtio_blk_stats(const struct virtio_blk *b, struct virtio_blk_stats *s)
     s->errors = __atomic_load_n(&b->stat_errors, __ATOMIC_RELAXED);
     s->batches = __atomic_load_n(&b->stat_batches, __ATOMIC_RELAXED);
     s->interrupts = __atomic_load_n(&b->stat_irqs, __ATOMIC_RELAXED);
-}
-
-static struct io_uring_sqe *get_sqe(struct virtio_blk *b)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
-
-    if (!sqe) { /* full: hand what is queued to the kernel and try again */
-        io_uring_submit(&b->ring);
-        sqe = io_uring_get_sqe(&b->ring);
-    }
-    return sqe;
-}
-
-static void arm_read(struct virtio_blk *b, int fd, uint64_t *buf, uint64_t tag)
-{
-    struct io_uring_sqe *sqe = get_sqe(b);
-
-    io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
-    io_uring_sqe_set_data64(sqe, tag);
 }
 
 /* Gives a request back to the driver with its status; records what the device wrote. */
@@ -129,7 +110,7 @@ static void submit(struct virtio_blk *b, int slot)
 {
     struct blk_slot *s = &b->slots[slot];
     struct blk_req *r = &s->req;
-    struct io_uring_sqe *sqe = get_sqe(b);
+    struct io_uring_sqe *sqe = worker_sqe(&b->ring);
     int file = b->has_direct && aligned(r) ? FILE_DIRECT : FILE_BUFFERED;
     off_t off = (off_t)(r->sector * BLK_SECTOR);
 
@@ -300,8 +281,9 @@ static void *worker_main(void *arg)
     }
     for (uint16_t q = 0; q < b->nq; q++)
         if (b->vqs[q].size)
-            arm_read(b, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q], TAG_NOTIFY | q);
-    arm_read(b, b->stop_efd, &b->stop_buf, TAG_STOP);
+            worker_arm_eventfd(&b->ring, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q],
+                               TAG_NOTIFY | q);
+    worker_arm_eventfd(&b->ring, b->stop_efd, &b->stop_buf, TAG_STOP);
     /* Chains made available before this worker started (a kick consumed by the worker that
      * stopped for a snapshot, or one taken before a restore) are served now. */
     for (uint16_t q = 0; q < b->nq && !broken; q++)
@@ -344,7 +326,8 @@ static void *worker_main(void *arg)
             if (kicked[q] || completed || polled)
                 broken = !drain_queue(b, q, b->poll_ns != 0);
             if (kicked[q])
-                arm_read(b, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q], TAG_NOTIFY | q);
+                worker_arm_eventfd(&b->ring, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q],
+                                   TAG_NOTIFY | q);
         }
         bool irq = false;
         for (uint16_t q = 0; q < b->nq; q++)
@@ -419,15 +402,11 @@ err_slots:
 static void blk_reset(void *dev)
 {
     struct virtio_blk *b = dev;
-    uint64_t one = 1;
 
     if (!b->running)
         return;
-    if (write(b->stop_efd, &one, sizeof(one)) != sizeof(one))
+    if (worker_stop(b->worker, b->stop_efd, &b->ring) < 0)
         rvm_err(b->vm->hv, "virtio-blk: cannot signal the worker to stop");
-    pthread_join(b->worker, NULL);
-    io_uring_queue_exit(&b->ring);
-    close(b->stop_efd);
     free(b->slots);
     b->slots = NULL;
     b->running = false;
@@ -457,7 +436,7 @@ static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
     s->capacity = b->capacity;
     s->poll_us = (uint32_t)(b->poll_ns / 1000);
     s->queues = b->nq;
-    s->queue_size = b->queue_max;
+    s->queue_size = b->ops.queue_max;
     s->ro = b->ro;
     memcpy(s->path, b->path, sizeof(s->path));
     rec_put(rb, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s));
@@ -539,7 +518,6 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     b->ro = o->ro;
     b->nq = o->queues ? o->queues : 1;
     b->poll_ns = (uint64_t)o->poll_us * 1000;
-    b->queue_max = o->queue_size ? o->queue_size : 256;
     if (!realpath(o->path, b->path) && strlen(o->path) < sizeof(b->path))
         memcpy(b->path, o->path, strlen(o->path) + 1);
     flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;

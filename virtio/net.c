@@ -24,6 +24,7 @@
 #include "../core/vm_internal.h"
 #include "../mem/mem_internal.h"
 #include "mmio.h"
+#include "worker.h"
 #include "net.h"
 
 #define NET_HDR    ((uint32_t)sizeof(struct virtio_net_hdr_v1))
@@ -52,8 +53,7 @@ struct virtio_net {
     struct virtio_device_ops ops;
     struct virtio_net_config cfg;
     int fd;
-    bool tap; /* the backend reads and writes the virtio-net header with the frame */
-    uint16_t mtu;
+    bool tap;         /* the backend reads and writes the virtio-net header with the frame */
     uint16_t link;    /* config status: VIRTIO_NET_S_LINK_UP or 0; __atomic */
     bool eof_on_zero; /* a 0-byte read means the peer is gone (not a datagram socket) */
 
@@ -92,25 +92,6 @@ static void net_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
 
     c.status = __atomic_load_n(&n->link, __ATOMIC_ACQUIRE);
     memcpy(buf, (const uint8_t *)&c + off, len);
-}
-
-static struct io_uring_sqe *get_sqe(struct virtio_net *n)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&n->ring);
-
-    if (!sqe) {
-        io_uring_submit(&n->ring);
-        sqe = io_uring_get_sqe(&n->ring);
-    }
-    return sqe;
-}
-
-static void arm_read(struct virtio_net *n, int fd, uint64_t *buf, uint64_t tag)
-{
-    struct io_uring_sqe *sqe = get_sqe(n);
-
-    io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
-    io_uring_sqe_set_data64(sqe, tag);
 }
 
 /*
@@ -152,7 +133,7 @@ static void tx_chain(struct virtio_net *n, struct vq_chain *c)
     ok = ok && iov_from(c->seg, c->nseg, n->tap ? 0 : NET_HDR, s->iov, &s->niov, &payload);
     if (n->tap && ok)
         ok = payload >= NET_HDR, payload -= NET_HDR;
-    ok = ok && payload >= ETH_HLEN_ && payload <= (uint64_t)n->mtu + ETH_HLEN_ + 4;
+    ok = ok && payload >= ETH_HLEN_ && payload <= (uint64_t)n->cfg.mtu + ETH_HLEN_ + 4;
     if (!ok) {
         counter_bump(&n->stat_tx_drop);
         vq_add_used(&n->vqs[TXQ], c->head, 0);
@@ -164,7 +145,7 @@ static void tx_chain(struct virtio_net *n, struct vq_chain *c)
     memset(&s->msg, 0, sizeof(s->msg));
     s->msg.msg_iov = s->iov;
     s->msg.msg_iovlen = (size_t)s->niov;
-    struct io_uring_sqe *sqe = get_sqe(n);
+    struct io_uring_sqe *sqe = worker_sqe(&n->ring);
     if (n->tap)
         io_uring_prep_writev(sqe, n->fd, s->iov, (unsigned)s->niov, 0);
     else
@@ -231,7 +212,7 @@ static bool post_rx(struct virtio_net *n)
         memset(&n->rx_msg, 0, sizeof(n->rx_msg));
         n->rx_msg.msg_iov = n->rx_iov;
         n->rx_msg.msg_iovlen = (size_t)niov;
-        struct io_uring_sqe *sqe = get_sqe(n);
+        struct io_uring_sqe *sqe = worker_sqe(&n->ring);
         if (n->tap) /* the tap writes the header (its first 10 bytes) and the frame */
             io_uring_prep_readv(sqe, n->fd, n->rx_iov, (unsigned)niov, 0);
         else
@@ -304,8 +285,9 @@ static void *net_worker(void *arg)
     pthread_setname_np(pthread_self(), "rvm-net");
     for (uint16_t q = 0; q < 2; q++)
         if (n->vqs[q].size)
-            arm_read(n, virtio_mmio_queue_eventfd(n->t, q), &n->notify_buf[q], TAG_NOTIFY | q);
-    arm_read(n, n->stop_efd, &n->stop_buf, TAG_STOP);
+            worker_arm_eventfd(&n->ring, virtio_mmio_queue_eventfd(n->t, q), &n->notify_buf[q],
+                               TAG_NOTIFY | q);
+    worker_arm_eventfd(&n->ring, n->stop_efd, &n->stop_buf, TAG_STOP);
     broken = !post_rx(n) || !drain_tx(n);
 
     while (!stopping || n->tx_inflight > 0 || n->rx_busy) {
@@ -326,7 +308,7 @@ static void *net_worker(void *arg)
                 if (n->rx_busy || n->tx_inflight) {
                     /* A receive waits for a frame that may never come, a send for a peer that
                      * may never read: cancel all, their chains go back (unused, unsent). */
-                    struct io_uring_sqe *sqe = get_sqe(n);
+                    struct io_uring_sqe *sqe = worker_sqe(&n->ring);
                     io_uring_prep_cancel_fd(sqe, n->fd, IORING_ASYNC_CANCEL_ALL);
                     io_uring_sqe_set_data64(sqe, 0);
                 }
@@ -360,8 +342,8 @@ static void *net_worker(void *arg)
                 broken = !post_rx(n);
             for (uint16_t q = 0; q < 2; q++)
                 if (kicked[q])
-                    arm_read(n, virtio_mmio_queue_eventfd(n->t, q), &n->notify_buf[q],
-                             TAG_NOTIFY | q);
+                    worker_arm_eventfd(&n->ring, virtio_mmio_queue_eventfd(n->t, q),
+                                       &n->notify_buf[q], TAG_NOTIFY | q);
             if (broken) {
                 rvm_err(n->vm->hv, "virtio-net: a queue is corrupt; device needs a reset");
                 virtio_mmio_needs_reset(n->t);
@@ -410,15 +392,11 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
 static void net_reset(void *dev)
 {
     struct virtio_net *n = dev;
-    uint64_t one = 1;
 
     if (!n->running)
         return;
-    if (write(n->stop_efd, &one, sizeof(one)) != sizeof(one))
+    if (worker_stop(n->worker, n->stop_efd, &n->ring) < 0)
         rvm_err(n->vm->hv, "virtio-net: cannot signal the worker to stop");
-    pthread_join(n->worker, NULL);
-    io_uring_queue_exit(&n->ring);
-    close(n->stop_efd);
     n->running = false;
 }
 
@@ -479,11 +457,10 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     socklen_t tl = sizeof(type);
     n->eof_on_zero =
         n->tap || getsockopt(n->fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_DGRAM;
-    n->mtu = o->mtu ? o->mtu : 1500;
     memcpy(n->cfg.mac, o->mac, sizeof(n->cfg.mac));
     n->link = VIRTIO_NET_S_LINK_UP;
     n->cfg.max_virtqueue_pairs = 1;
-    n->cfg.mtu = n->mtu;
+    n->cfg.mtu = o->mtu ? o->mtu : 1500;
     n->ops = (struct virtio_device_ops){
         .device_id = VIRTIO_ID_NET,
         .features = (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) |
