@@ -51,7 +51,7 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI := $(BUILD)/ringvm
 
 # Host-side helpers for the bench guest's console protocol, shared by bench and tests.
-GUEST_HOST_OBJS := $(BUILD)/obj/guest/host/protocol.o
+GUEST_HOST_OBJS := $(BUILD)/obj/guest/host/protocol.o $(BUILD)/obj/guest/host/netns.o
 
 BENCH_C_SRCS := $(wildcard bench/*.c)
 BENCH_CXX_SRCS := $(wildcard bench/*.cc)

@@ -46,6 +46,7 @@ extern const struct bench_case bench_vm_cases[];
 extern const struct bench_case bench_blk_cases[];
 extern const struct bench_case bench_dirty_cases[];
 extern const struct bench_case bench_snap_cases[];
+extern const struct bench_case bench_net_cases[];
 
 #ifdef __cplusplus
 }

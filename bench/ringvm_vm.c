@@ -27,7 +27,6 @@ int bench_vm_create_config(struct rvm_hv *hv, const struct guest_image *img, con
                            const struct rvm_vm_config *c, struct bench_vm *b)
 {
     struct rvm_uart_config uc = {.out = console_out, .out_opaque = &b->con};
-    struct rvm_pvh_params pp = {.cmdline = cmdline};
     int r;
 
     memset(b, 0, sizeof(*b));
@@ -36,6 +35,13 @@ int bench_vm_create_config(struct rvm_hv *hv, const struct guest_image *img, con
         return r;
     if ((r = rvm_uart_attach(b->vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(b->vm, 0)) < 0)
         return r;
+    return img ? bench_vm_load(b, img, cmdline) : 0;
+}
+
+int bench_vm_load(struct bench_vm *b, const struct guest_image *img, const char *cmdline)
+{
+    struct rvm_pvh_params pp = {.cmdline = cmdline};
+
     return rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL);
 }
 
@@ -79,10 +85,15 @@ void bench_vm_destroy(struct bench_vm *b)
 
 int bench_vm_run(struct bench_vm *b)
 {
+    return bench_vm_run_for(b, -1);
+}
+
+int bench_vm_run_for(struct bench_vm *b, int timeout_ms)
+{
     struct rvm_vm_result res;
     int r;
 
-    if ((r = rvm_vm_start(b->vm)) < 0 || (r = rvm_vm_wait(b->vm, -1, &res)) < 0)
+    if ((r = rvm_vm_start(b->vm)) < 0 || (r = rvm_vm_wait(b->vm, timeout_ms, &res)) < 0)
         return r;
     if (res.end != RVM_END_DEBUG_EXIT || res.value != BG_EXIT_OK)
         return -EIO;

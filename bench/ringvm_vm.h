@@ -17,7 +17,7 @@ struct bench_vm {
  */
 int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline, int cpu,
                     struct bench_vm *b);
-/* The same with a config of the caller's (memory size, dirty ring, ...). */
+/* The same with a config of the caller's (memory size, dirty ring, ...); img NULL: load later. */
 int bench_vm_create_config(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline,
                            const struct rvm_vm_config *c, struct bench_vm *b);
 
@@ -26,7 +26,12 @@ int bench_vm_add_exit_targets(struct bench_vm *b);
 
 void bench_vm_destroy(struct bench_vm *b);
 
+/* Loads the guest with this command line (after devices that add words to it). */
+int bench_vm_load(struct bench_vm *b, const struct guest_image *img, const char *cmdline);
+
 /* Runs it (managed) to the guest's debug exit; 0 when it reported success. */
 int bench_vm_run(struct bench_vm *b);
+/* The same, giving up (-ETIMEDOUT) after timeout_ms. */
+int bench_vm_run_for(struct bench_vm *b, int timeout_ms);
 
 #endif

@@ -221,6 +221,7 @@ int main(int argc, char **argv)
     register_cases(bench_blk_cases);
     register_cases(bench_dirty_cases);
     register_cases(bench_snap_cases);
+    register_cases(bench_net_cases);
     benchmark::Initialize(&n, args.data());
     if (benchmark::ReportUnrecognizedArguments(n, args.data()))
         return 1;

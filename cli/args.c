@@ -33,9 +33,10 @@ const char cli_usage[] =
     "                       guest finds it through virtio_mmio.device= on its command line;\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
     "                       (default 32; 0: never)\n"
-    "  --net tap=NAME[,mac=MAC][,mtu=N] | unix=PATH[,mac=MAC][,mtu=N]\n"
+    "  --net tap=NAME[,mac=MAC][,mtu=N][,poll=US] | unix=PATH[,...]\n"
     "                       a virtio-net device on a tap (created if missing) or on a\n"
-    "                       SOCK_SEQPACKET socket at PATH (connects, or waits for a peer)\n"
+    "                       SOCK_SEQPACKET socket at PATH (connects, or waits for a peer);\n"
+    "                       poll=US as for --disk\n"
     "  --dirty-ring N       KVM dirty ring of N entries per vCPU for dirty tracking\n"
     "                       (a power of two; default: none, the dirty bitmap)\n"
     "  --snapshot-on-signal DIR\n"
@@ -186,6 +187,8 @@ int cli_parse_net(char *s, struct cli_net *net)
         } else if (!first && !strncmp(opt, "mtu=", 4) && parse_uint(opt + 4, 65521, &v) == 0 &&
                    v >= 68)
             net->mtu = (uint16_t)v;
+        else if (!first && !strncmp(opt, "poll=", 5) && parse_uint(opt + 5, 1000000, &v) == 0)
+            net->poll_us = v ? (uint32_t)v : RVM_NET_NO_POLL;
         else
             return -EINVAL;
     }
@@ -316,7 +319,8 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         if (o->ndisks + o->nnets == RVM_VIRTIO_MAX_DEVICES)
             return fail(err, len, "too many --disk and --net options (at most 16)", NULL);
         if (cli_parse_net((char *)arg, &o->nets[o->nnets]) < 0)
-            return fail(err, len, "bad --net '%s' (tap=NAME or unix=PATH, then ,mac=, ,mtu=)", arg);
+            return fail(err, len,
+                        "bad --net '%s' (tap=NAME or unix=PATH, then ,mac=, ,mtu=, ,poll=)", arg);
         o->nnets++;
         return 0;
     case OPT_DIRTY_RING:

@@ -63,6 +63,25 @@
  */
 #define BG_MEM_ST_VERIFY 6
 
+/*
+ * test=net-*: receive and transmit buffers (4 KiB a descriptor, two queues
+ * of up to 256) from this guest-physical address: RAM must reach 18 MiB.
+ */
+#define BG_NET_BUF_ADDR 0x1000000ULL /* 16 MiB */
+#define BG_NET_BUF_SIZE 0x200000ULL
+
+/*
+ * test=net-udp-*: a datagram's payload is its sequence number (u64, little
+ * endian) then bytes of the u64 words BG_NET_WORD(seq, j), j = 1, 2, ...,
+ * little endian, cut at the payload's length (at least 8 bytes). A 7-byte
+ * payload BG_NET_STOP ends a receiver early (net-udp-tx sends one last).
+ */
+#define BG_NET_WORD(seq, j) (((seq) + 1) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(j))
+#define BG_NET_STOP         "bg-stop"
+#define BG_NET_STOP_LEN     7
+/* test=net-ping: ICMP echo identifier; payload of 56 bytes. */
+#define BG_NET_PING_ID 0x4247
+
 /* Where the PVH image is linked and loaded (guest-physical). */
 #define BG_LOAD_ADDR 0x100000
 

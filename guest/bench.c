@@ -314,6 +314,8 @@ void bg_main(const void *start_info)
         cmdline_error("missing test=<name> on the command line", NULL);
     if (word_value(test, "blk-"))
         blk_main(cmdline, test, n); /* does not return */
+    if (word_value(test, "net-"))
+        net_main(cmdline, test, n); /* does not return */
     if (word_value(test, "mem-"))
         mem_main(cmdline, test, n); /* does not return */
 

@@ -86,6 +86,9 @@ uint64_t parse_param(const char *v, const char *what, uint64_t lo, uint64_t hi);
 /* mem.c: the test=mem-* workloads; prints RESULT or ERROR and exits. */
 void mem_main(const char *cmdline, const char *test, uint64_t n) __attribute__((noreturn));
 
+/* net.c: the test=net-* workloads; prints RESULT or ERROR and exits. */
+void net_main(const char *cmdline, const char *test, uint64_t n) __attribute__((noreturn));
+
 /* blk.c: the test=blk-* workloads; prints RESULT or ERROR and exits. */
 void blk_main(const char *cmdline, const char *test, uint64_t n) __attribute__((noreturn));
 /* Set by blk.c before the interrupt is unmasked; used by blk_isr at CPL0. */

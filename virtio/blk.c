@@ -229,14 +229,6 @@ static void finish(struct virtio_blk *b, int slot, int res)
     b->inflight--;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Device-side polling: spins until a completion is ready or a queue has a
  * chain we have a slot for, for at most poll_ns. Returns whether work came.
@@ -244,7 +236,7 @@ static uint64_t now_ns(void)
  */
 static bool poll_for_work(struct virtio_blk *b)
 {
-    uint64_t start = now_ns();
+    uint64_t start = worker_now_ns();
 
     io_uring_submit(&b->ring);
     for (unsigned i = 1;; i++) {
@@ -260,7 +252,7 @@ static bool poll_for_work(struct virtio_blk *b)
             /* Writes that must allocate go to io_uring's kernel workers: let them run. */
             sched_yield();
         }
-        if (i % 64 == 0 && now_ns() - start > b->poll_ns)
+        if (i % 64 == 0 && worker_now_ns() - start > b->poll_ns)
             return false;
         __builtin_ia32_pause();
     }
@@ -272,9 +264,7 @@ static void *worker_main(void *arg)
     bool stopping = false, broken = false;
 
     pthread_setname_np(pthread_self(), "rvm-blk");
-    /* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
-    if (b->ring_disabled && syscall(__NR_io_uring_register, b->ring.ring_fd,
-                                    IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+    if (worker_ring_enable(&b->ring, b->ring_disabled) < 0) {
         rvm_err(b->vm->hv, "virtio-blk: cannot enable the io_uring; device needs a reset");
         virtio_mmio_needs_reset(b->t);
         return NULL;
@@ -359,19 +349,7 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         b->slots[i].next_free = i + 1 < b->nslots ? i + 1 : -1;
     b->free_head = b->nslots ? 0 : -1;
     b->inflight = 0;
-    /*
-     * The worker alone submits and reaps, so completions can wait for it to
-     * ask (DEFER_TASKRUN): no interrupt of the worker per completion. The
-     * ring starts disabled so that the worker, not this thread, becomes its
-     * single issuer. Kernels before 6.1 get a plain ring.
-     */
-    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                                         IORING_SETUP_R_DISABLED};
-    r = io_uring_queue_init_params(RING_ENTRIES, &b->ring, &p);
-    b->ring_disabled = r == 0;
-    if (r == -EINVAL)
-        r = io_uring_queue_init(RING_ENTRIES, &b->ring, 0);
-    if (r < 0)
+    if ((r = worker_ring_init(&b->ring, RING_ENTRIES, &b->ring_disabled)) < 0)
         goto err_slots;
     files[FILE_DIRECT] = b->has_direct ? b->fd_direct : b->fd_buffered;
     files[FILE_BUFFERED] = b->fd_buffered;

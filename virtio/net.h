@@ -19,10 +19,11 @@ struct rvm_vm;
 struct virtio_net;
 
 struct virtio_net_opts {
-    int fd;         /* the backend; taken over (closed with the VM, or at once on failure) */
-    bool tap;       /* fd is a tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, 12-byte headers) */
-    uint8_t mac[6]; /* offered in config space */
-    uint16_t mtu;   /* 0: 1500 */
+    int fd;           /* the backend; taken over (closed with the VM, or at once on failure) */
+    bool tap;         /* fd is a tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, 12-byte headers) */
+    uint8_t mac[6];   /* offered in config space */
+    uint16_t mtu;     /* 0: 1500 */
+    uint32_t poll_us; /* device-side polling window; 0: none */
 };
 
 /*

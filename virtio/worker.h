@@ -6,8 +6,58 @@
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+/*
+ * A worker's ring: the worker alone submits and reaps, so completions can
+ * wait for it to ask (DEFER_TASKRUN): no interrupt of the worker per
+ * completion. The ring starts disabled so that the worker, not the thread
+ * that makes it, becomes its single issuer (worker_ring_enable()); kernels
+ * before 6.1 get a plain ring (*disabled false). 0 or -errno.
+ */
+static inline int worker_ring_init(struct io_uring *ring, unsigned entries, bool *disabled)
+{
+    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                                         IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED};
+    int r = io_uring_queue_init_params(entries, ring, &p);
+
+    *disabled = r == 0;
+    if (r == -EINVAL)
+        r = io_uring_queue_init(entries, ring, 0);
+    return r;
+}
+
+/*
+ * Whether completions wait for the worker to run them (IORING_SQ_TASKRUN,
+ * set by the kernel with TASKRUN_FLAG): a polling worker asks for them only
+ * then, without a system call per look. True when the kernel cannot say.
+ */
+static inline bool worker_has_task_work(const struct io_uring *ring, bool disabled)
+{
+    return !disabled || (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+/* On the worker, first thing: 0 or -errno. */
+static inline int worker_ring_enable(struct io_uring *ring, bool disabled)
+{
+    /* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+    if (disabled &&
+        syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+static inline uint64_t worker_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 /* A submission entry; when the ring is full, what is queued goes to the kernel first. */
 static inline struct io_uring_sqe *worker_sqe(struct io_uring *ring)

@@ -22,6 +22,8 @@ struct rvm_vm;
 
 #define RVM_BLK_POLL_DEFAULT_US 32
 #define RVM_BLK_NO_POLL         UINT32_MAX
+#define RVM_NET_POLL_DEFAULT_US 32
+#define RVM_NET_NO_POLL         UINT32_MAX
 
 struct rvm_blk_config {
     const char *path;    /* backing file (a raw image), opened O_DIRECT where possible */
@@ -63,6 +65,8 @@ struct rvm_net_config {
     bool fd_is_tap;
     uint8_t mac[6]; /* all zero: 52:54:00:52:56:<slot> */
     uint16_t mtu;   /* 0: 1500 */
+    /* Device-side polling as for virtio-blk: 0 is RVM_NET_POLL_DEFAULT_US; RVM_NET_NO_POLL. */
+    uint32_t poll_us;
 };
 
 /* Adds a virtio-net device in the VM's next virtio slot; as rvm_vm_add_virtio_blk(). */

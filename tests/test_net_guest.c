@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-net with a real driver: the bench guest's net-* workloads on a tap
+ * in a network namespace each test makes for itself (its kernel is the
+ * other end: it answers ARP and ping, and its sockets send and count UDP),
+ * and two guests linked by the socket backend. The namespaces and taps go
+ * when their tests end. Tests skip, saying so, without KVM or without the
+ * right to make a namespace (root).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../guest/abi.h"
+#include "../guest/host/netns.h"
+#include "common/testutil.h"
+
+#define TAP "rvmnet0"
+
+struct gvm {
+    struct tvm t;
+    char word[96];
+};
+
+/* A VM with a virtio-net device on nc; the guest is loaded by gvm_load(). */
+static void gvm_create(struct gvm *g, const struct rvm_net_config *nc)
+{
+    struct rvm_hv_config hc = {
+        .log = log_to_buf, .log_opaque = &g->t.log, .log_level = RVM_LOG_WARN};
+    struct rvm_uart_config uc = {.out = console_out, .out_opaque = &g->t.con};
+    struct rvm_vm_config c;
+
+    memset(g, 0, sizeof(*g));
+    rvm_vm_config_init(&c);
+    c.mem.size = 64 << 20;
+    assert_int_equal(rvm_hv_open(&hc, &g->t.hv), 0);
+    assert_int_equal(rvm_vm_create(g->t.hv, &c, &g->t.vm), 0);
+    assert_int_equal(rvm_uart_attach(g->t.vm, &uc, NULL), 0);
+    assert_int_equal(rvm_debug_exit_attach(g->t.vm, 0), 0);
+    assert_int_equal(rvm_vm_add_virtio_net(g->t.vm, nc, g->word, sizeof(g->word)), 0);
+}
+
+static void gvm_start(struct gvm *g, const char *args)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "%s %s", args, g->word);
+    struct rvm_pvh_params pp = {.cmdline = cmd};
+    assert_int_equal(rvm_vm_load_pvh_file(g->t.vm, guest_path(), &pp, NULL), 0);
+    assert_int_equal(rvm_vm_start(g->t.vm), 0);
+}
+
+/* Waits for the guest's exit: the debug-exit code, or -1 (timeout, another end). */
+static int gvm_wait(struct gvm *g, int timeout_ms)
+{
+    struct rvm_vm_result res;
+
+    if (rvm_vm_wait(g->t.vm, timeout_ms, &res) < 0 || res.end != RVM_END_DEBUG_EXIT)
+        return -1;
+    return (int)res.value;
+}
+
+static uint64_t result(struct gvm *g, const char *key)
+{
+    uint64_t v = UINT64_MAX;
+
+    if (bg_result_value(g->t.con.buf, key, &v) < 0)
+        print_message("no %s= in the guest's output:\n%s\n", key, g->t.con.buf);
+    return v;
+}
+
+/*
+ * Moves this thread into a new namespace and makes the VM with tap TAP in
+ * it, the namespace's address on it. Skips when this host cannot. The test
+ * leaves with leave() (the namespace goes with the VM's tap).
+ */
+static int enter_with_tap(struct gvm *g)
+{
+    struct rvm_net_config nc = {.tap = TAP, .fd = -1};
+    int home;
+
+    SKIP_WITHOUT_KVM();
+    if (bg_netns_enter(&home) < 0) {
+        print_message("SKIP: cannot make a network namespace (needs root)\n");
+        skip();
+    }
+    gvm_create(g, &nc);
+    assert_int_equal(bg_if_up(TAP, BG_NET_HOST_IP, 24), 0);
+    return home;
+}
+
+static void leave(struct gvm *g, int home)
+{
+    tvm_destroy(&g->t);
+    assert_int_equal(bg_netns_leave(home), 0);
+}
+
+/* The guest pings the namespace's kernel (ARP both ways first). */
+static void test_guest_pings_host(void **state)
+{
+    struct gvm g;
+    (void)state;
+
+    int home = enter_with_tap(&g);
+    gvm_start(&g, "test=net-ping n=50");
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    assert_int_equal(result(&g, "replies"), 50);
+    assert_int_equal(result(&g, "lost"), 0);
+    assert_true(result(&g, "rtt_min") > 0);
+    assert_int_equal(result(&g, "link"), 1);
+    leave(&g, home);
+}
+
+/* Echo requests from a raw ICMP socket: n sent, the replies checked. */
+static int host_pings(int n)
+{
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(BG_NET_GUEST_IP)};
+    int s = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP), got = 0;
+
+    if (s < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        uint8_t m[64], r[256];
+
+        memset(m, 0, sizeof(m));
+        m[0] = 8;
+        m[4] = 0x12, m[5] = 0x34; /* id */
+        m[6] = 0, m[7] = (uint8_t)i;
+        for (int k = 8; k < 64; k++)
+            m[k] = (uint8_t)(k * 3 + i);
+        uint16_t c = bg_inet_csum(m, sizeof(m));
+        m[2] = (uint8_t)(c >> 8), m[3] = (uint8_t)c;
+        if (sendto(s, m, sizeof(m), 0, (struct sockaddr *)&to, sizeof(to)) != sizeof(m))
+            break;
+        for (;;) {
+            struct pollfd p = {.fd = s, .events = POLLIN};
+            if (poll(&p, 1, 5000) != 1)
+                goto out;
+            ssize_t k = recv(s, r, sizeof(r), 0);
+            /* A raw socket sees the IP header; our own request comes back too on some paths. */
+            if (k >= 20 + 64 && r[20] == 0 && r[24] == 0x12 && r[25] == 0x34 &&
+                r[27] == (uint8_t)i) {
+                if (!memcmp(r + 28, m + 8, 56))
+                    got++;
+                break;
+            }
+        }
+    }
+out:
+    close(s);
+    return got;
+}
+
+/*
+ * The namespace pings the guest (the kernel ARPs for it; the guest answers
+ * while it waits for UDP), then sends it UDP it checks payload by payload.
+ */
+static void test_host_pings_and_sends_to_guest(void **state)
+{
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons(BG_NET_PORT),
+                             .sin_addr.s_addr = htonl(BG_NET_GUEST_IP)};
+    uint8_t buf[1400];
+    struct gvm g;
+    (void)state;
+
+    int home = enter_with_tap(&g);
+    gvm_start(&g, "test=net-udp-rx n=300 size=1000");
+    assert_int_equal(host_pings(20), 20);
+    int s = bg_udp_socket(BG_NET_HOST_IP, 0, 0);
+    assert_true(s >= 0);
+    for (uint64_t i = 0; i < 300; i++) {
+        bg_net_payload(buf, i, 1000);
+        assert_int_equal(sendto(s, buf, 1000, 0, (struct sockaddr *)&to, sizeof(to)), 1000);
+        if (i % 50 == 49)
+            sleep_ms(5); /* well under the tap's queue: nothing is dropped for room */
+    }
+    close(s);
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    assert_int_equal(result(&g, "received"), 300);
+    assert_int_equal(result(&g, "bytes"), 300 * 1000);
+    assert_int_equal(result(&g, "bad"), 0);
+    assert_int_equal(result(&g, "reordered"), 0);
+    assert_true(result(&g, "echo_answered") >= 20);
+    assert_true(result(&g, "arp_answered") >= 1);
+    leave(&g, home);
+}
+
+/* The guest sends 2000 datagrams; the namespace's socket gets each, in order, intact. */
+static void test_guest_udp_to_host(void **state)
+{
+    uint8_t buf[2048];
+    struct gvm g;
+    uint64_t seq, next = 0;
+    bool stopped = false;
+    (void)state;
+
+    int home = enter_with_tap(&g);
+    int s = bg_udp_socket(BG_NET_HOST_IP, BG_NET_PORT, 64 << 20);
+    assert_true(s >= 0);
+    gvm_start(&g, "test=net-udp-tx n=2000 size=1400");
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    assert_int_equal(result(&g, "sent"), 2000);
+    for (;;) {
+        ssize_t k = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
+        if (k < 0)
+            break;
+        if (k == BG_NET_STOP_LEN && !memcmp(buf, BG_NET_STOP, BG_NET_STOP_LEN)) {
+            stopped = true;
+            continue;
+        }
+        assert_int_equal(k, 1400);
+        assert_true(bg_net_payload_check(buf, (size_t)k, &seq));
+        assert_int_equal(seq, next);
+        next++;
+    }
+    close(s);
+    assert_int_equal(next, 2000);
+    assert_true(stopped);
+    leave(&g, home);
+}
+
+/* Deleting the tap under a pinging guest: the link goes down, the guest sees it and ends. */
+static void test_tap_disappears(void **state)
+{
+    struct gvm g;
+    (void)state;
+
+    int home = enter_with_tap(&g);
+    gvm_start(&g, "test=net-ping n=100000000");
+    sleep_ms(300); /* some replies first */
+    assert_int_equal(system("ip link del " TAP), 0);
+    assert_int_equal(gvm_wait(&g, 60000), 0); /* the VM ran on: the guest exited by itself */
+    assert_true(result(&g, "replies") > 0);
+    assert_int_equal(result(&g, "lost"), 1);
+    assert_int_equal(result(&g, "link"), 0);
+    assert_non_null(strstr(g.t.con.buf, "RESULT test=net-ping"));
+    leave(&g, home);
+}
+
+/* Two guests linked by a SOCK_SEQPACKET pair: ARP, then 3000 datagrams, all in order. */
+static void test_two_guests_socket(void **state)
+{
+    struct gvm a, b;
+    int sv[2];
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct rvm_net_config na = {.fd = sv[0]}, nb = {.fd = sv[1]};
+    gvm_create(&a, &na);
+    gvm_create(&b, &nb);
+    gvm_start(&b, "test=net-udp-rx n=3000 size=512 ip=10.9.0.2 peer=10.9.0.1");
+    gvm_start(&a, "test=net-udp-tx n=3000 size=512 ip=10.9.0.1 peer=10.9.0.2");
+    assert_int_equal(gvm_wait(&a, 120000), 0);
+    assert_int_equal(gvm_wait(&b, 120000), 0);
+    assert_int_equal(result(&a, "sent"), 3000);
+    assert_int_equal(result(&b, "received"), 3000);
+    assert_int_equal(result(&b, "bad"), 0);
+    assert_int_equal(result(&b, "reordered"), 0);
+    assert_int_equal(result(&b, "arp_answered"), 1);
+    tvm_destroy(&a.t);
+    tvm_destroy(&b.t);
+}
+
+/* A payload larger than the device's MTU allows is refused by the guest before it sends. */
+static void test_size_over_mtu(void **state)
+{
+    struct gvm g;
+    int sv[2];
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct rvm_net_config nc = {.fd = sv[0], .mtu = 576};
+    gvm_create(&g, &nc);
+    gvm_start(&g, "test=net-udp-tx n=10 size=1400");
+    assert_int_equal(gvm_wait(&g, 60000), BG_EXIT_BAD_CMDLINE);
+    assert_non_null(strstr(g.t.con.buf, "ERROR size= over the MTU"));
+    tvm_destroy(&g.t);
+    close(sv[1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_guest_pings_host),
+        cmocka_unit_test(test_host_pings_and_sends_to_guest),
+        cmocka_unit_test(test_guest_udp_to_host),
+        cmocka_unit_test(test_tap_disappears),
+        cmocka_unit_test(test_two_guests_socket),
+        cmocka_unit_test(test_size_over_mtu),
+    };
+    return cmocka_run_group_tests_name("net_guest", tests, NULL, NULL);
+}
