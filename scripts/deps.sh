@@ -6,6 +6,7 @@ pkgs=(
     gcc g++ make pkg-config linux-libc-dev
     liburing-dev libnuma-dev libhugetlbfs-dev libcmocka-dev libbenchmark-dev libxxhash-dev
     qemu-system-x86 # the cross-check that the bench guest runs unchanged under QEMU
+    iproute2        # tests delete a tap under a running guest (ip link del)
 )
 missing=()
 for p in "${pkgs[@]}"; do

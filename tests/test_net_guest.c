@@ -290,6 +290,83 @@ static void test_size_over_mtu(void **state)
     close(sv[1]);
 }
 
+/*
+ * QEMU (microvm, its virtio-net-device on a tap, legacy virtio-mmio) runs the
+ * same workloads: runs the guest there with args; 0 when it exited cleanly
+ * (QEMU's debug exit gives (0 << 1) | 1). out gets what it printed.
+ */
+static int qemu_net(const char *args, char *out, size_t len)
+{
+    char append[256], log[] = "/tmp/ringvm-qemu-net-XXXXXX";
+    int fd = mkstemp(log), st = -1;
+
+    if (fd < 0)
+        return -1;
+    snprintf(append, sizeof(append), "%s", args);
+    pid_t pid = fork();
+    if (pid == 0) { /* the child inherits this thread's namespace */
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("timeout", "timeout", "120", "qemu-system-x86_64", "-M", "microvm,acpi=off",
+               "-accel", "kvm", "-cpu", "host,-arch-capabilities", "-m", "64", "-nodefaults",
+               "-nographic", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4", "-netdev",
+               "tap,id=n0,ifname=" TAP ",script=no,downscript=no", "-device",
+               "virtio-net-device,netdev=n0", "-kernel", guest_path(), "-append", append,
+               (char *)NULL);
+        _exit(127);
+    }
+    /* QEMU makes the tap: give it the namespace's address as soon as it is there. */
+    for (int i = 0; i < 500 && pid > 0; i++) {
+        if (bg_if_up(TAP, BG_NET_HOST_IP, 24) == 0)
+            break;
+        sleep_ms(10);
+    }
+    if (pid > 0)
+        waitpid(pid, &st, 0);
+    ssize_t k = pread(fd, out, len - 1, 0);
+    out[k > 0 ? k : 0] = '\0';
+    close(fd);
+    unlink(log);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 1 ? 0 : -1;
+}
+
+static void test_qemu_net(void **state)
+{
+    static char out[8192];
+    uint8_t buf[2048];
+    uint64_t v = 0, seq, next = 0;
+    int home;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) {
+        print_message("SKIP: qemu-system-x86_64 is not installed\n");
+        skip();
+    }
+    if (bg_netns_enter(&home) < 0) {
+        print_message("SKIP: cannot make a network namespace (needs root)\n");
+        skip();
+    }
+    int s = bg_udp_socket(0, BG_NET_PORT, 64 << 20);
+    assert_true(s >= 0);
+    assert_int_equal(qemu_net("test=net-ping n=20", out, sizeof(out)), 0);
+    assert_int_equal(bg_result_value(out, "replies", &v), 0);
+    assert_int_equal(v, 20);
+    assert_int_equal(qemu_net("test=net-udp-tx n=1000 size=1000", out, sizeof(out)), 0);
+    assert_int_equal(bg_result_value(out, "sent", &v), 0);
+    assert_int_equal(v, 1000);
+    for (;;) {
+        ssize_t k = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
+        if (k < 0)
+            break;
+        if (k == 1000 && bg_net_payload_check(buf, (size_t)k, &seq) && seq == next)
+            next++;
+    }
+    assert_int_equal(next, 1000);
+    close(s);
+    assert_int_equal(bg_netns_leave(home), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_tap_disappears),
         cmocka_unit_test(test_two_guests_socket),
         cmocka_unit_test(test_size_over_mtu),
+        cmocka_unit_test(test_qemu_net),
     };
     return cmocka_run_group_tests_name("net_guest", tests, NULL, NULL);
 }
