@@ -33,10 +33,10 @@ const char cli_usage[] =
     "                       guest finds it through virtio_mmio.device= on its command line;\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
     "                       (default 32; 0: never)\n"
-    "  --net tap=NAME[,mac=MAC][,mtu=N][,poll=US] | unix=PATH[,...]\n"
+    "  --net tap=NAME[,mac=MAC][,mtu=N][,poll=US][,queues=N] | unix=PATH[,...]\n"
     "                       a virtio-net device on a tap (created if missing) or on a\n"
     "                       SOCK_SEQPACKET socket at PATH (connects, or waits for a peer);\n"
-    "                       poll=US as for --disk\n"
+    "                       poll=US as for --disk; queues=N: N queue pairs (tap, MQ)\n"
     "  --dirty-ring N       KVM dirty ring of N entries per vCPU for dirty tracking\n"
     "                       (a power of two; default: none, the dirty bitmap)\n"
     "  --snapshot-on-signal DIR\n"
@@ -189,6 +189,9 @@ int cli_parse_net(char *s, struct cli_net *net)
             net->mtu = (uint16_t)v;
         else if (!first && !strncmp(opt, "poll=", 5) && parse_uint(opt + 5, 1000000, &v) == 0)
             net->poll_us = v ? (uint32_t)v : RVM_NET_NO_POLL;
+        else if (!first && net->tap && !strncmp(opt, "queues=", 7) &&
+                 parse_uint(opt + 7, RVM_NET_MAX_QUEUE_PAIRS, &v) == 0 && v >= 1)
+            net->queues = (uint16_t)v;
         else
             return -EINVAL;
     }
@@ -319,8 +322,9 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         if (o->ndisks + o->nnets == RVM_VIRTIO_MAX_DEVICES)
             return fail(err, len, "too many --disk and --net options (at most 16)", NULL);
         if (cli_parse_net((char *)arg, &o->nets[o->nnets]) < 0)
-            return fail(err, len,
-                        "bad --net '%s' (tap=NAME or unix=PATH, then ,mac=, ,mtu=, ,poll=)", arg);
+            return fail(
+                err, len,
+                "bad --net '%s' (tap=NAME or unix=PATH, then ,mac=, ,mtu=, ,poll=, ,queues=)", arg);
         o->nnets++;
         return 0;
     case OPT_DIRTY_RING:

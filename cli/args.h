@@ -25,6 +25,7 @@ struct cli_opts {
         uint8_t mac[6];              /* all zero: the library's default */
         uint16_t mtu;
         uint32_t poll_us; /* 0: the default; RVM_NET_NO_POLL: none */
+        uint16_t queues;  /* tap queue pairs; 0: 1 */
     } nets[RVM_VIRTIO_MAX_DEVICES];
     /* run: SIGUSR1 writes a snapshot into snap_dir/snap-N (full or live first, then as asked) */
     const char *snap_dir;

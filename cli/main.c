@@ -281,7 +281,8 @@ static int add_nets(struct rvm_vm *vm, const struct cli_opts *o, char *cmdline, 
 {
     for (unsigned i = 0; i < o->nnets; i++) {
         const struct cli_net *c = &o->nets[i];
-        struct rvm_net_config nc = {.tap = c->tap, .fd = -1, .mtu = c->mtu, .poll_us = c->poll_us};
+        struct rvm_net_config nc = {
+            .tap = c->tap, .fd = -1, .mtu = c->mtu, .poll_us = c->poll_us, .queues = c->queues};
         char word[96];
         size_t used = strlen(cmdline);
         int r;

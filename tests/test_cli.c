@@ -172,9 +172,10 @@ static void test_disks(void **state)
 
 static void test_nets(void **state)
 {
-    char a[] = "tap=t0,mac=52:54:00:01:02:0a,mtu=9000", b[] = "unix=/tmp/l",
+    char a[] = "tap=t0,mac=52:54:00:01:02:0a,mtu=9000,queues=4,poll=0", b[] = "unix=/tmp/l",
          c[] = "tap=", d[] = "mac=52:54:00:01:02:03", e[] = "tap=t0,mac=53:54:00:01:02:03",
-         f[] = "tap=t0,mac=52:54:00:01:02", g[] = "unix=/x,mtu=20", h[] = "tap=t0,bogus";
+         f[] = "tap=t0,mac=52:54:00:01:02", g[] = "unix=/x,mtu=20", h[] = "tap=t0,bogus",
+         i2[] = "unix=/x,queues=2", j[] = "tap=t0,queues=8", k[] = "tap=t0,queues=0";
     struct cli_opts o;
     char err[128];
     (void)state;
@@ -184,9 +185,12 @@ static void test_nets(void **state)
     assert_string_equal(o.nets[0].tap, "t0");
     assert_int_equal(o.nets[0].mac[5], 0x0a);
     assert_int_equal(o.nets[0].mtu, 9000);
+    assert_int_equal(o.nets[0].queues, 4);
+    assert_int_equal(o.nets[0].poll_us, RVM_NET_NO_POLL);
     assert_string_equal(o.nets[1].unix_path, "/tmp/l");
     assert_null(o.nets[1].tap);
-    char *bad[] = {c, d, e, f, g, h};
+    assert_int_equal(o.nets[1].queues, 0);
+    char *bad[] = {c, d, e, f, g, h, i2, j, k};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--net", bad[i]), -EINVAL);
         assert_non_null(strstr(err, "--net"));

@@ -343,7 +343,7 @@ static void test_net_plumbing(void **state)
         skip();
     }
     assert_int_equal(sh("unshare -n %s run --kernel %s --net tap=rvm0,mac=52:54:00:aa:bb:cc "
-                        "--cmdline 'test=pio n=10' 2>&1",
+                        "--net tap=rvm1,queues=3 --cmdline 'test=pio n=10' 2>&1",
                         ringvm_path(), guest_path()),
                      0);
     assert_non_null(strstr(out, "RESULT test=pio n=10 "));

@@ -20,7 +20,6 @@
 #include <ringvm/virtio.h>
 #include <ringvm/vm.h>
 
-#include "../core/counter.h"
 #include "../core/log.h"
 #include "../core/vm_internal.h"
 #include "../mem/mem_internal.h"
@@ -28,18 +27,27 @@
 #include "worker.h"
 #include "net.h"
 
-#define NET_HDR    ((uint32_t)sizeof(struct virtio_net_hdr_v1))
-#define ETH_HLEN_  14
-#define RXQ        0
-#define TXQ        1
-#define TX_SLOTS   64
-#define RX_DEPTH   32 /* receives posted at once, as one ordered chain */
-#define MAX_SEG    64
-#define RING_SIZE  256
-#define TAG_STOP   (1ULL << 62)
-#define TAG_NOTIFY (1ULL << 61) /* | queue */
-#define TAG_RX     (1ULL << 60) /* | slot */
-#define TAG_TX     (1ULL << 59) /* | slot */
+#define NET_HDR      ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define ETH_HLEN_    14
+#define VLAN_HLEN_   4
+#define GSO_MAX      65535u /* the largest frame a GSO header may describe, less Ethernet */
+#define TX_SLOTS     64
+#define RX_DEPTH     32 /* receives posted at once, as one ordered chain */
+#define RX_CHAIN_SEG 20 /* pieces of one receive chain (Linux's big-packet chains have 19) */
+#define RX_IOV_MAX   64 /* pieces of one receive (merged buffers) */
+#define MAX_SEG      64
+#define RING_SIZE    256
+#define CTRL_MAX     64 /* bytes of a control command we read */
+#define TAG_STOP     (1ULL << 62)
+#define TAG_NOTIFY   (1ULL << 61) /* | queue index within the pair: 0 rx, 1 tx, 2 control */
+#define TAG_RX       (1ULL << 60) /* | slot */
+#define TAG_TX       (1ULL << 59) /* | slot */
+
+/* Offloads passed through to a tap in the virtio-net header. */
+#define TAP_OFFLOADS                                                                               \
+    ((1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |                             \
+     (1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) |                         \
+     (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6))
 
 struct tx_slot {
     uint16_t head;
@@ -49,12 +57,46 @@ struct tx_slot {
     struct msghdr msg;
 };
 
+/* A receive chain the device holds: popped, not yet used. */
+struct rx_chain {
+    uint16_t nseg;
+    uint32_t room; /* device-writable bytes */
+    struct vq_seg seg[RX_CHAIN_SEG];
+};
+
+/* One posted receive: the chains it may fill, in order (more than one with MRG_RXBUF). */
 struct rx_slot {
-    uint16_t head;
-    unsigned nseg;
-    struct vq_seg seg[MAX_SEG + 2];
-    struct iovec iov[MAX_SEG];
+    uint16_t chain[RX_IOV_MAX];
+    unsigned nchains;
+    struct iovec iov[RX_IOV_MAX];
     struct msghdr msg;
+};
+
+struct virtio_net;
+
+/* A receive/transmit queue pair with its backend fd, worker and ring. */
+struct pair {
+    struct virtio_net *n;
+    unsigned index;
+    int fd;
+    struct vq *rx, *tx, *ctrl; /* ctrl: pair 0 only, when negotiated */
+    pthread_t worker;
+    bool running;
+    bool detached; /* a tap queue the guest has not enabled (MQ); __atomic */
+    bool parked;   /* the worker found it detached and stopped reading */
+    int stop_efd;
+    struct io_uring ring;
+    bool ring_disabled;
+    uint64_t notify_buf[3], stop_buf;
+    struct tx_slot tx_slots[TX_SLOTS];
+    int tx_free, tx_inflight;
+    struct rx_slot rx_slots[RX_DEPTH];
+    int rx_posted; /* receives in flight; they complete in slot order */
+    bool rx_eof;
+    struct rx_chain *rxc; /* by head, rx->size of them */
+    uint16_t *held;       /* heads of held chains, a ring of rx->size */
+    unsigned held_first, held_n;
+    struct vq_seg seg[MAX_SEG + 2];
 };
 
 struct virtio_net {
@@ -62,29 +104,27 @@ struct virtio_net {
     struct virtio_mmio *t;
     struct virtio_device_ops ops;
     struct virtio_net_config cfg;
-    int fd;
     bool tap;         /* the backend reads and writes the virtio-net header with the frame */
     uint16_t link;    /* config status: VIRTIO_NET_S_LINK_UP or 0; __atomic */
     bool eof_on_zero; /* a 0-byte read means the peer is gone (not a datagram socket) */
-
-    /* The worker's, between activate and reset. */
-    struct vq *vqs;
-    pthread_t worker;
-    bool running;
-    int stop_efd;
-    struct io_uring ring;
-    bool ring_disabled;
     uint64_t poll_ns; /* device-side polling window; 0: none */
-    uint64_t notify_buf[2], stop_buf;
-    struct tx_slot tx[TX_SLOTS];
-    int tx_free, tx_inflight;
-    struct rx_slot *rx; /* RX_DEPTH of them */
-    int rx_posted;      /* receives in flight; they complete in slot order */
-    bool rx_eof;
-    struct vq_seg seg[MAX_SEG + 2];
+    unsigned npairs;  /* queue pairs offered (one fd each) */
+    struct pair pairs[RVM_NET_MAX_QUEUE_PAIRS];
 
-    uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, single writer */
+    /* Set at activate, for the workers. */
+    struct vq *vqs;
+    uint64_t features;
+    bool mrg;         /* VIRTIO_NET_F_MRG_RXBUF */
+    uint32_t rx_need; /* with mrg: bytes a receive gathers room for */
+    uint32_t tx_max;  /* largest frame (past the header) a transmit may carry */
+
+    uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, several writers */
 };
+
+static void stat_add(uint64_t *c)
+{
+    __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
 
 void virtio_net_stats(const struct virtio_net *n, struct virtio_net_stats *s)
 {
@@ -92,6 +132,11 @@ void virtio_net_stats(const struct virtio_net *n, struct virtio_net_stats *s)
     s->tx_dropped = __atomic_load_n(&n->stat_tx_drop, __ATOMIC_RELAXED);
     s->rx_frames = __atomic_load_n(&n->stat_rx, __ATOMIC_RELAXED);
     s->rx_dropped = __atomic_load_n(&n->stat_rx_drop, __ATOMIC_RELAXED);
+}
+
+static bool has(const struct virtio_net *n, unsigned bit)
+{
+    return n->features & (1ULL << bit);
 }
 
 static void net_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
@@ -103,15 +148,34 @@ static void net_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
     memcpy(buf, (const uint8_t *)&c + off, len);
 }
 
+/* Copies up to len bytes of the chain from offset off into p; returns how many. */
+static uint32_t chain_read(const struct vq_seg *seg, unsigned nseg, uint32_t off, void *p,
+                           uint32_t len)
+{
+    uint8_t *d = p;
+    uint32_t got = 0;
+
+    for (unsigned i = 0; i < nseg && got < len; i++) {
+        if (off >= seg[i].len) {
+            off -= seg[i].len;
+            continue;
+        }
+        uint32_t k = seg[i].len - off < len - got ? seg[i].len - off : len - got;
+        memcpy(d + got, (const uint8_t *)seg[i].hva + off, k);
+        got += k;
+        off = 0;
+    }
+    return got;
+}
+
 /*
- * The chain's bytes from offset skip on, as iovecs. False when the chain is
- * shorter than skip or has too many pieces.
+ * The chain's bytes from offset skip on, as iovecs appended at iov[*niov]
+ * (at most max). False when the chain is shorter than skip or has too many
+ * pieces.
  */
 static bool iov_from(const struct vq_seg *seg, unsigned nseg, uint32_t skip, struct iovec *iov,
-                     int *niov, uint64_t *payload)
+                     int *niov, int max, uint64_t *payload)
 {
-    *niov = 0;
-    *payload = 0;
     for (unsigned i = 0; i < nseg; i++) {
         uint32_t len = seg[i].len, off = 0;
 
@@ -121,7 +185,7 @@ static bool iov_from(const struct vq_seg *seg, unsigned nseg, uint32_t skip, str
         }
         if (off == len)
             continue;
-        if (*niov == MAX_SEG)
+        if (*niov == max)
             return false;
         iov[*niov].iov_base = (uint8_t *)seg[i].hva + off;
         iov[*niov].iov_len = len - off;
@@ -144,257 +208,495 @@ static bool backend_gone(int res)
 
 static void link_down(struct virtio_net *n)
 {
-    n->rx_eof = true;
     if (__atomic_exchange_n(&n->link, 0, __ATOMIC_ACQ_REL))
         virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_CONFIG);
 }
 
+/* A detached tap queue answers -EBADFD too; that is the guest's choice, not a lost tap. */
+static bool is_detached(struct pair *p)
+{
+    return __atomic_load_n(&p->detached, __ATOMIC_ACQUIRE);
+}
+
+/* ---- transmit ---- */
+
+/*
+ * Whether the header asks only for what was negotiated: checksum offload
+ * with CSUM, TCP segmentation with HOST_TSO4/6, nothing else.
+ */
+static bool tx_header_ok(const struct virtio_net *n, const struct virtio_net_hdr_v1 *h)
+{
+    if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !has(n, VIRTIO_NET_F_CSUM))
+        return false;
+    if (h->flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
+        return false;
+    switch (h->gso_type) {
+    case VIRTIO_NET_HDR_GSO_NONE:
+        return true;
+    case VIRTIO_NET_HDR_GSO_TCPV4:
+        return has(n, VIRTIO_NET_F_HOST_TSO4) && h->gso_size;
+    case VIRTIO_NET_HDR_GSO_TCPV6:
+        return has(n, VIRTIO_NET_F_HOST_TSO6) && h->gso_size;
+    default:
+        return false;
+    }
+}
+
 /*
  * A transmit chain: sent as one message, or given back at once (malformed,
- * too big). Sends of one batch are hard-linked so they leave in the guest's
- * order (io_uring would otherwise run a send that found room before an
- * earlier one that had to wait) and one failure does not cancel the rest.
+ * too big, an offload not negotiated). Sends of one batch are hard-linked so
+ * they leave in the guest's order (io_uring would otherwise run a send that
+ * found room before an earlier one that had to wait) and one failure does
+ * not cancel the rest.
  */
-static void tx_chain(struct virtio_net *n, struct vq_chain *c, struct io_uring_sqe **prev)
+static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **prev)
 {
-    struct tx_slot *s = &n->tx[n->tx_free];
-    uint64_t payload;
-    bool ok = c->err == VQ_OK && c->in_len == 0;
+    struct virtio_net *n = p->n;
+    struct tx_slot *s = &p->tx_slots[p->tx_free];
+    struct virtio_net_hdr_v1 h = {.gso_type = VIRTIO_NET_HDR_GSO_NONE};
+    uint64_t payload = 0;
+    bool ok = c->err == VQ_OK && c->in_len == 0 && c->out_len >= NET_HDR;
 
+    s->niov = 0;
+    if (ok) {
+        chain_read(c->seg, c->nseg, 0, &h, NET_HDR);
+        ok = tx_header_ok(n, &h);
+    }
     /* A socket gets the frame alone; a tap the header too (it reads it). */
-    ok = ok && iov_from(c->seg, c->nseg, n->tap ? 0 : NET_HDR, s->iov, &s->niov, &payload);
-    if (n->tap && ok)
-        ok = payload >= NET_HDR, payload -= NET_HDR;
-    ok = ok && payload >= ETH_HLEN_ && payload <= (uint64_t)n->cfg.mtu + ETH_HLEN_ + 4;
+    ok = ok && iov_from(c->seg, c->nseg, n->tap ? 0 : NET_HDR, s->iov, &s->niov, MAX_SEG, &payload);
+    if (n->tap)
+        payload -= payload >= NET_HDR ? NET_HDR : payload;
+    ok = ok && payload >= ETH_HLEN_ &&
+         payload <= (h.gso_type == VIRTIO_NET_HDR_GSO_NONE
+                         ? (uint64_t)n->cfg.mtu + ETH_HLEN_ + VLAN_HLEN_
+                         : (uint64_t)n->tx_max);
     if (!ok) {
-        counter_bump(&n->stat_tx_drop);
-        vq_add_used(&n->vqs[TXQ], c->head, 0);
+        stat_add(&n->stat_tx_drop);
+        vq_add_used(p->tx, c->head, 0);
         return;
     }
-    int slot = n->tx_free;
-    n->tx_free = s->next_free;
+    int slot = p->tx_free;
+    p->tx_free = s->next_free;
     s->head = c->head;
     memset(&s->msg, 0, sizeof(s->msg));
     s->msg.msg_iov = s->iov;
     s->msg.msg_iovlen = (size_t)s->niov;
-    struct io_uring_sqe *sqe = worker_sqe(&n->ring);
+    struct io_uring_sqe *sqe = worker_sqe(&p->ring);
     if (n->tap)
-        io_uring_prep_writev(sqe, n->fd, s->iov, (unsigned)s->niov, 0);
+        io_uring_prep_writev(sqe, p->fd, s->iov, (unsigned)s->niov, 0);
     else
-        io_uring_prep_sendmsg(sqe, n->fd, &s->msg, MSG_NOSIGNAL);
+        io_uring_prep_sendmsg(sqe, p->fd, &s->msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, TAG_TX | (uint64_t)slot);
     if (*prev)
         (*prev)->flags |= IOSQE_IO_HARDLINK;
     *prev = sqe;
-    n->tx_inflight++;
+    p->tx_inflight++;
 }
 
 /*
  * Takes transmit chains while slots last, as one batch; a new batch starts
- * only when the last one is done (their order holds). False when the ring
- * is corrupt.
+ * only when the last one is done (their order holds). Notifications stay
+ * off when quiet (the worker polls). False when the ring is corrupt.
  */
-static bool drain_tx(struct virtio_net *n, bool quiet)
+static bool drain_tx(struct pair *p, bool quiet)
 {
-    struct vq *vq = &n->vqs[TXQ];
-    struct vq_chain c = {.seg = n->seg, .max_seg = MAX_SEG + 2};
+    struct vq *vq = p->tx;
+    struct vq_chain c = {.seg = p->seg, .max_seg = MAX_SEG + 2};
     struct io_uring_sqe *prev = NULL;
 
-    if (!vq->size || n->tx_inflight)
+    if (!vq->size || p->tx_inflight)
         return true; /* the batch's completions bring us back */
-    if (io_uring_sq_space_left(&n->ring) < TX_SLOTS)
-        io_uring_submit(&n->ring); /* the batch must not be cut by a submit */
+    if (io_uring_sq_space_left(&p->ring) < TX_SLOTS)
+        io_uring_submit(&p->ring); /* the batch must not be cut by a submit */
     do {
         vq_set_notify(vq, false);
-        while (n->tx_free >= 0) {
+        while (p->tx_free >= 0) {
             int r = vq_pop(vq, &c);
             if (r < 0)
                 return false;
             if (r == 0)
                 break;
-            tx_chain(n, &c, &prev);
+            tx_chain(p, &c, &prev);
         }
-        if (n->tx_free < 0 || quiet)
+        if (p->tx_free < 0 || quiet)
             return true; /* completions, or the polling worker, bring us back */
     } while (vq_set_notify(vq, true));
     return true;
 }
 
-/*
- * Posts receives into the buffers the guest has given, up to RX_DEPTH as
- * one hard-linked chain (frames land in the order they came), when none is
- * in flight: no buffer, no read (the backend keeps the frame). False when
- * the ring is corrupt.
- */
-static bool post_rx(struct virtio_net *n, bool quiet)
+static void tx_done(struct pair *p, int slot, int res)
 {
-    struct vq *vq = &n->vqs[RXQ];
+    struct virtio_net *n = p->n;
+
+    if (res < 0)
+        stat_add(&n->stat_tx_drop);
+    else
+        stat_add(&n->stat_tx);
+    if (backend_gone(res) && !is_detached(p))
+        link_down(n);
+    vq_add_used(p->tx, p->tx_slots[slot].head, 0);
+    p->tx_slots[slot].next_free = p->tx_free;
+    p->tx_free = slot;
+    p->tx_inflight--;
+}
+
+/* ---- receive ---- */
+
+static void held_push_front(struct pair *p, uint16_t head)
+{
+    p->held_first = (p->held_first + p->rx->size - 1) % p->rx->size;
+    p->held[p->held_first] = head;
+    p->held_n++;
+}
+
+/*
+ * The next chain to receive into: a held one, else the guest's next (taken
+ * into rxc[head]). 1 with *head, 0 when there is none, -1 when the ring is
+ * corrupt. Chains no frame fits in are refused on the spot (used, 0 bytes).
+ */
+static int rx_take(struct pair *p, uint16_t *head)
+{
+    struct virtio_net *n = p->n;
+    struct vq_chain c = {.seg = p->seg, .max_seg = MAX_SEG + 2};
+
+    if (p->held_n) {
+        *head = p->held[p->held_first];
+        p->held_first = (p->held_first + 1) % p->rx->size;
+        p->held_n--;
+        return 1;
+    }
+    for (;;) {
+        int r = vq_pop(p->rx, &c);
+        if (r <= 0)
+            return r < 0 ? -1 : 0;
+        /* Merged buffers must each hold a header; a lone buffer a header and a frame. */
+        uint32_t min = n->mrg ? NET_HDR : NET_HDR + ETH_HLEN_;
+        if (c.err != VQ_OK || c.out_len != 0 || c.in_len < min || c.nseg > RX_CHAIN_SEG) {
+            stat_add(&n->stat_rx_drop);
+            vq_add_used(p->rx, c.head, 0);
+            continue;
+        }
+        struct rx_chain *rc = &p->rxc[c.head];
+        rc->nseg = c.nseg;
+        rc->room = (uint32_t)c.in_len;
+        memcpy(rc->seg, c.seg, c.nseg * sizeof(c.seg[0]));
+        *head = c.head;
+        return 1;
+    }
+}
+
+/* Gives a receive's chains back to the held list (nothing was written that counts). */
+static void rx_unwind(struct pair *p, struct rx_slot *s)
+{
+    while (s->nchains)
+        held_push_front(p, s->chain[--s->nchains]);
+}
+
+/*
+ * Posts receives into the buffers the guest has given, up to RX_DEPTH as one
+ * hard-linked chain (frames land in the order they came), when none is in
+ * flight: no buffer, no read (the backend keeps the frame). With merged
+ * buffers a receive gathers chains until a largest frame fits, or until the
+ * device holds all the guest has given. False when the ring is corrupt.
+ */
+static bool post_rx(struct pair *p, bool quiet)
+{
+    struct virtio_net *n = p->n;
+    struct vq *vq = p->rx;
     struct io_uring_sqe *prev = NULL;
 
-    if (!vq->size || n->rx_posted || n->rx_eof)
+    if (!vq->size || p->rx_posted || p->rx_eof || p->parked)
         return true;
-    if (io_uring_sq_space_left(&n->ring) < RX_DEPTH)
-        io_uring_submit(&n->ring);
-    while (n->rx_posted < RX_DEPTH) {
-        struct rx_slot *s = &n->rx[n->rx_posted];
-        struct vq_chain c = {.seg = s->seg, .max_seg = MAX_SEG + 2};
-        uint64_t room;
-        int niov;
+    if (io_uring_sq_space_left(&p->ring) < RX_DEPTH)
+        io_uring_submit(&p->ring);
+    vq_set_notify(vq, false);
+    while (p->rx_posted < RX_DEPTH) {
+        struct rx_slot *s = &p->rx_slots[p->rx_posted];
+        uint64_t room = 0;
+        int niov = 0, r = 0;
+        uint16_t h;
 
-        vq_set_notify(vq, false);
-        int r = vq_pop(vq, &c);
+        s->nchains = 0;
+        while ((n->mrg ? room < n->rx_need : s->nchains == 0) && (r = rx_take(p, &h)) > 0) {
+            struct rx_chain *rc = &p->rxc[h];
+            uint64_t got = 0;
+
+            if (niov + rc->nseg > RX_IOV_MAX) {
+                held_push_front(p, h);
+                break;
+            }
+            /* A socket's frame goes past the header room; a tap writes the header itself. */
+            iov_from(rc->seg, rc->nseg, !n->tap && s->nchains == 0 ? NET_HDR : 0, s->iov, &niov,
+                     RX_IOV_MAX, &got);
+            s->chain[s->nchains++] = h;
+            room += rc->room;
+        }
         if (r < 0)
             return false;
-        if (r == 0) {
-            if (n->rx_posted || quiet || !vq_set_notify(vq, true))
-                return true; /* completions, polling or the guest's next buffer bring us back */
+        bool short_of_room =
+            n->mrg && room < n->rx_need && p->held_n + s->nchains < vq->size && niov < RX_IOV_MAX;
+        if (s->nchains == 0 || short_of_room) {
+            rx_unwind(p, s);
+            /* Completions, polling or the guest's next buffer bring us back. */
+            if (p->rx_posted || quiet || !vq_set_notify(vq, true))
+                break;
+            vq_set_notify(vq, false);
             continue;
         }
-        /* A buffer the device cannot write, or too small for a header and a frame: refused. */
-        if (c.err != VQ_OK || c.out_len != 0 || c.in_len < NET_HDR + ETH_HLEN_ ||
-            !iov_from(c.seg, c.nseg, n->tap ? 0 : NET_HDR, s->iov, &niov, &room)) {
-            counter_bump(&n->stat_rx_drop);
-            vq_add_used(vq, c.head, 0);
-            continue;
-        }
-        s->head = c.head;
-        s->nseg = c.nseg;
         memset(&s->msg, 0, sizeof(s->msg));
         s->msg.msg_iov = s->iov;
         s->msg.msg_iovlen = (size_t)niov;
-        struct io_uring_sqe *sqe = worker_sqe(&n->ring);
+        struct io_uring_sqe *sqe = worker_sqe(&p->ring);
         if (n->tap) /* the tap writes the header (its first 10 bytes) and the frame */
-            io_uring_prep_readv(sqe, n->fd, s->iov, (unsigned)niov, 0);
+            io_uring_prep_readv(sqe, p->fd, s->iov, (unsigned)niov, 0);
         else
-            io_uring_prep_recvmsg(sqe, n->fd, &s->msg, 0);
-        io_uring_sqe_set_data64(sqe, TAG_RX | (uint64_t)n->rx_posted);
+            io_uring_prep_recvmsg(sqe, p->fd, &s->msg, 0);
+        io_uring_sqe_set_data64(sqe, TAG_RX | (uint64_t)p->rx_posted);
         if (prev)
             prev->flags |= IOSQE_IO_HARDLINK;
         prev = sqe;
-        n->rx_posted++;
+        p->rx_posted++;
     }
     return true;
 }
 
-/* Writes len bytes at offset off of a receive chain. */
-static void rx_write(struct rx_slot *s, uint32_t off, const void *p, uint32_t len)
+/* Writes len bytes at offset off of chain rc. */
+static void rx_write(struct rx_chain *rc, uint32_t off, const void *src, uint32_t len)
 {
-    const uint8_t *src = p;
+    const uint8_t *b = src;
 
-    for (unsigned i = 0; i < s->nseg && len; i++) {
-        uint32_t sl = s->seg[i].len;
+    for (unsigned i = 0; i < rc->nseg && len; i++) {
+        uint32_t sl = rc->seg[i].len;
         if (off >= sl) {
             off -= sl;
             continue;
         }
         uint32_t k = sl - off < len ? sl - off : len;
-        memcpy((uint8_t *)s->seg[i].hva + off, src, k);
-        src += k, len -= k, off = 0;
+        memcpy((uint8_t *)rc->seg[i].hva + off, b, k);
+        b += k, len -= k, off = 0;
     }
 }
 
-/* Marks what a receive of total bytes (header included) wrote into the chain. */
-static void rx_mark(struct virtio_net *n, struct rx_slot *s, uint64_t total)
+/* Marks what a receive wrote into a chain (len bytes from its start). */
+static void rx_mark(struct virtio_net *n, const struct rx_chain *rc, uint64_t len)
 {
-    for (unsigned i = 0; i < s->nseg && total; i++) {
-        uint64_t k = s->seg[i].len < total ? s->seg[i].len : total;
-        mem_mark_dirty(rvm_vm_mem(n->vm), s->seg[i].gpa, k);
-        total -= k;
+    for (unsigned i = 0; i < rc->nseg && len; i++) {
+        uint64_t k = rc->seg[i].len < len ? rc->seg[i].len : len;
+        mem_mark_dirty(rvm_vm_mem(n->vm), rc->seg[i].gpa, k);
+        len -= k;
     }
 }
 
-static void rx_done(struct virtio_net *n, struct rx_slot *s, int res)
+static void rx_done(struct pair *p, struct rx_slot *s, int res)
 {
-    struct virtio_net_hdr_v1 h = {.gso_type = VIRTIO_NET_HDR_GSO_NONE, .num_buffers = 1};
-    uint32_t len = 0;
+    struct virtio_net *n = p->n;
 
-    if (res == -ECANCELED || n->rx_eof) {
-        /* Stopping, or the backend went earlier in this chain: back unused. */
-    } else if ((res == 0 && n->eof_on_zero) || backend_gone(res)) {
-        link_down(n); /* the guest keeps its other buffers */
-    } else if (res < 0 || (s->msg.msg_flags & MSG_TRUNC) ||
-               res < (n->tap ? (int)NET_HDR : 0) + ETH_HLEN_) {
-        counter_bump(&n->stat_rx_drop); /* larger than the buffer, or not a frame */
-    } else if (n->tap) {
-        uint16_t one = 1; /* num_buffers: the tap fills only the legacy 10 bytes */
-        rx_write(s, offsetof(struct virtio_net_hdr_v1, num_buffers), &one, sizeof(one));
-        len = (uint32_t)res;
-        rx_mark(n, s, len);
-        counter_bump(&n->stat_rx);
+    if (res == -ECANCELED || p->rx_eof || p->parked) {
+        rx_unwind(p, s); /* stopping, or the backend went earlier in this chain */
+        return;
+    }
+    if (res == -EBADFD && is_detached(p)) {
+        p->parked = true; /* the guest turned this pair off; attaching it wakes us */
+        rx_unwind(p, s);
+        return;
+    }
+    if ((res == 0 && n->eof_on_zero) || backend_gone(res)) {
+        p->rx_eof = true; /* the guest keeps its buffers */
+        link_down(n);
+        rx_unwind(p, s);
+        return;
+    }
+    if (res < 0 || (s->msg.msg_flags & MSG_TRUNC) ||
+        res < (n->tap ? (int)NET_HDR : 0) + ETH_HLEN_) {
+        stat_add(&n->stat_rx_drop); /* larger than the buffers, or not a frame */
+        rx_unwind(p, s);
+        return;
+    }
+    uint64_t total = (n->tap ? 0 : NET_HDR) + (uint64_t)res;
+    unsigned used = 0;
+    for (uint64_t left = total; used < s->nchains && left; used++)
+        left -= left < p->rxc[s->chain[used]].room ? left : p->rxc[s->chain[used]].room;
+    /* The header: a socket's is all ours; a tap fills its first 10 bytes, not num_buffers. */
+    struct rx_chain *first = &p->rxc[s->chain[0]];
+    if (n->tap) {
+        uint16_t nb = (uint16_t)used;
+        rx_write(first, offsetof(struct virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
     } else {
-        rx_write(s, 0, &h, NET_HDR);
-        len = NET_HDR + (uint32_t)res;
-        rx_mark(n, s, len);
-        counter_bump(&n->stat_rx);
+        struct virtio_net_hdr_v1 h = {.gso_type = VIRTIO_NET_HDR_GSO_NONE,
+                                      .num_buffers = (uint16_t)used};
+        rx_write(first, 0, &h, NET_HDR);
     }
-    vq_add_used(&n->vqs[RXQ], s->head, len);
+    uint64_t left = total;
+    for (unsigned i = 0; i < used; i++) {
+        struct rx_chain *rc = &p->rxc[s->chain[i]];
+        uint32_t k = left < rc->room ? (uint32_t)left : rc->room;
+
+        rx_mark(n, rc, k);
+        vq_add_used(p->rx, s->chain[i], k);
+        left -= k;
+    }
+    /* Chains this frame did not need stay with the device for the next. */
+    while (s->nchains > used)
+        held_push_front(p, s->chain[--s->nchains]);
+    stat_add(&n->stat_rx);
 }
+
+/* ---- control queue (pair 0's worker) ---- */
+
+static void set_active_pairs(struct virtio_net *n, unsigned active)
+{
+    for (unsigned i = 1; i < n->npairs; i++) {
+        struct pair *p = &n->pairs[i];
+        bool detach = i >= active;
+        struct ifreq ifr;
+
+        if (detach == is_detached(p))
+            continue;
+        memset(&ifr, 0, sizeof(ifr));
+        ifr.ifr_flags = detach ? IFF_DETACH_QUEUE : IFF_ATTACH_QUEUE;
+        if (detach)
+            __atomic_store_n(&p->detached, true, __ATOMIC_RELEASE);
+        if (ioctl(p->fd, TUNSETQUEUE, &ifr) < 0)
+            rvm_warn(n->vm->hv, "virtio-net: queue pair %u: TUNSETQUEUE: %s", i, strerror(errno));
+        if (!detach) {
+            uint64_t one = 1;
+
+            __atomic_store_n(&p->detached, false, __ATOMIC_RELEASE);
+            /* Its worker parked on -EBADFD: a receive-queue kick wakes it. */
+            if (p->rx && p->rx->size &&
+                write(virtio_mmio_queue_eventfd(n->t, (uint16_t)(2 * i)), &one, sizeof(one)) < 0)
+                rvm_warn(n->vm->hv, "virtio-net: cannot wake queue pair %u", i);
+        }
+    }
+}
+
+/* One command: class, command, data (device-readable), then an ack byte (writable). */
+static void ctrl_chain(struct virtio_net *n, struct vq *vq, struct vq_chain *c)
+{
+    uint8_t cmd[CTRL_MAX], ack = VIRTIO_NET_ERR;
+    uint32_t len;
+
+    if (c->err != VQ_OK || c->in_len < 1 || c->out_len < 2) {
+        vq_add_used(vq, c->head, 0);
+        return;
+    }
+    len = chain_read(c->seg, c->nseg, 0, cmd, c->out_len < CTRL_MAX ? (uint32_t)c->out_len : 0);
+    if (len >= 2 + 2 && cmd[0] == VIRTIO_NET_CTRL_MQ && cmd[1] == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET &&
+        has(n, VIRTIO_NET_F_MQ)) {
+        unsigned pairs = (unsigned)cmd[2] | (unsigned)cmd[3] << 8;
+
+        if (pairs >= 1 && pairs <= n->npairs) {
+            set_active_pairs(n, pairs);
+            ack = VIRTIO_NET_OK;
+        }
+    }
+    /* The ack: the first device-writable byte. */
+    for (unsigned i = 0; i < c->nseg; i++)
+        if (c->seg[i].write) {
+            *(uint8_t *)c->seg[i].hva = ack;
+            mem_mark_dirty(rvm_vm_mem(n->vm), c->seg[i].gpa, 1);
+            break;
+        }
+    vq_add_used(vq, c->head, 1);
+}
+
+static bool drain_ctrl(struct pair *p)
+{
+    struct vq_chain c = {.seg = p->seg, .max_seg = MAX_SEG + 2};
+    int r;
+
+    if (!p->ctrl || !p->ctrl->size)
+        return true;
+    do {
+        while ((r = vq_pop(p->ctrl, &c)) > 0)
+            ctrl_chain(p->n, p->ctrl, &c);
+        if (r < 0)
+            return false;
+    } while (vq_set_notify(p->ctrl, true));
+    return true;
+}
+
+/* ---- the worker ---- */
 
 /*
  * Device-side polling, as virtio-blk's: spins until a completion is ready
  * or a queue has chains the device would take, for at most poll_ns, with
  * guest notifications off. Returns whether work came.
  */
-static bool poll_for_work(struct virtio_net *n)
+static bool poll_for_work(struct pair *p)
 {
-    struct vq *tx = &n->vqs[TXQ], *rx = &n->vqs[RXQ];
     uint64_t start = worker_now_ns();
 
-    io_uring_submit(&n->ring);
+    io_uring_submit(&p->ring);
     for (unsigned i = 1;; i++) {
-        if (io_uring_cq_ready(&n->ring))
+        if (io_uring_cq_ready(&p->ring))
             return true;
-        if (tx->size && !n->tx_inflight && vq_has_avail(tx))
+        if (p->tx->size && !p->tx_inflight && vq_has_avail(p->tx))
             return true;
-        if (rx->size && !n->rx_posted && !n->rx_eof && vq_has_avail(rx))
+        if (p->rx->size && !p->rx_posted && !p->rx_eof && !p->parked && vq_has_avail(p->rx))
             return true;
-        if ((n->rx_posted || n->tx_inflight) && worker_has_task_work(&n->ring, n->ring_disabled))
-            io_uring_get_events(&n->ring); /* runs the completions' task work */
+        if ((p->rx_posted || p->tx_inflight) && worker_has_task_work(&p->ring, p->ring_disabled))
+            io_uring_get_events(&p->ring); /* runs the completions' task work */
         if (i % 8 == 0)
             sched_yield(); /* io_uring's kernel workers may need this CPU */
-        if (i % 64 == 0 && worker_now_ns() - start > n->poll_ns)
+        if (i % 64 == 0 && worker_now_ns() - start > p->n->poll_ns)
             return false;
         __builtin_ia32_pause();
     }
 }
 
+static struct vq *pair_queue(struct pair *p, unsigned k)
+{
+    return k == 0 ? p->rx : k == 1 ? p->tx : p->ctrl;
+}
+
+static uint16_t pair_queue_index(struct pair *p, unsigned k)
+{
+    return k < 2 ? (uint16_t)(2 * p->index + k) : (uint16_t)(2 * p->n->npairs);
+}
+
+static void arm(struct pair *p, unsigned k)
+{
+    worker_arm_eventfd(&p->ring, virtio_mmio_queue_eventfd(p->n->t, pair_queue_index(p, k)),
+                       &p->notify_buf[k], TAG_NOTIFY | k);
+}
+
 static void *net_worker(void *arg)
 {
-    struct virtio_net *n = arg;
-    bool stopping = false, broken = false;
+    struct pair *p = arg;
+    struct virtio_net *n = p->n;
+    bool stopping = false, broken = false, quiet = n->poll_ns != 0;
 
     pthread_setname_np(pthread_self(), "rvm-net");
-    if (worker_ring_enable(&n->ring, n->ring_disabled) < 0) {
+    if (worker_ring_enable(&p->ring, p->ring_disabled) < 0) {
         rvm_err(n->vm->hv, "virtio-net: cannot enable the io_uring; device needs a reset");
         virtio_mmio_needs_reset(n->t);
         return NULL;
     }
-    for (uint16_t q = 0; q < 2; q++)
-        if (n->vqs[q].size)
-            worker_arm_eventfd(&n->ring, virtio_mmio_queue_eventfd(n->t, q), &n->notify_buf[q],
-                               TAG_NOTIFY | q);
-    worker_arm_eventfd(&n->ring, n->stop_efd, &n->stop_buf, TAG_STOP);
-    bool quiet = n->poll_ns != 0;
-    broken = !post_rx(n, quiet) || !drain_tx(n, quiet);
+    for (unsigned k = 0; k < 3; k++)
+        if (pair_queue(p, k) && pair_queue(p, k)->size)
+            arm(p, k);
+    worker_arm_eventfd(&p->ring, p->stop_efd, &p->stop_buf, TAG_STOP);
+    broken = !post_rx(p, quiet) || !drain_tx(p, quiet) || !drain_ctrl(p);
 
-    while (!stopping || n->tx_inflight > 0 || n->rx_posted > 0) {
+    while (!stopping || p->tx_inflight > 0 || p->rx_posted > 0) {
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
-        bool kicked[2] = {false, false}, tx_done = false, rx_any = false, polled = false;
+        bool kicked[3] = {false, false, false}, txd = false, rxd = false, polled = false;
 
         if (quiet && !stopping && !broken) {
-            polled = poll_for_work(n);
+            polled = poll_for_work(p);
             /* Before sleeping, notifications back on where the device waits for the guest
              * (not while its own I/O is in flight); what raced with that is work. */
-            if (!polled && !n->tx_inflight && vq_set_notify(&n->vqs[TXQ], true))
+            if (!polled && !p->tx_inflight && vq_set_notify(p->tx, true))
                 polled = true;
-            if (!polled && !n->rx_posted && !n->rx_eof && vq_set_notify(&n->vqs[RXQ], true))
+            if (!polled && !p->rx_posted && !p->rx_eof && !p->parked && vq_set_notify(p->rx, true))
                 polled = true;
         }
-        int w = polled ? 0 : io_uring_submit_and_wait(&n->ring, 1);
+        int w = polled ? 0 : io_uring_submit_and_wait(&p->ring, 1);
         if (w < 0 && w != -EINTR) /* liburing returns -errno; errno is not set */
             break;
-        io_uring_for_each_cqe(&n->ring, head, cqe)
+        io_uring_for_each_cqe(&p->ring, head, cqe)
         {
             uint64_t tag = io_uring_cqe_get_data64(cqe);
 
@@ -402,60 +704,131 @@ static void *net_worker(void *arg)
             if (tag == TAG_STOP) {
                 stopping = true;
             } else if (tag & TAG_NOTIFY) {
-                kicked[tag & 1] = true;
+                kicked[tag & 3] = true;
             } else if (tag & TAG_RX) {
-                rx_done(n, &n->rx[tag & 0xffff], cqe->res);
-                n->rx_posted--;
-                rx_any = true;
+                rx_done(p, &p->rx_slots[tag & 0xffff], cqe->res);
+                p->rx_posted--;
+                rxd = true;
             } else if (tag & TAG_TX) {
-                int slot = (int)(tag & 0xffff);
-                if (cqe->res < 0)
-                    counter_bump(&n->stat_tx_drop);
-                else
-                    counter_bump(&n->stat_tx);
-                if (backend_gone(cqe->res))
-                    link_down(n);
-                vq_add_used(&n->vqs[TXQ], n->tx[slot].head, 0);
-                n->tx[slot].next_free = n->tx_free;
-                n->tx_free = slot;
-                n->tx_inflight--;
-                tx_done = true;
+                tx_done(p, (int)(tag & 0xffff), cqe->res);
+                txd = true;
             }
         }
-        io_uring_cq_advance(&n->ring, seen);
-        if (stopping && (n->rx_posted || n->tx_inflight)) {
+        io_uring_cq_advance(&p->ring, seen);
+        if (stopping && (p->rx_posted || p->tx_inflight)) {
             /*
              * A receive waits for a frame that may never come, a send for a peer that may
              * never read: cancel all, their chains go back (unused, unsent). A hard link
              * goes on after a cancelled request, so this repeats until the chains are
              * through (each cancel's own completion brings the loop back).
              */
-            struct io_uring_sqe *sqe = worker_sqe(&n->ring);
-            io_uring_prep_cancel_fd(sqe, n->fd, IORING_ASYNC_CANCEL_ALL);
+            struct io_uring_sqe *sqe = worker_sqe(&p->ring);
+            io_uring_prep_cancel_fd(sqe, p->fd, IORING_ASYNC_CANCEL_ALL);
             io_uring_sqe_set_data64(sqe, 0);
         }
         if (!stopping && !broken) {
-            if (kicked[TXQ] || tx_done || polled)
-                broken = !drain_tx(n, quiet);
-            if (!broken && (kicked[RXQ] || rx_any || polled))
-                broken = !post_rx(n, quiet);
-            for (uint16_t q = 0; q < 2; q++)
-                if (kicked[q])
-                    worker_arm_eventfd(&n->ring, virtio_mmio_queue_eventfd(n->t, q),
-                                       &n->notify_buf[q], TAG_NOTIFY | q);
+            if (kicked[0] && p->parked && !is_detached(p))
+                p->parked = false; /* attached again */
+            if (kicked[1] || txd || polled)
+                broken = !drain_tx(p, quiet);
+            if (!broken && (kicked[0] || rxd || polled))
+                broken = !post_rx(p, quiet);
+            if (!broken && kicked[2])
+                broken = !drain_ctrl(p);
+            for (unsigned k = 0; k < 3; k++)
+                if (kicked[k])
+                    arm(p, k);
             if (broken) {
                 rvm_err(n->vm->hv, "virtio-net: a queue is corrupt; device needs a reset");
                 virtio_mmio_needs_reset(n->t);
             }
         }
         bool irq = false;
-        for (uint16_t q = 0; q < 2; q++)
-            if (n->vqs[q].size)
-                irq |= vq_publish_used(&n->vqs[q]);
+        for (unsigned k = 0; k < 3; k++)
+            if (pair_queue(p, k) && pair_queue(p, k)->size)
+                irq |= vq_publish_used(pair_queue(p, k));
         if (irq)
             virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_VRING);
     }
     return NULL;
+}
+
+static void pair_free(struct pair *p)
+{
+    free(p->rxc);
+    free(p->held);
+    p->rxc = NULL;
+    p->held = NULL;
+}
+
+static int pair_start(struct pair *p)
+{
+    int r;
+
+    p->tx_free = 0;
+    for (int i = 0; i < TX_SLOTS; i++)
+        p->tx_slots[i].next_free = i + 1 < TX_SLOTS ? i + 1 : -1;
+    p->tx_inflight = p->rx_posted = 0;
+    p->rx_eof = !__atomic_load_n(&p->n->link, __ATOMIC_ACQUIRE); /* a gone backend stays gone */
+    p->parked = false;
+    p->held_first = p->held_n = 0;
+    if (p->rx->size && (!(p->rxc = calloc(p->rx->size, sizeof(*p->rxc))) ||
+                        !(p->held = calloc(p->rx->size, sizeof(*p->held))))) {
+        pair_free(p);
+        return -ENOMEM;
+    }
+    if ((r = worker_ring_init(&p->ring, RING_SIZE, &p->ring_disabled)) < 0) {
+        pair_free(p);
+        return r;
+    }
+    p->stop_efd = eventfd(0, EFD_CLOEXEC);
+    if (p->stop_efd < 0) {
+        r = -errno;
+        io_uring_queue_exit(&p->ring);
+        pair_free(p);
+        return r;
+    }
+    if ((r = vm_io_thread_create(p->n->vm, &p->worker, net_worker, p)) < 0) {
+        close(p->stop_efd);
+        io_uring_queue_exit(&p->ring);
+        pair_free(p);
+        return r;
+    }
+    p->running = true;
+    return 0;
+}
+
+static void pair_stop(struct pair *p)
+{
+    if (!p->running)
+        return;
+    if (worker_stop(p->worker, p->stop_efd, &p->ring) < 0)
+        rvm_err(p->n->vm->hv, "virtio-net: cannot signal a worker to stop");
+    pair_free(p);
+    p->running = false;
+}
+
+/* The tap's offloads: what the guest takes (GUEST_*), as TUN_F_* flags. */
+static int tap_offloads(struct virtio_net *n)
+{
+    unsigned long f = 0;
+
+    if (has(n, VIRTIO_NET_F_GUEST_CSUM)) {
+        f |= TUN_F_CSUM;
+        if (has(n, VIRTIO_NET_F_GUEST_TSO4))
+            f |= TUN_F_TSO4;
+        if (has(n, VIRTIO_NET_F_GUEST_TSO6))
+            f |= TUN_F_TSO6;
+    }
+    return ioctl(n->pairs[0].fd, TUNSETOFFLOAD, f) < 0 ? -errno : 0;
+}
+
+static void net_reset(void *dev)
+{
+    struct virtio_net *n = dev;
+
+    for (unsigned i = 0; i < n->npairs; i++)
+        pair_stop(&n->pairs[i]);
 }
 
 static int net_activate(void *dev, struct vq *queues, uint64_t features)
@@ -463,40 +836,35 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
     struct virtio_net *n = dev;
     int r;
 
-    (void)features;
     n->vqs = queues;
-    for (int i = 0; i < TX_SLOTS; i++)
-        n->tx[i].next_free = i + 1 < TX_SLOTS ? i + 1 : -1;
-    n->tx_free = 0;
-    n->tx_inflight = 0;
-    n->rx_posted = 0;
-    n->rx_eof = !__atomic_load_n(&n->link, __ATOMIC_ACQUIRE); /* a gone backend stays gone */
-    if ((r = worker_ring_init(&n->ring, RING_SIZE, &n->ring_disabled)) < 0)
-        return r;
-    n->stop_efd = eventfd(0, EFD_CLOEXEC);
-    if (n->stop_efd < 0) {
-        r = -errno;
-        io_uring_queue_exit(&n->ring);
+    n->features = features;
+    n->mrg = has(n, VIRTIO_NET_F_MRG_RXBUF);
+    bool gso_in = has(n, VIRTIO_NET_F_GUEST_TSO4) || has(n, VIRTIO_NET_F_GUEST_TSO6);
+    n->rx_need = NET_HDR + ETH_HLEN_ + VLAN_HLEN_ + (gso_in ? GSO_MAX : n->cfg.mtu);
+    n->tx_max = has(n, VIRTIO_NET_F_HOST_TSO4) || has(n, VIRTIO_NET_F_HOST_TSO6)
+                    ? ETH_HLEN_ + VLAN_HLEN_ + GSO_MAX
+                    : (uint32_t)n->cfg.mtu + ETH_HLEN_ + VLAN_HLEN_;
+    if (n->tap && (r = tap_offloads(n)) < 0) {
+        rvm_err(n->vm->hv, "virtio-net: TUNSETOFFLOAD: %s", strerror(-r));
         return r;
     }
-    if ((r = vm_io_thread_create(n->vm, &n->worker, net_worker, n)) < 0) {
-        close(n->stop_efd);
-        io_uring_queue_exit(&n->ring);
-        return r;
+    /* One pair is active until the driver asks for more (MQ). */
+    if (n->npairs > 1)
+        set_active_pairs(n, 1);
+    for (unsigned i = 0; i < n->npairs; i++) {
+        struct pair *p = &n->pairs[i];
+
+        p->rx = &queues[2 * i];
+        p->tx = &queues[2 * i + 1];
+        p->ctrl = i == 0 && n->npairs > 1 ? &queues[2 * n->npairs] : NULL;
+        if (!p->rx->size && !p->tx->size && !(p->ctrl && p->ctrl->size))
+            continue; /* the driver did not set this pair up */
+        if ((r = pair_start(p)) < 0) {
+            net_reset(n);
+            return r;
+        }
     }
-    n->running = true;
     return 0;
-}
-
-static void net_reset(void *dev)
-{
-    struct virtio_net *n = dev;
-
-    if (!n->running)
-        return;
-    if (worker_stop(n->worker, n->stop_efd, &n->ring) < 0)
-        rvm_err(n->vm->hv, "virtio-net: cannot signal the worker to stop");
-    n->running = false;
 }
 
 static void net_destroy(void *dev)
@@ -504,70 +872,95 @@ static void net_destroy(void *dev)
     struct virtio_net *n = dev;
 
     net_reset(n);
-    close(n->fd);
-    free(n->rx);
+    for (unsigned i = 0; i < n->npairs; i++)
+        close(n->pairs[i].fd);
     free(n);
 }
 
-int virtio_net_open_tap(const char *name)
+int virtio_net_open_tap(const char *name, unsigned queues, int *fds)
 {
     struct ifreq ifr;
-    int fd, hs = NET_HDR;
+    int hs = NET_HDR;
 
-    if (!name || strlen(name) >= IFNAMSIZ)
+    if (!name || strlen(name) >= IFNAMSIZ || queues < 1 || queues > RVM_NET_MAX_QUEUE_PAIRS)
         return -EINVAL;
-    fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-    memcpy(ifr.ifr_name, name, strlen(name));
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 ||
-        ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+    for (unsigned i = 0; i < queues; i++) {
+        int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+        if (fd < 0)
+            goto fail;
+        memset(&ifr, 0, sizeof(ifr));
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (queues > 1 ? IFF_MULTI_QUEUE : 0);
+        memcpy(ifr.ifr_name, name, strlen(name));
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hs) < 0 ||
+            (i == 0 && ioctl(fd, TUNSETOFFLOAD, 0) < 0)) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            goto fail;
+        }
+        fds[i] = fd;
+        continue;
+    fail:;
         int e = -errno;
-        close(fd);
+        while (i)
+            close(fds[--i]);
         return e;
     }
-    return fd;
+    return 0;
 }
 
 int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                       const struct virtio_net_opts *o, struct virtio_net **out)
 {
     struct virtio_net *n;
+    unsigned nfds = o && o->nfds ? o->nfds : 1;
     int r;
 
-    if (!vm || !o || o->fd < 0 || (o->mtu && (o->mtu < 68 || o->mtu > 65535 - ETH_HLEN_))) {
-        if (o && o->fd >= 0)
-            close(o->fd);
+    if (!vm || !o || o->fds[0] < 0 || nfds > RVM_NET_MAX_QUEUE_PAIRS || (nfds > 1 && !o->tap) ||
+        (o->mtu && (o->mtu < 68 || o->mtu > 65535 - ETH_HLEN_))) {
+        for (unsigned i = 0; o && i < nfds && i < RVM_NET_MAX_QUEUE_PAIRS; i++)
+            if (o->fds[i] >= 0)
+                close(o->fds[i]);
         return -EINVAL;
     }
-    if (!(n = calloc(1, sizeof(*n))) || !(n->rx = calloc(RX_DEPTH, sizeof(*n->rx)))) {
-        free(n);
-        close(o->fd);
+    if (!(n = calloc(1, sizeof(*n)))) {
+        for (unsigned i = 0; i < nfds; i++)
+            close(o->fds[i]);
         return -ENOMEM;
     }
     n->vm = vm;
-    n->fd = o->fd;
     n->tap = o->tap;
+    n->npairs = nfds;
     n->poll_ns = (uint64_t)o->poll_us * 1000;
-    /* io_uring waits for readiness itself; a nonblocking fd would spin on -EAGAIN. */
-    int fl = fcntl(n->fd, F_GETFL);
-    if (fl >= 0 && (fl & O_NONBLOCK))
-        fcntl(n->fd, F_SETFL, fl & ~O_NONBLOCK);
+    for (unsigned i = 0; i < nfds; i++) {
+        n->pairs[i].n = n;
+        n->pairs[i].index = i;
+        n->pairs[i].fd = o->fds[i];
+        /* io_uring waits for readiness itself; a nonblocking fd would spin on -EAGAIN. */
+        int fl = fcntl(o->fds[i], F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK))
+            fcntl(o->fds[i], F_SETFL, fl & ~O_NONBLOCK);
+    }
     int type = 0;
     socklen_t tl = sizeof(type);
     n->eof_on_zero =
-        n->tap || getsockopt(n->fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_DGRAM;
+        n->tap || getsockopt(o->fds[0], SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_DGRAM;
     memcpy(n->cfg.mac, o->mac, sizeof(n->cfg.mac));
     n->link = VIRTIO_NET_S_LINK_UP;
-    n->cfg.max_virtqueue_pairs = 1;
+    n->cfg.max_virtqueue_pairs = (uint16_t)nfds;
     n->cfg.mtu = o->mtu ? o->mtu : 1500;
+    uint64_t features = (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) |
+                        (1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_NET_F_MRG_RXBUF) |
+                        (1ULL << VIRTIO_RING_F_EVENT_IDX);
+    if (n->tap)
+        features |= TAP_OFFLOADS; /* a socket carries bare frames: nothing to offload to */
+    if (nfds > 1)
+        features |= (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ);
     n->ops = (struct virtio_device_ops){
         .device_id = VIRTIO_ID_NET,
-        .features = (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) |
-                    (1ULL << VIRTIO_NET_F_MTU) | (1ULL << VIRTIO_RING_F_EVENT_IDX),
-        .num_queues = 2,
+        .features = features,
+        .num_queues = (uint16_t)(nfds > 1 ? 2 * nfds + 1 : 2),
         .queue_max = 256,
         .config_size = offsetof(struct virtio_net_config, speed),
         .config_read = net_config_read,
@@ -575,13 +968,13 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .reset = net_reset,
     };
     if ((r = vm_add_device(vm, n, NULL, net_destroy)) < 0) {
-        close(n->fd);
-        free(n->rx);
+        for (unsigned i = 0; i < nfds; i++)
+            close(o->fds[i]);
         free(n);
         return r;
     }
     if ((r = virtio_mmio_attach(vm, base, gsi, &n->ops, n, &n->t)) < 0)
-        return r; /* n (and the fd) go with the VM */
+        return r; /* n (and the fds) go with the VM */
     if (out)
         *out = n;
     return 0;
@@ -591,23 +984,32 @@ int rvm_vm_add_virtio_net(struct rvm_vm *vm, const struct rvm_net_config *config
                           char *cmdline_word, size_t len)
 {
     static const uint8_t zero[6];
-    struct virtio_net_opts o = {.fd = -1};
+    struct virtio_net_opts o = {.fds = {-1}};
+    unsigned queues;
     uint64_t base;
     uint32_t gsi;
     int r;
 
     if (!vm || !config || (!config->tap && config->fd < 0))
         return -EINVAL;
+    queues = config->queues ? config->queues : 1;
+    if (queues > RVM_NET_MAX_QUEUE_PAIRS || (queues > 1 && !config->tap)) {
+        if (!config->tap)
+            close(config->fd);
+        return -EINVAL;
+    }
     if ((r = virtio_mmio_next_slot(vm, &base, &gsi)) < 0)
         return r;
     if (config->tap) {
-        if ((o.fd = virtio_net_open_tap(config->tap)) < 0) {
-            rvm_err(vm->hv, "virtio-net: tap %s: %s", config->tap, strerror(-o.fd));
-            return o.fd;
+        if ((r = virtio_net_open_tap(config->tap, queues, o.fds)) < 0) {
+            rvm_err(vm->hv, "virtio-net: tap %s: %s", config->tap, strerror(-r));
+            return r;
         }
+        o.nfds = queues;
         o.tap = true;
     } else {
-        o.fd = config->fd;
+        o.fds[0] = config->fd;
+        o.nfds = 1;
         o.tap = config->fd_is_tap;
     }
     memcpy(o.mac, config->mac, sizeof(o.mac));
@@ -621,7 +1023,7 @@ int rvm_vm_add_virtio_net(struct rvm_vm *vm, const struct rvm_net_config *config
                 : config->poll_us == RVM_NET_NO_POLL ? 0
                                                      : config->poll_us;
     if ((r = virtio_net_attach(vm, base, gsi, &o, NULL)) < 0)
-        return r; /* the fd was taken over, and is closed */
+        return r; /* the fds were taken over, and are closed */
     if (cmdline_word && (r = virtio_mmio_cmdline(base, gsi, cmdline_word, len)) < 0)
         return r;
     return 0;

@@ -24,6 +24,7 @@ struct rvm_vm;
 #define RVM_BLK_NO_POLL         UINT32_MAX
 #define RVM_NET_POLL_DEFAULT_US 32
 #define RVM_NET_NO_POLL         UINT32_MAX
+#define RVM_NET_MAX_QUEUE_PAIRS 7 /* with the control queue, the transport's 16 queues */
 
 struct rvm_blk_config {
     const char *path;    /* backing file (a raw image), opened O_DIRECT where possible */
@@ -52,7 +53,7 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
                           char *cmdline_word, size_t len);
 
 /*
- * virtio-net (one queue pair; docs/virtio.md). The backend is a tap, opened
+ * virtio-net (docs/networking.md). The backend is a tap, opened
  * by name (created if it does not exist, in the calling thread's network
  * namespace), or an fd the device takes over: a connected SOCK_SEQPACKET
  * or SOCK_DGRAM socket carrying whole Ethernet frames, or an open tap
@@ -67,6 +68,12 @@ struct rvm_net_config {
     uint16_t mtu;   /* 0: 1500 */
     /* Device-side polling as for virtio-blk: 0 is RVM_NET_POLL_DEFAULT_US; RVM_NET_NO_POLL. */
     uint32_t poll_us;
+    /*
+     * Queue pairs (taps by name only): 0 means 1; more opens the tap with
+     * IFF_MULTI_QUEUE, one fd and one worker per pair, and offers
+     * VIRTIO_NET_F_MQ with the control queue that enables them.
+     */
+    uint16_t queues;
 };
 
 /* Adds a virtio-net device in the VM's next virtio slot; as rvm_vm_add_virtio_blk(). */
