@@ -8,7 +8,7 @@
 #include "args.h"
 
 const char cli_usage[] =
-    "usage: ringvm run --kernel PATH [options]   run a PVH guest until it ends\n"
+    "usage: ringvm run --kernel PATH [options]   run a guest until it ends\n"
     "       ringvm restore DIR [--lazy|--eager] [--serial ...] [--hugepages ...] [-v]\n"
     "                                            resume a snapshot's VM until it ends\n"
     "       ringvm snapshot-merge DIR OUT        write the full snapshot a diff chain makes\n"
@@ -16,9 +16,10 @@ const char cli_usage[] =
     "       ringvm --help | --version\n"
     "\n"
     "run options:\n"
-    "  --kernel PATH        PVH ELF image (XEN_ELFNOTE_PHYS32_ENTRY), e.g. a vmlinux\n"
+    "  --kernel PATH        a Linux bzImage (64-bit boot protocol), or a PVH ELF image\n"
+    "                       (XEN_ELFNOTE_PHYS32_ENTRY), e.g. a vmlinux built with CONFIG_PVH\n"
     "  --cmdline STRING     guest command line (default: empty)\n"
-    "  --initrd PATH        initial ramdisk, passed as the first PVH module\n"
+    "  --initrd PATH        initial ramdisk (bzImage: in the zero page; PVH: module 0)\n"
     "  --mem SIZE           guest RAM, with K, M or G suffix (default: 128M)\n"
     "  --vcpus N            number of vCPUs (default: 1)\n"
     "  --cpus LIST          pin vCPU i to the i-th CPU of LIST, e.g. 0,1 or 2-5 (round robin)\n"

@@ -353,7 +353,7 @@ static int run(const struct cli_opts *o)
     if ((r = add_nets(vm, o, cmdline, sizeof(cmdline))) < 0)
         goto out;
     pp.cmdline = cmdline;
-    if ((r = rvm_vm_load_pvh_file(vm, o->kernel, &pp, NULL)) < 0) {
+    if ((r = rvm_vm_load_kernel_file(vm, o->kernel, &pp, NULL)) < 0) {
         fprintf(stderr, "ringvm: cannot load --kernel %s: %s\n", o->kernel, strerror(-r));
         goto out;
     }

@@ -101,12 +101,52 @@ static void flat_segment(struct kvm_segment *s, uint16_t selector, uint8_t type)
     };
 }
 
+/*
+ * The Linux 64-bit boot protocol's entry: long mode, paging on the loader's
+ * identity map, CS = __BOOT_CS (0x10, 64-bit code), the data segments
+ * __BOOT_DS (0x18), interrupts off, RSI = the zero page.
+ */
+static int set_linux64_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info)
+{
+    struct kvm_sregs sregs;
+    struct kvm_regs regs;
+    int r;
+
+    if ((r = rvm_vcpu_get_sregs(v, &sregs)) < 0)
+        return r;
+    flat_segment(&sregs.cs, 0x10, 0xb);
+    sregs.cs.db = 0;
+    sregs.cs.l = 1;
+    flat_segment(&sregs.ds, 0x18, 0x3);
+    sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+    sregs.tr = (struct kvm_segment){
+        .base = 0, .limit = 0x67, .selector = 0, .type = 0xb, .present = 1, .s = 0};
+    sregs.gdt.base = RVM_LINUX_GDT_GPA;
+    sregs.gdt.limit = 4 * 8 - 1;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr3 = RVM_LINUX_PML4_GPA;
+    sregs.cr4 = 0x20;              /* PAE */
+    sregs.cr0 = 0x80000011 | 0x20; /* PG | ET | PE, NE */
+    sregs.efer = 0x500;            /* LME | LMA */
+    if ((r = rvm_vcpu_set_sregs(v, &sregs)) < 0)
+        return r;
+
+    memset(&regs, 0, sizeof(regs));
+    regs.rflags = 0x2;
+    regs.rip = info->entry;
+    regs.rsi = info->start_info_gpa;
+    return rvm_vcpu_set_regs(v, &regs);
+}
+
 int arch_vcpu_set_pvh_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info)
 {
     struct kvm_sregs sregs;
     struct kvm_regs regs;
     int r;
 
+    if (info->protocol == RVM_BOOT_LINUX64)
+        return set_linux64_entry(v, info);
     if ((r = rvm_vcpu_get_sregs(v, &sregs)) < 0)
         return r;
     /* PVH: 32-bit flat protected mode, paging off, CS exec/read, data read/write. */

@@ -26,8 +26,21 @@ int arch_vm_init(struct rvm_vm *vm);
 /* Per-vCPU set-up after KVM_CREATE_VCPU: CPUID for this vCPU's APIC ID. */
 int arch_vcpu_init(struct rvm_vcpu *vcpu);
 
-/* Loads the PVH entry state into vcpu (32-bit flat protected mode). */
+/* Loads info's entry state into vcpu: PVH (32-bit flat protected mode) or Linux 64-bit. */
 int arch_vcpu_set_pvh_entry(struct rvm_vcpu *vcpu, const struct rvm_boot_info *info);
+
+struct rvm_mem;
+
+/* A range of the guest's physical memory map, e820 style (type 1 RAM, 2 reserved). */
+struct x86_ram_range {
+    uint64_t addr, size;
+    uint32_t type;
+};
+#define X86_RAM      1
+#define X86_RESERVED 2
+
+/* The map both boot protocols give: RAM below 0x9fc00, the BIOS hole, RAM above. */
+unsigned x86_ram_map(const struct rvm_mem *mem, struct x86_ram_range *out, unsigned max);
 
 struct recbuf;
 

@@ -198,18 +198,31 @@ static int entry_in_image(const struct elf_image *img, uint64_t entry)
     return 0;
 }
 
-static unsigned build_memmap(const struct rvm_mem *mem, struct pvh_memmap_entry *mm)
+unsigned x86_ram_map(const struct rvm_mem *mem, struct x86_ram_range *out, unsigned max)
 {
     const struct rvm_mem_region *low = rvm_mem_region(mem, 0);
     unsigned n = 0;
 
-    mm[n++] = (struct pvh_memmap_entry){0, 0x9fc00, PVH_MEMMAP_RAM, 0};
-    mm[n++] = (struct pvh_memmap_entry){0x9fc00, 0x100000 - 0x9fc00, PVH_MEMMAP_RESERVED, 0};
-    mm[n++] = (struct pvh_memmap_entry){0x100000, low->size - 0x100000, PVH_MEMMAP_RAM, 0};
-    for (unsigned i = 1; i < rvm_mem_region_count(mem) && n < PVH_MEMMAP_MAX; i++) {
+    if (max < 3)
+        return 0;
+    out[n++] = (struct x86_ram_range){0, 0x9fc00, X86_RAM};
+    out[n++] = (struct x86_ram_range){0x9fc00, 0x100000 - 0x9fc00, X86_RESERVED};
+    out[n++] = (struct x86_ram_range){0x100000, low->size - 0x100000, X86_RAM};
+    for (unsigned i = 1; i < rvm_mem_region_count(mem) && n < max; i++) {
         const struct rvm_mem_region *r = rvm_mem_region(mem, i);
-        mm[n++] = (struct pvh_memmap_entry){r->gpa, r->size, PVH_MEMMAP_RAM, 0};
+        out[n++] = (struct x86_ram_range){r->gpa, r->size, X86_RAM};
     }
+    return n;
+}
+
+static unsigned build_memmap(const struct rvm_mem *mem, struct pvh_memmap_entry *mm)
+{
+    struct x86_ram_range r[PVH_MEMMAP_MAX];
+    unsigned n = x86_ram_map(mem, r, PVH_MEMMAP_MAX);
+
+    for (unsigned i = 0; i < n; i++)
+        mm[i] = (struct pvh_memmap_entry){
+            r[i].addr, r[i].size, r[i].type == X86_RAM ? PVH_MEMMAP_RAM : PVH_MEMMAP_RESERVED, 0};
     return n;
 }
 
@@ -313,20 +326,25 @@ int rvm_pvh_load(struct rvm_mem *mem, const void *elf, size_t size,
     return write_start_info(mem, info, RVM_CMDLINE_GPA);
 }
 
-int rvm_vm_load_pvh(struct rvm_vm *vm, const void *elf, size_t size,
-                    const struct rvm_pvh_params *params, struct rvm_boot_info *info)
+/* Loads by load() into the VM's memory and records vCPU 0's entry state. */
+static int vm_load(struct rvm_vm *vm, const void *image, size_t size,
+                   const struct rvm_pvh_params *params, struct rvm_boot_info *info,
+                   int (*load)(struct rvm_mem *, const void *, size_t,
+                               const struct rvm_pvh_params *, struct rvm_boot_info *))
 {
     struct rvm_boot_info local;
     struct rvm_vcpu *v0;
     int r;
 
+    if (!vm)
+        return -EINVAL;
     if (!info)
         info = &local;
     /* Loading under a running guest would rewrite its memory and registers. */
     if (__atomic_load_n(&vm->lifecycle, __ATOMIC_ACQUIRE) != RVM_VM_CREATED ||
         __atomic_load_n(&vm->ended, __ATOMIC_ACQUIRE))
         return -EBUSY;
-    r = rvm_pvh_load(vm->mem, elf, size, params, info);
+    r = load(vm->mem, image, size, params, info);
     if (r < 0)
         return r;
     pthread_mutex_lock(&vm->ctl);
@@ -338,8 +356,30 @@ int rvm_vm_load_pvh(struct rvm_vm *vm, const void *elf, size_t size,
     return v0 ? arch_vcpu_set_pvh_entry(v0, info) : 0;
 }
 
-int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_pvh_params *params,
-                         struct rvm_boot_info *info)
+int rvm_vm_load_pvh(struct rvm_vm *vm, const void *elf, size_t size,
+                    const struct rvm_pvh_params *params, struct rvm_boot_info *info)
+{
+    return vm_load(vm, elf, size, params, info, rvm_pvh_load);
+}
+
+int rvm_vm_load_kernel(struct rvm_vm *vm, const void *image, size_t size,
+                       const struct rvm_pvh_params *params, struct rvm_boot_info *info)
+{
+    const uint8_t *b = image;
+
+    if (!vm || !image)
+        return -EINVAL;
+    if (size > 0x206 && b[0x1fe] == 0x55 && b[0x1ff] == 0xaa && !memcmp(b + 0x202, "HdrS", 4))
+        return vm_load(vm, image, size, params, info, rvm_bzimage_load);
+    if (size >= 4 && !memcmp(b, "\177ELF", 4))
+        return vm_load(vm, image, size, params, info, rvm_pvh_load);
+    rvm_err(vm->hv, "kernel: neither a bzImage nor an ELF image");
+    return -ENOEXEC;
+}
+
+/* Reads path whole into a malloc'd buffer (read(), not mmap(): a file truncated under us
+ * must not SIGBUS the process). */
+static int read_image(struct rvm_vm *vm, const char *path, uint8_t **out, size_t *len)
 {
     struct stat st;
     uint8_t *buf;
@@ -362,7 +402,6 @@ int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_p
         close(fd);
         return -ENOEXEC;
     }
-    /* read(), not mmap(): a file truncated under us must not SIGBUS the process. */
     buf = malloc((size_t)st.st_size);
     if (!buf) {
         close(fd);
@@ -378,7 +417,39 @@ int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_p
         got += (size_t)n;
     }
     close(fd);
-    r = rvm_vm_load_pvh(vm, buf, got, params, info);
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_pvh_params *params,
+                         struct rvm_boot_info *info)
+{
+    uint8_t *buf;
+    size_t len;
+    int r;
+
+    if (!vm || !path)
+        return -EINVAL;
+    if ((r = read_image(vm, path, &buf, &len)) < 0)
+        return r;
+    r = rvm_vm_load_pvh(vm, buf, len, params, info);
+    free(buf);
+    return r;
+}
+
+int rvm_vm_load_kernel_file(struct rvm_vm *vm, const char *path,
+                            const struct rvm_pvh_params *params, struct rvm_boot_info *info)
+{
+    uint8_t *buf;
+    size_t len;
+    int r;
+
+    if (!vm || !path)
+        return -EINVAL;
+    if ((r = read_image(vm, path, &buf, &len)) < 0)
+        return r;
+    r = rvm_vm_load_kernel(vm, buf, len, params, info);
     free(buf);
     return r;
 }

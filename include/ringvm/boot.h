@@ -1,18 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Loading a guest: the PVH boot protocol (an ELF image with a
- * XEN_ELFNOTE_PHYS32_ENTRY note, entered in 32-bit flat protected mode with
- * EBX pointing at struct hvm_start_info).
+ * Loading a guest, by one of two protocols:
+ *  - PVH: an ELF image with a XEN_ELFNOTE_PHYS32_ENTRY note (a vmlinux
+ *    built with CONFIG_PVH, the bench guest), entered in 32-bit flat
+ *    protected mode with EBX pointing at struct hvm_start_info;
+ *  - Linux 64-bit boot (a bzImage): the protected-mode kernel at its
+ *    preferred address, entered in long mode at its 64-bit entry with RSI
+ *    pointing at the zero page (struct boot_params).
  *
  * Fixed low-memory layout (guest-physical):
- *   0x6000   hvm_start_info, then the module list and the memory map
+ *   0x1000   Linux: the GDT (__BOOT_CS 0x10, __BOOT_DS 0x18)
+ *   0x6000   PVH: hvm_start_info, then the module list and the memory map
+ *   0x7000   Linux: the zero page
+ *   0x9000   Linux: page tables, an identity map of the low 4 GiB (5 pages)
  *   0x20000  command line (up to RVM_CMDLINE_MAX bytes with its NUL)
- *   images   wherever their program headers say, at or above 1 MiB
- *   initrd   page-aligned, as high as it fits below RVM_MEM_LOW_LIMIT
+ *   images   PVH: where their program headers say, at or above 1 MiB;
+ *            Linux: at the kernel's preferred address (16 MiB for x86-64)
+ *   initrd   page-aligned, as high as it fits below the end of low RAM
+ *            (and, Linux, below the kernel's initrd_addr_max)
  */
 #ifndef RINGVM_BOOT_H
 #define RINGVM_BOOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,15 +35,29 @@ struct rvm_vcpu;
 #define RVM_CMDLINE_MAX  65536
 #define RVM_PVH_MIN_LOAD 0x100000ULL
 
+#define RVM_LINUX_GDT_GPA       0x1000ULL
+#define RVM_LINUX_ZERO_PAGE_GPA 0x7000ULL
+#define RVM_LINUX_PML4_GPA      0x9000ULL
+#define RVM_LINUX_PDPT_GPA      0xa000ULL
+#define RVM_LINUX_PD_GPA        0xb000ULL /* four of them */
+
+enum rvm_boot_protocol {
+    RVM_BOOT_PVH = 0,
+    RVM_BOOT_LINUX64 = 1,
+};
+
+/* What a guest is loaded with, by either protocol. */
 struct rvm_pvh_params {
     const char *cmdline; /* NULL: empty */
     const void *initrd;  /* NULL: none */
     size_t initrd_size;
+    uint64_t rsdp_gpa; /* Linux: the ACPI RSDP, if the embedder wrote tables; 0: none */
 };
 
 struct rvm_boot_info {
-    uint64_t entry;              /* 32-bit entry point (guest-physical) */
-    uint64_t start_info_gpa;     /* what EBX holds at entry */
+    enum rvm_boot_protocol protocol;
+    uint64_t entry;              /* PVH: the 32-bit entry; Linux: the 64-bit one */
+    uint64_t start_info_gpa;     /* PVH: EBX at entry (start_info); Linux: RSI (zero page) */
     uint64_t image_lo, image_hi; /* [lo, hi) covered by the loaded segments */
     uint64_t initrd_gpa, initrd_size;
 };
@@ -63,7 +87,54 @@ int rvm_vm_load_pvh(struct rvm_vm *vm, const void *elf, size_t size,
 int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_pvh_params *params,
                          struct rvm_boot_info *info);
 
-/* Puts a vCPU in the PVH entry state: 32-bit flat protected mode, EIP=entry, EBX=start_info. */
+/*
+ * Puts a vCPU in info's entry state: PVH, 32-bit flat protected mode with
+ * EIP=entry, EBX=start_info; Linux, long mode with the loader's page tables
+ * and GDT, RIP=entry, RSI=zero page.
+ */
 int rvm_vcpu_set_pvh_entry(struct rvm_vcpu *vcpu, const struct rvm_boot_info *info);
+
+/* What a bzImage's setup header says (rvm_bzimage_parse()). */
+struct rvm_bzimage_info {
+    uint16_t version;    /* boot protocol, e.g. 0x020f */
+    uint8_t setup_sects; /* 512-byte setup sectors before the kernel (0 in the file: 4) */
+    uint16_t xloadflags;
+    bool relocatable;
+    uint32_t alignment;    /* kernel_alignment */
+    uint64_t pref_address; /* where it runs without relocating */
+    uint32_t init_size;    /* bytes it needs from its load address on */
+    uint32_t initrd_addr_max;
+    uint32_t cmdline_size;               /* the longest command line it takes, without the NUL */
+    uint64_t kernel_offset, kernel_size; /* the protected-mode kernel in the file */
+};
+
+/*
+ * Checks a bzImage's setup header (boot flag 0xAA55, "HdrS", protocol 2.12
+ * or later with XLF_KERNEL_64 and LOADED_HIGH, a kernel inside the file and
+ * inside init_size). 0; -ENOEXEC not a bzImage or an inconsistent one;
+ * -ENOTSUP a protocol without the 64-bit entry (out->version says which).
+ */
+int rvm_bzimage_parse(const void *image, size_t size, struct rvm_bzimage_info *out);
+
+/*
+ * Loads a bzImage into mem for the 64-bit entry: the kernel at its
+ * preferred address, the zero page (its setup header, type_of_loader 0xff,
+ * the command line, the initrd, the e820 map), the GDT and page tables.
+ * image is only read. Errors as rvm_bzimage_parse(), and -ERANGE the kernel
+ * does not fit in low RAM, -E2BIG the command line is longer than the kernel
+ * takes or the initrd does not fit; a log line says which.
+ */
+int rvm_bzimage_load(struct rvm_mem *mem, const void *image, size_t size,
+                     const struct rvm_pvh_params *params, struct rvm_boot_info *info);
+
+/*
+ * Loads a kernel by its format: a bzImage (boot flag and "HdrS") by the
+ * Linux 64-bit protocol, an ELF by PVH; then records vCPU 0's entry state as
+ * rvm_vm_load_pvh() does. -ENOEXEC when it is neither.
+ */
+int rvm_vm_load_kernel(struct rvm_vm *vm, const void *image, size_t size,
+                       const struct rvm_pvh_params *params, struct rvm_boot_info *info);
+int rvm_vm_load_kernel_file(struct rvm_vm *vm, const char *path,
+                            const struct rvm_pvh_params *params, struct rvm_boot_info *info);
 
 #endif
