@@ -334,7 +334,9 @@ static int run(const struct cli_opts *o)
         fprintf(stderr, "ringvm: cannot create the VM: %s\n", strerror(-r));
         goto out;
     }
-    if ((r = rvm_uart_attach(vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(vm, 0)) < 0) {
+    /* Linux guests: reboot=k through the i8042, "init reached" on the boot timer. */
+    if ((r = rvm_uart_attach(vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(vm, 0)) < 0 ||
+        (r = rvm_i8042_attach(vm)) < 0 || (r = rvm_boot_timer_attach(vm, 0)) < 0) {
         fprintf(stderr, "ringvm: cannot attach devices: %s\n", strerror(-r));
         goto out;
     }
@@ -366,6 +368,10 @@ static int run(const struct cli_opts *o)
         goto out;
     }
     status = exit_status(&res);
+    uint64_t boot_ns;
+    if (rvm_vm_boot_time(vm, &boot_ns) == 0)
+        fprintf(stderr, "ringvm: boot timer: the guest marked %.1f ms after the VM's creation\n",
+                (double)boot_ns / 1e6);
 out:
     rvm_vm_destroy(vm);
     rvm_hv_close(hv);

@@ -33,6 +33,8 @@ enum rec_type {
     REC_DEV_DEBUG_EXIT,
     REC_DEV_VIRTIO_MMIO,
     REC_DEV_VIRTIO_BLK,
+    REC_DEV_I8042,
+    REC_DEV_BOOT_TIMER,
     REC_DEVICES = 96, /* the devices' kinds, oldest first */
 };
 

@@ -1061,6 +1061,17 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
             r = rvm_debug_exit_attach(vm, port);
             break;
         }
+        case REC_DEV_I8042:
+            r = rvm_i8042_attach(vm);
+            break;
+        case REC_DEV_BOOT_TIMER: {
+            uint16_t port;
+            if (rec_find(st, len, REC_DEV_BOOT_TIMER, k, &dp, &dl) < 0 || dl != sizeof(port))
+                return -EBADMSG;
+            memcpy(&port, dp, sizeof(port));
+            r = rvm_boot_timer_attach(vm, port);
+            break;
+        }
         case REC_DEV_VIRTIO_BLK: {
             struct rvm_blk_config bc;
             char *bpath = malloc(PATH_MAX);

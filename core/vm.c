@@ -44,6 +44,14 @@ int vm_register_memory(struct rvm_vm *vm, uint32_t flags)
     return 0;
 }
 
+uint64_t vm_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct rvm_vm **out)
 {
     struct rvm_mem_config mc;
@@ -68,6 +76,7 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
         return -ENOMEM;
     memset(vm, 0, sizeof(*vm));
     vm->hv = hv;
+    vm->created_ns = vm_now_ns();
     vm->fd = -1;
     vm->config = *config;
     if (sched_getaffinity(0, sizeof(vm->creator_cpus), &vm->creator_cpus) < 0)

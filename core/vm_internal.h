@@ -102,6 +102,8 @@ struct rvm_vm {
 
     bool have_boot;
     struct rvm_boot_info boot;
+    uint64_t created_ns;   /* CLOCK_MONOTONIC at rvm_vm_create() */
+    uint64_t boot_mark_ns; /* __atomic: the boot timer's first mark, since created_ns; 0 none */
 
     pthread_mutex_t dev_lock;
     struct vm_device *devices;
@@ -157,6 +159,9 @@ void vm_kick_all(struct rvm_vm *vm);
 
 /* rvm_vm_request_end() naming the vCPU that ended the VM. */
 void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint32_t vcpu);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t vm_now_ns(void);
 
 /*
  * The managed loop's step: one KVM_RUN, then port and MMIO exits dispatched

@@ -266,6 +266,26 @@ static void test_entry_in_vm(void **state)
     assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
     assert_int_equal(res.value, 0xff); /* type_of_loader, read through RSI */
     rvm_vm_destroy(vm);
+    /* The platform devices a Linux guest uses: the boot timer, then reboot=k's reset. */
+    static const uint8_t reboot[] = {0x66, 0xba, 0x40, 0x04, /* mov $0x440,%dx */
+                                     0xee,                   /* out %al,(%dx): the boot timer */
+                                     0xb0, 0xfe,             /* mov $0xfe,%al */
+                                     0xe6, 0x64,             /* out %al,$0x64: pulse reset */
+                                     0xf4};
+    memcpy(img + KOFF + 0x200, reboot, sizeof(reboot));
+    uint64_t ns = 0;
+    assert_int_equal(rvm_vm_create(hv, &c, &vm), 0);
+    assert_int_equal(rvm_i8042_attach(vm), 0);
+    assert_int_equal(rvm_boot_timer_attach(vm, 0), 0);
+    assert_int_equal(rvm_vm_boot_time(vm, &ns), -ENOENT);
+    assert_int_equal(rvm_vm_load_kernel(vm, img, sizeof(img), NULL, NULL), 0);
+    assert_int_equal(rvm_vm_start(vm), 0);
+    assert_int_equal(rvm_vm_wait(vm, 60000, &res), 0);
+    assert_int_equal(res.end, RVM_END_RESET);
+    assert_int_equal(rvm_vm_boot_time(vm, &ns), 0);
+    assert_true(ns > 0 && ns < 60000000000ULL);
+    rvm_vm_destroy(vm);
+    build();
     /* Neither format: refused. */
     assert_int_equal(rvm_vm_create(hv, &c, &vm), 0);
     assert_int_equal(rvm_vm_load_kernel(vm, "garbage!", 8, NULL, NULL), -ENOEXEC);

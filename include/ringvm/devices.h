@@ -15,6 +15,7 @@ struct rvm_uart;
 #define RVM_COM1_BASE       0x3f8
 #define RVM_COM1_IRQ        4
 #define RVM_DEBUG_EXIT_PORT 0xf4
+#define RVM_BOOT_TIMER_PORT 0x440
 
 /*
  * Output sink of a UART: called on the vCPU thread with a line (or a full
@@ -52,5 +53,21 @@ void rvm_uart_flush(struct rvm_uart *uart);
  * with RVM_END_DEBUG_EXIT, value v (QEMU's status would be (v << 1) | 1).
  */
 int rvm_debug_exit_attach(struct rvm_vm *vm, uint16_t port);
+
+/*
+ * The i8042 keyboard controller's reset line: 0xfe written to port 0x64
+ * ends the VM with RVM_END_RESET (Linux's reboot=k). Ports 0x60 and 0x64
+ * read 0; there is no keyboard.
+ */
+int rvm_i8042_attach(struct rvm_vm *vm);
+
+/*
+ * A boot timer at port (0: RVM_BOOT_TIMER_PORT): the guest's first write
+ * (any value, any size) records the time since rvm_vm_create() (an info
+ * log line says it). rvm_vm_boot_time() reads it: 0, or -ENOENT before the
+ * mark.
+ */
+int rvm_boot_timer_attach(struct rvm_vm *vm, uint16_t port);
+int rvm_vm_boot_time(const struct rvm_vm *vm, uint64_t *ns);
 
 #endif

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Makes the Linux guest the slow test tier boots, from Debian's archive, cached
+# under BUILD/linux (first argument, default build):
+#   vmlinuz     Debian's cloud kernel as shipped (a bzImage)
+#   vmlinux     its payload, decompressed: an ELF with the PVH entry note
+#   initrd.img  a busybox initramfs whose /init says "init reached", marks the
+#               boot-timer port, lists the virtio devices and reboots
+# Prints nothing and exits 0 when all three are there already; exits 2 when the
+# archive cannot be reached (the tests skip, saying so).
+set -eu
+out=${1:-build}/linux
+mkdir -p "$out"
+cd "$out"
+[ -s vmlinuz ] && [ -s vmlinux ] && [ -s initrd.img ] && exit 0
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+kpkg() { apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+    awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+k=$(kpkg)
+if [ -z "$k" ]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    k=$(kpkg)
+fi
+[ -n "$k" ] || { echo "linux-guest: no linux-image-cloud-amd64 in the package lists" >&2; exit 2; }
+( cd "$work" && apt-get download -q "$k" busybox-static >/dev/null 2>&1 ) ||
+    { echo "linux-guest: apt-get download $k busybox-static failed" >&2; exit 2; }
+
+# The kernel, and the ELF inside it: payload_offset (0x248) and payload_length
+# (0x24c) count from the protected-mode kernel, (setup_sects + 1) * 512 in.
+dpkg-deb --fsys-tarfile "$work"/linux-image-*.deb |
+    tar -xO --wildcards './boot/vmlinuz-*' > "$work/vmlinuz"
+u8() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
+u32() { od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '; }
+setup=$(u8 "$work/vmlinuz" $((0x1f1)))
+[ "$setup" -eq 0 ] && setup=4
+start=$(( (setup + 1) * 512 + $(u32 "$work/vmlinuz" $((0x248))) ))
+len=$(u32 "$work/vmlinuz" $((0x24c)))
+tail -c +$((start + 1)) "$work/vmlinuz" | head -c "$len" > "$work/payload"
+case "$(od -An -tx1 -N4 "$work/payload" | tr -d ' ')" in
+    02214c18) lz4 -dc "$work/payload" > "$work/vmlinux" 2>/dev/null || true ;;
+    fd377a58) xz -dc "$work/payload" > "$work/vmlinux" 2>/dev/null || true ;;
+    28b52ffd) zstd -dc "$work/payload" > "$work/vmlinux" 2>/dev/null || true ;;
+    1f8b*) gzip -dc "$work/payload" > "$work/vmlinux" 2>/dev/null || true ;;
+    *) echo "linux-guest: unknown payload compression" >&2; exit 1 ;;
+esac
+[ "$(head -c 4 "$work/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] ||
+    { echo "linux-guest: the payload is not an ELF" >&2; exit 1; }
+
+# The initramfs.
+root="$work/root"
+mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev"
+dpkg-deb --fsys-tarfile "$work"/busybox-static_*.deb | tar -xO ./bin/busybox > "$root/bin/busybox"
+chmod 755 "$root/bin/busybox"
+cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+echo "ringvm: init reached"
+# The boot timer: one byte to port 0x440 (docs/linux-guests.md).
+/bin/busybox printf '\001' | /bin/busybox dd of=/dev/port bs=1 seek=1088 2>/dev/null
+echo "ringvm: cpus $(/bin/busybox grep -c ^processor /proc/cpuinfo)"
+for d in /sys/bus/virtio/devices/*; do
+    [ -e "$d/device" ] && echo "ringvm: virtio device $(/bin/busybox cat "$d/device")"
+done
+/bin/busybox reboot -f
+INIT
+chmod 755 "$root/init"
+( cd "$root" && find . | cpio -o -H newc --quiet ) | gzip -9 > "$work/initrd.img"
+
+mv "$work/vmlinuz" vmlinuz
+mv "$work/vmlinux" vmlinux
+mv "$work/initrd.img" initrd.img
+echo "$k" > kernel-package
