@@ -355,6 +355,11 @@ static int run(const struct cli_opts *o)
     if ((r = add_nets(vm, o, cmdline, sizeof(cmdline))) < 0)
         goto out;
     pp.cmdline = cmdline;
+    /* ACPI: how a stock kernel finds its vCPUs and (without command-line support) devices. */
+    if ((r = rvm_vm_write_acpi(vm, &pp.rsdp_gpa)) < 0) {
+        fprintf(stderr, "ringvm: cannot write the ACPI tables: %s\n", strerror(-r));
+        goto out;
+    }
     if ((r = rvm_vm_load_kernel_file(vm, o->kernel, &pp, NULL)) < 0) {
         fprintf(stderr, "ringvm: cannot load --kernel %s: %s\n", o->kernel, strerror(-r));
         goto out;

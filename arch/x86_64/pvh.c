@@ -253,7 +253,7 @@ static int place_initrd(const struct rvm_hv *hv, struct rvm_mem *mem,
 }
 
 static int write_start_info(struct rvm_mem *mem, const struct rvm_boot_info *info,
-                            uint64_t cmdline_gpa)
+                            uint64_t cmdline_gpa, uint64_t rsdp_gpa)
 {
     struct pvh_memmap_entry mm[PVH_MEMMAP_MAX];
     struct pvh_modlist_entry mod = {info->initrd_gpa, info->initrd_size, 0, 0};
@@ -264,6 +264,7 @@ static int write_start_info(struct rvm_mem *mem, const struct rvm_boot_info *inf
         .modlist_paddr = info->initrd_size ? RVM_PVH_INFO_GPA + PVH_MODLIST_OFFSET : 0,
         .cmdline_paddr = cmdline_gpa,
         .memmap_paddr = RVM_PVH_INFO_GPA + PVH_MEMMAP_OFFSET,
+        .rsdp_paddr = rsdp_gpa,
     };
     int r;
 
@@ -323,7 +324,7 @@ int rvm_pvh_load(struct rvm_mem *mem, const void *elf, size_t size,
         (r = place_initrd(hv, mem, params, info->image_hi, info)) < 0)
         return r;
     info->start_info_gpa = RVM_PVH_INFO_GPA;
-    return write_start_info(mem, info, RVM_CMDLINE_GPA);
+    return write_start_info(mem, info, RVM_CMDLINE_GPA, params->rsdp_gpa);
 }
 
 /* Loads by load() into the VM's memory and records vCPU 0's entry state. */

@@ -14,6 +14,7 @@
  *   0x7000   Linux: the zero page
  *   0x9000   Linux: page tables, an identity map of the low 4 GiB (5 pages)
  *   0x20000  command line (up to RVM_CMDLINE_MAX bytes with its NUL)
+ *   0xe0000  ACPI tables, RSDP first (where a legacy scan finds it), if written
  *   images   PVH: where their program headers say, at or above 1 MiB;
  *            Linux: at the kernel's preferred address (16 MiB for x86-64)
  *   initrd   page-aligned, as high as it fits below the end of low RAM
@@ -40,6 +41,9 @@ struct rvm_vcpu;
 #define RVM_LINUX_PML4_GPA      0x9000ULL
 #define RVM_LINUX_PDPT_GPA      0xa000ULL
 #define RVM_LINUX_PD_GPA        0xb000ULL /* four of them */
+
+#define RVM_ACPI_GPA  0xe0000ULL
+#define RVM_ACPI_SIZE 0x4000ULL
 
 enum rvm_boot_protocol {
     RVM_BOOT_PVH = 0,
@@ -136,5 +140,25 @@ int rvm_vm_load_kernel(struct rvm_vm *vm, const void *image, size_t size,
                        const struct rvm_pvh_params *params, struct rvm_boot_info *info);
 int rvm_vm_load_kernel_file(struct rvm_vm *vm, const char *path,
                             const struct rvm_pvh_params *params, struct rvm_boot_info *info);
+
+/* A virtio-mmio device for the DSDT: its register window and IOAPIC pin. */
+struct rvm_acpi_device {
+    uint64_t base;
+    uint32_t gsi;
+};
+
+/*
+ * Writes ACPI tables at RVM_ACPI_GPA: RSDP (revision 2), XSDT, a
+ * hardware-reduced FADT, a MADT (a local APIC per vCPU, APIC IDs 0..n-1,
+ * and the IOAPIC) and a DSDT with an LNRO0005 device per virtio-mmio device
+ * (a 0x200-byte window and an edge-triggered interrupt), so that a kernel
+ * without command-line device support finds them. *rsdp_gpa gets the RSDP's
+ * address (for rvm_pvh_params.rsdp_gpa). 0, -EINVAL, -E2BIG.
+ */
+int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_device *devs,
+                   unsigned ndevs, uint64_t *rsdp_gpa);
+
+/* rvm_acpi_build() for the VM: its vCPUs and the virtio-mmio devices added so far. */
+int rvm_vm_write_acpi(struct rvm_vm *vm, uint64_t *rsdp_gpa);
 
 #endif

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ACPI tables for guests that find their platform through ACPI (a stock
+ * distribution kernel): RSDP, XSDT, a hardware-reduced FADT, a MADT with
+ * one local APIC per vCPU and the IOAPIC, and a DSDT describing each
+ * virtio-mmio device as LNRO0005 (the ID Linux's virtio_mmio driver
+ * matches) with its register window and interrupt. Layouts from the ACPI
+ * specification (6.x); the AML is written byte by byte.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <ringvm/boot.h>
+#include <ringvm/mem.h>
+#include <ringvm/virtio.h>
+
+#include "../../core/log.h"
+#include "../../core/vm_internal.h"
+#include "../../mem/mem_internal.h"
+
+#define HDR_LEN     36
+#define FADT_LEN    276
+#define RSDP_LEN    36
+#define MAX_TABLES  4096 /* bytes of DSDT we build at most */
+#define APIC_GPA    0xfee00000u
+#define IOAPIC_GPA  0xfec00000u
+#define VIRTIO_SIZE 0x200u /* the register window Linux maps */
+
+struct buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool over;
+};
+
+static void put(struct buf *b, const void *src, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->over = true;
+        return;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void put8(struct buf *b, uint8_t v)
+{
+    put(b, &v, 1);
+}
+
+static void put16(struct buf *b, uint16_t v)
+{
+    put(b, &v, 2); /* x86: little endian, as ACPI */
+}
+
+static void put32(struct buf *b, uint32_t v)
+{
+    put(b, &v, 4);
+}
+
+static void put64(struct buf *b, uint64_t v)
+{
+    put(b, &v, 8);
+}
+
+static uint8_t checksum(const uint8_t *p, size_t n)
+{
+    uint8_t s = 0;
+
+    while (n--)
+        s = (uint8_t)(s + *p++);
+    return (uint8_t)-s;
+}
+
+/* A table header; length and checksum are filled by finish(). */
+static void header(struct buf *b, const char sig[4], uint8_t rev)
+{
+    put(b, sig, 4);
+    put32(b, 0); /* length */
+    put8(b, rev);
+    put8(b, 0); /* checksum */
+    put(b, "RINGVM", 6);
+    put(b, "RINGVM  ", 8);
+    put32(b, 1);       /* OEM revision */
+    put(b, "RVM ", 4); /* creator */
+    put32(b, 1);
+}
+
+static void finish(struct buf *b)
+{
+    uint32_t len = (uint32_t)b->len;
+
+    if (b->over)
+        return;
+    memcpy(b->p + 4, &len, 4);
+    b->p[9] = checksum(b->p, len);
+}
+
+/* ---- AML ---- */
+
+/* A PkgLength for a package whose contents (after the PkgLength) are n bytes. */
+static void pkglen(struct buf *b, size_t n)
+{
+    if (n + 1 < 64) {
+        put8(b, (uint8_t)(n + 1));
+    } else if (n + 2 < 4096) {
+        size_t t = n + 2;
+        put8(b, (uint8_t)(0x40 | (t & 0xf)));
+        put8(b, (uint8_t)(t >> 4));
+    } else {
+        size_t t = n + 3;
+        put8(b, (uint8_t)(0x80 | (t & 0xf)));
+        put8(b, (uint8_t)(t >> 4));
+        put8(b, (uint8_t)(t >> 12));
+    }
+}
+
+/* One virtio-mmio device: Device (Vnnn) { _HID "LNRO0005", _UID n, _CRS {mem, irq} }. */
+static void aml_virtio(struct buf *out, unsigned n, uint64_t base, uint32_t gsi)
+{
+    uint8_t tmp[128];
+    struct buf d = {.p = tmp, .cap = sizeof(tmp)};
+    char name[5] = {'V', (char)('0' + n / 100 % 10), (char)('0' + n / 10 % 10),
+                    (char)('0' + n % 10), 0};
+
+    put(&d, name, 4);
+    put8(&d, 0x08); /* NameOp _HID "LNRO0005" */
+    put(&d, "_HID", 4);
+    put8(&d, 0x0d);
+    put(&d, "LNRO0005", 9);
+    put8(&d, 0x08); /* NameOp _UID n */
+    put(&d, "_UID", 4);
+    put8(&d, 0x0a);
+    put8(&d, (uint8_t)n);
+    put8(&d, 0x08); /* NameOp _CRS Buffer */
+    put(&d, "_CRS", 4);
+    put8(&d, 0x11);
+    pkglen(&d, 2 + 12 + 9 + 2);
+    put8(&d, 0x0a); /* BufferSize */
+    put8(&d, 12 + 9 + 2);
+    /* Memory32Fixed (ReadWrite, base, VIRTIO_SIZE) */
+    put8(&d, 0x86);
+    put16(&d, 9);
+    put8(&d, 1);
+    put32(&d, (uint32_t)base);
+    put32(&d, VIRTIO_SIZE);
+    /* Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } */
+    put8(&d, 0x89);
+    put16(&d, 6);
+    put8(&d, 0x03); /* consumer, edge */
+    put8(&d, 1);
+    put32(&d, gsi);
+    put8(&d, 0x79); /* EndTag */
+    put8(&d, 0);
+
+    put8(out, 0x5b); /* DeviceOp */
+    put8(out, 0x82);
+    pkglen(out, d.len);
+    put(out, tmp, d.len);
+    if (d.over)
+        out->over = true;
+}
+
+static void dsdt(struct buf *b, const struct rvm_acpi_device *devs, unsigned n)
+{
+    uint8_t tmp[MAX_TABLES];
+    struct buf s = {.p = tmp, .cap = sizeof(tmp)};
+
+    header(b, "DSDT", 2);
+    put8(&s, 0x5c); /* \_SB_ */
+    put(&s, "_SB_", 4);
+    for (unsigned i = 0; i < n; i++)
+        aml_virtio(&s, i, devs[i].base, devs[i].gsi);
+    put8(b, 0x10); /* ScopeOp */
+    pkglen(b, s.len);
+    put(b, tmp, s.len);
+    if (s.over)
+        b->over = true;
+    finish(b);
+}
+
+static void madt(struct buf *b, unsigned ncpus)
+{
+    header(b, "APIC", 5);
+    put32(b, APIC_GPA);
+    put32(b, 1); /* PCAT_COMPAT: there are 8259s */
+    for (unsigned i = 0; i < ncpus; i++) {
+        put8(b, 0); /* Processor Local APIC */
+        put8(b, 8);
+        put8(b, (uint8_t)i); /* ACPI processor UID */
+        put8(b, (uint8_t)i); /* APIC ID */
+        put32(b, 1);         /* enabled */
+    }
+    put8(b, 1); /* I/O APIC */
+    put8(b, 12);
+    put8(b, (uint8_t)ncpus); /* its ID, after the CPUs' */
+    put8(b, 0);
+    put32(b, IOAPIC_GPA);
+    put32(b, 0); /* GSI base */
+    finish(b);
+}
+
+static void fadt(struct buf *b, uint64_t dsdt_gpa)
+{
+    size_t start = b->len;
+
+    header(b, "FACP", 6);
+    while (b->len - start < FADT_LEN && !b->over)
+        put8(b, 0);
+    if (b->over)
+        return;
+    uint8_t *f = b->p + start;
+    uint32_t dsdt32 = (uint32_t)dsdt_gpa, flags = 1u << 20; /* HW_REDUCED_ACPI */
+    uint16_t boot_arch = (1u << 2) | (1u << 5);             /* no VGA, no CMOS RTC */
+    memcpy(f + 40, &dsdt32, 4);
+    memcpy(f + 109, &boot_arch, 2);
+    memcpy(f + 112, &flags, 4);
+    f[131] = 0; /* FADT minor version */
+    memcpy(f + 140, &dsdt_gpa, 8);
+    memcpy(f + 268, "RINGVM\0\0", 8); /* hypervisor vendor */
+    finish(b);
+}
+
+int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_device *devs,
+                   unsigned ndevs, uint64_t *rsdp_gpa)
+{
+    uint8_t a[RVM_ACPI_SIZE];
+    uint64_t off = 0, dsdt_off, fadt_off, madt_off, xsdt_off;
+    struct buf t;
+
+    if (!mem || !rsdp_gpa || ncpus == 0 || ncpus > 255 || (ndevs && !devs) || ndevs > 255)
+        return -EINVAL;
+    memset(a, 0, sizeof(a));
+    /* RSDP first, at the area's start (a 16-byte boundary the legacy scan looks at). */
+    off = 48;
+#define TABLE(var, call)                                                                           \
+    do {                                                                                           \
+        var = off;                                                                                 \
+        t = (struct buf){.p = a + off, .cap = RVM_ACPI_SIZE - off};                                \
+        call;                                                                                      \
+        if (t.over)                                                                                \
+            return -E2BIG;                                                                         \
+        off = (off + t.len + 15) & ~15ULL;                                                         \
+    } while (0)
+    TABLE(dsdt_off, dsdt(&t, devs, ndevs));
+    TABLE(fadt_off, fadt(&t, RVM_ACPI_GPA + dsdt_off));
+    TABLE(madt_off, madt(&t, ncpus));
+    TABLE(xsdt_off, (header(&t, "XSDT", 1), put64(&t, RVM_ACPI_GPA + fadt_off),
+                     put64(&t, RVM_ACPI_GPA + madt_off), finish(&t)));
+#undef TABLE
+    t = (struct buf){.p = a, .cap = RSDP_LEN};
+    put(&t, "RSD PTR ", 8);
+    put8(&t, 0); /* checksum of the first 20 bytes */
+    put(&t, "RINGVM", 6);
+    put8(&t, 2); /* revision: XSDT */
+    put32(&t, 0);
+    put32(&t, RSDP_LEN);
+    put64(&t, RVM_ACPI_GPA + xsdt_off);
+    put8(&t, 0); /* extended checksum */
+    put8(&t, 0), put8(&t, 0), put8(&t, 0);
+    a[8] = checksum(a, 20);
+    a[32] = checksum(a, RSDP_LEN);
+    *rsdp_gpa = RVM_ACPI_GPA;
+    return rvm_mem_write(mem, RVM_ACPI_GPA, a, off);
+}
+
+int rvm_vm_write_acpi(struct rvm_vm *vm, uint64_t *rsdp_gpa)
+{
+    struct rvm_acpi_device devs[RVM_VIRTIO_MAX_DEVICES];
+    unsigned n;
+
+    if (!vm || !rsdp_gpa)
+        return -EINVAL;
+    pthread_mutex_lock(&vm->dev_lock);
+    n = vm->virtio_slots;
+    pthread_mutex_unlock(&vm->dev_lock);
+    for (unsigned i = 0; i < n; i++)
+        devs[i] = (struct rvm_acpi_device){
+            .base = RVM_VIRTIO_MMIO_BASE + i * RVM_VIRTIO_MMIO_STRIDE,
+            .gsi = RVM_VIRTIO_GSI_BASE + i,
+        };
+    return rvm_acpi_build(vm->mem, vm->nvcpus, devs, n, rsdp_gpa);
+}
