@@ -4,7 +4,8 @@
 #   vmlinuz     Debian's cloud kernel as shipped (a bzImage)
 #   vmlinux     its payload, decompressed: an ELF with the PVH entry note
 #   initrd.img  a busybox initramfs whose /init says "init reached", marks the
-#               boot-timer port, lists the virtio devices and reboots
+#               boot-timer port, loads the kernel's virtio-mmio, block and net
+#               modules, lists the devices they found and reboots
 # Prints nothing and exits 0 when all three are there already; exits 2 when the
 # archive cannot be reached (the tests skip, saying so).
 set -eu
@@ -52,6 +53,15 @@ root="$work/root"
 mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev"
 dpkg-deb --fsys-tarfile "$work"/busybox-static_*.deb | tar -xO ./bin/busybox > "$root/bin/busybox"
 chmod 755 "$root/bin/busybox"
+# The kernel's virtio drivers are modules; the order is their dependencies'.
+mods="virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net"
+mkdir -p "$root/lib/modules"
+dpkg-deb --fsys-tarfile "$work"/linux-image-*.deb | tar -x -C "$work" --wildcards \
+    '*/virtio_ring.ko' '*/virtio.ko' '*/virtio_mmio.ko' '*/virtio_blk.ko' '*/failover.ko' \
+    '*/net_failover.ko' '*/virtio_net.ko'
+for m in $mods; do
+    find "$work/lib" -name "$m.ko" -exec cp {} "$root/lib/modules/" \;
+done
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
@@ -61,9 +71,15 @@ echo "ringvm: init reached"
 # The boot timer: one byte to port 0x440 (docs/linux-guests.md).
 /bin/busybox printf '\001' | /bin/busybox dd of=/dev/port bs=1 seek=1088 2>/dev/null
 echo "ringvm: cpus $(/bin/busybox grep -c ^processor /proc/cpuinfo)"
+for m in virtio_ring virtio virtio_mmio virtio_blk failover net_failover virtio_net; do
+    /bin/busybox insmod /lib/modules/$m.ko
+done
+/bin/busybox sleep 1
 for d in /sys/bus/virtio/devices/*; do
     [ -e "$d/device" ] && echo "ringvm: virtio device $(/bin/busybox cat "$d/device")"
 done
+for b in /sys/block/vd*; do [ -e "$b" ] && echo "ringvm: block ${b##*/}"; done
+for n in /sys/class/net/eth*; do [ -e "$n" ] && echo "ringvm: net ${n##*/}"; done
 /bin/busybox reboot -f
 INIT
 chmod 755 "$root/init"

@@ -9,7 +9,7 @@ passed=0 failed=0 skipped=0 broken=()
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
     log=$(mktemp)
-    timeout 600 "$t" >"$log" 2>&1
+    timeout 900 "$t" >"$log" 2>&1
     status=$?
     cat "$log"
     # cmocka's own summary lines (a failed or skipped test's name is listed twice).
