@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
+
+#include "../core/vm_internal.h"
 #include "../guest/abi.h"
 #include "common/testutil.h"
 
@@ -557,11 +561,62 @@ static void test_no_kvm_device(void **state)
     assert_non_null(strstr(log.last, "/nonexistent/kvm"));
 }
 
+/* The entry for function f (subleaf idx) of a vCPU's CPUID, or NULL. */
+static const struct kvm_cpuid_entry2 *leaf(const struct kvm_cpuid2 *c, uint32_t f, uint32_t idx)
+{
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == f && c->entries[i].index == idx)
+            return &c->entries[i];
+    return NULL;
+}
+
+/* Each vCPU's CPUID says the VM's topology: its APIC ID, three cores in one package. */
+static void test_cpuid_topology(void **state)
+{
+    struct rvm_hv *hv;
+    struct rvm_vm *vm;
+    struct rvm_vm_config c;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    rvm_vm_config_init(&c);
+    c.mem.size = 16 << 20;
+    c.vcpus = 2;
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    assert_int_equal(rvm_vm_create(hv, &c, &vm), 0);
+    for (uint32_t id = 0; id < 2; id++) {
+        struct rvm_vcpu *v;
+        struct kvm_cpuid2 *cp = calloc(1, sizeof(*cp) + 256 * sizeof(cp->entries[0]));
+
+        assert_int_equal(rvm_vcpu_create(vm, id, &v), 0);
+        cp->nent = 256;
+        assert_int_equal(ioctl(v->fd, KVM_GET_CPUID2, cp), 0);
+        const struct kvm_cpuid_entry2 *e = leaf(cp, 1, 0);
+        assert_non_null(e);
+        assert_int_equal(e->ebx >> 24, id);         /* initial APIC ID */
+        assert_int_equal((e->ebx >> 16) & 0xff, 2); /* logical processors */
+        assert_true(e->ecx & (1U << 31));           /* hypervisor */
+        assert_non_null(leaf(cp, 0x40000000, 0));   /* KVM's paravirtual leaves */
+        if ((e = leaf(cp, 0xb, 1))) {
+            assert_int_equal(e->ebx & 0xffff, 2);      /* cores at the core level */
+            assert_int_equal((e->ecx >> 8) & 0xff, 2); /* level type: core */
+            assert_int_equal(e->edx, id);              /* x2APIC ID */
+            assert_int_equal(leaf(cp, 0xb, 0)->ebx & 0xffff, 1);
+        }
+        if ((e = leaf(cp, 0x80000008, 0)))
+            assert_int_equal(e->ecx & 0xff, 1); /* cores - 1 */
+        free(cp);
+    }
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_kvm_device),
         cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_cpuid_topology),
         cmocka_unit_test(test_pio),
         cmocka_unit_test(test_mmio),
         cmocka_unit_test(test_ioeventfd_pio),

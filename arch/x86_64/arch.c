@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -40,12 +41,29 @@ int arch_vm_init(struct rvm_vm *vm)
     return vm_ioctl(vm, KVM_CREATE_PIT2, (unsigned long)&pit, "KVM_CREATE_PIT2");
 }
 
+/* Bits of an APIC ID that number n things: ceil(log2(n)). */
+static uint32_t id_bits(uint32_t n)
+{
+    uint32_t b = 0;
+
+    while ((1U << b) < n)
+        b++;
+    return b;
+}
+
 /*
- * The host's supported CPUID, made this vCPU's: APIC IDs in leaves 1, 0xb
- * and 0x1f, the logical processor count, and the hypervisor bit.
+ * The host's supported CPUID, made this vCPU's, with the topology of the VM
+ * rather than the host's: one package of nvcpus cores, one thread each,
+ * APIC IDs 0..nvcpus-1 (as the MADT says). Leaf 1: APIC ID, logical count,
+ * HTT, the hypervisor bit; leaves 0xb/0x1f: an SMT level of 1 and a core
+ * level of nvcpus; leaf 4 (Intel): cores per package; 0x80000008 (AMD): the
+ * core count and APIC ID size; 0x8000001e (AMD): the extended APIC ID, one
+ * thread per core.
  */
 static void cpuid_for_vcpu(struct kvm_cpuid2 *c, uint32_t id, uint32_t nvcpus)
 {
+    uint32_t bits = id_bits(nvcpus);
+
     for (uint32_t i = 0; i < c->nent; i++) {
         struct kvm_cpuid_entry2 *e = &c->entries[i];
 
@@ -56,9 +74,37 @@ static void cpuid_for_vcpu(struct kvm_cpuid2 *c, uint32_t id, uint32_t nvcpus)
             if (nvcpus > 1)
                 e->edx |= 1U << 28; /* HTT: the logical count in EBX[23:16] is valid */
             break;
+        case 4:
+            /* EAX[31:26]: cores per package - 1; EAX[25:14]: threads sharing the cache - 1
+             * (the caches are per core, but the last level is the package's). */
+            if (e->eax & 0x1f) {
+                bool llc = ((e->eax >> 5) & 7) >= 3;
+                e->eax = (e->eax & 0x3fff) | ((nvcpus - 1) << 26) | ((llc ? nvcpus - 1 : 0) << 14);
+            }
+            break;
         case 0xb:
         case 0x1f:
+            if (e->index == 0) { /* SMT: one thread per core */
+                e->eax = 0;
+                e->ebx = 1;
+                e->ecx = (1U << 8) | 0;
+            } else if (e->index == 1) { /* cores: all of them in one package */
+                e->eax = bits;
+                e->ebx = nvcpus;
+                e->ecx = (2U << 8) | 1;
+            } else {
+                e->eax = e->ebx = 0;
+                e->ecx = e->index;
+            }
             e->edx = id;
+            break;
+        case 0x80000008:
+            e->ecx = (e->ecx & ~0xf0ffU) | (bits << 12) | (nvcpus - 1);
+            break;
+        case 0x8000001e:
+            e->eax = id;        /* extended APIC ID */
+            e->ebx = id & 0xff; /* compute unit (core) ID, one thread per core */
+            e->ecx &= ~0x7ffU;  /* node 0, one node per package */
             break;
         default:
             break;
