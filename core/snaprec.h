@@ -35,6 +35,7 @@ enum rec_type {
     REC_DEV_VIRTIO_BLK,
     REC_DEV_I8042,
     REC_DEV_BOOT_TIMER,
+    REC_DEV_VIRTIO_NET,
     REC_DEVICES = 96, /* the devices' kinds, oldest first */
 };
 

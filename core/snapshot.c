@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <liburing.h>
@@ -26,6 +27,7 @@
 #include "../arch/x86_64/arch.h"
 #include "../mem/mem_internal.h"
 #include "../virtio/blk.h"
+#include "../virtio/net.h"
 #include "log.h"
 #include "snaprec.h"
 #include "snapshot_internal.h"
@@ -1081,6 +1083,14 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
             if (r == 0)
                 r = rvm_vm_add_virtio_blk(vm, &bc, NULL, 0); /* with its transport, next */
             free(bpath);
+            break;
+        }
+        case REC_DEV_VIRTIO_NET: {
+            struct rvm_net_config nc;
+            char tap[IFNAMSIZ];
+            r = virtio_net_config_from_state(st, len, k, &nc, tap, sizeof(tap));
+            if (r == 0)
+                r = rvm_vm_add_virtio_net(vm, &nc, NULL, 0); /* the tap by name, in our namespace */
             break;
         }
         case REC_DEV_VIRTIO_MMIO:

@@ -290,6 +290,96 @@ static void test_size_over_mtu(void **state)
     close(sv[1]);
 }
 
+/* Datagrams seq [from, to) of size bytes to the guest, a little apart. */
+static void send_range(uint64_t from, uint64_t to, size_t size)
+{
+    struct sockaddr_in dst = {.sin_family = AF_INET,
+                              .sin_port = htons(BG_NET_PORT),
+                              .sin_addr.s_addr = htonl(BG_NET_GUEST_IP)};
+    uint8_t buf[1400];
+    int s = bg_udp_socket(BG_NET_HOST_IP, 0, 0);
+
+    assert_true(s >= 0);
+    for (uint64_t i = from; i < to; i++) {
+        bg_net_payload(buf, i, size);
+        assert_int_equal(sendto(s, buf, size, 0, (struct sockaddr *)&dst, sizeof(dst)),
+                         (ssize_t)size);
+        if (i % 25 == 24)
+            sleep_ms(5);
+    }
+    close(s);
+}
+
+/*
+ * A snapshot in the middle of a receiving guest, restored into a new VM: the
+ * tap is reopened by name, the guest's queues go on where they were, and it
+ * counts the rest of the datagrams without a gap or a bad one.
+ */
+static void test_snapshot_restore(void **state)
+{
+    struct gvm g;
+    struct console con2 = {.len = 0};
+    struct rvm_vm *vm2;
+    struct rvm_vm_result res;
+    char dir[64], path[96];
+    uint64_t v = 0;
+    (void)state;
+
+    int home = enter_with_tap(&g);
+    gvm_start(&g, "test=net-udp-rx n=200 size=600");
+    send_range(0, 100, 600);
+    sleep_ms(200);
+    snprintf(dir, sizeof(dir), "/tmp/ringvm-netsnap-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/s", dir);
+    assert_int_equal(rvm_vm_snapshot(g.t.vm, path, RVM_SNAPSHOT_FULL, NULL), 0);
+    rvm_vm_destroy(g.t.vm); /* its tap goes with it */
+
+    struct rvm_restore_params rp;
+    rvm_restore_params_init(&rp);
+    rp.uart = (struct rvm_uart_config){.out = console_out, .out_opaque = &con2};
+    assert_int_equal(rvm_vm_restore(g.t.hv, path, &rp, &vm2, NULL), 0);
+    assert_int_equal(bg_if_up(TAP, BG_NET_HOST_IP, 24), 0); /* the tap is new */
+    assert_int_equal(rvm_vm_start(vm2), 0);
+    send_range(100, 200, 600);
+    assert_int_equal(rvm_vm_wait(vm2, 60000, &res), 0);
+    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
+    assert_int_equal(res.value, 0);
+    assert_int_equal(bg_result_value(con2.buf, "received", &v), 0);
+    assert_int_equal(v, 200);
+    assert_int_equal(bg_result_value(con2.buf, "bad", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(bg_result_value(con2.buf, "reordered", &v), 0);
+    assert_int_equal(v, 0);
+    rvm_vm_destroy(vm2);
+    rvm_hv_close(g.t.hv);
+    assert_int_equal(bg_netns_leave(home), 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A socket's peer cannot be found again: such a VM's snapshot is refused, and it runs on. */
+static void test_snapshot_socket_refused(void **state)
+{
+    struct gvm g;
+    int sv[2];
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct rvm_net_config nc = {.fd = sv[0]};
+    gvm_create(&g, &nc);
+    gvm_start(&g, "test=net-udp-rx n=1");
+    assert_int_equal(rvm_vm_snapshot(g.t.vm, "/tmp/ringvm-netsnap-never", RVM_SNAPSHOT_FULL, NULL),
+                     -EOPNOTSUPP);
+    assert_non_null(strstr(g.t.log.last, "socket cannot be saved"));
+    close(sv[1]); /* the guest sees its link go down and ends */
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    assert_int_equal(result(&g, "link"), 0);
+    tvm_destroy(&g.t);
+}
+
 /*
  * QEMU (microvm, its virtio-net-device on a tap, legacy virtio-mmio) runs the
  * same workloads: runs the guest there with args; 0 when it exited cleanly
@@ -376,6 +466,8 @@ int main(void)
         cmocka_unit_test(test_tap_disappears),
         cmocka_unit_test(test_two_guests_socket),
         cmocka_unit_test(test_size_over_mtu),
+        cmocka_unit_test(test_snapshot_restore),
+        cmocka_unit_test(test_snapshot_socket_refused),
         cmocka_unit_test(test_qemu_net),
     };
     return cmocka_run_group_tests_name("net_guest", tests, NULL, NULL);

@@ -21,6 +21,7 @@
 #include <ringvm/vm.h>
 
 #include "../core/log.h"
+#include "../core/snaprec.h"
 #include "../core/vm_internal.h"
 #include "../mem/mem_internal.h"
 #include "mmio.h"
@@ -804,6 +805,21 @@ static void pair_stop(struct pair *p)
         return;
     if (worker_stop(p->worker, p->stop_efd, &p->ring) < 0)
         rvm_err(p->n->vm->hv, "virtio-net: cannot signal a worker to stop");
+    /*
+     * Receive chains the device held go back to the driver empty: a snapshot
+     * saves the queue as taken, so a restored device would never give them
+     * back otherwise (a driver reset forgets them anyway). Drivers count a
+     * zero-length buffer as a short frame and post it again.
+     */
+    if (p->held_n && p->rx && p->rx->size && !p->rx->broken) {
+        while (p->held_n) {
+            vq_add_used(p->rx, p->held[p->held_first], 0);
+            p->held_first = (p->held_first + 1) % p->rx->size;
+            p->held_n--;
+        }
+        if (vq_publish_used(p->rx))
+            virtio_mmio_interrupt(p->n->t, VIRTIO_MMIO_INT_VRING);
+    }
     pair_free(p);
     p->running = false;
 }
@@ -876,6 +892,91 @@ static void net_destroy(void *dev)
         close(n->pairs[i].fd);
     free(n);
 }
+
+/* ---- snapshots ---- */
+
+/* What a restore needs to make the device again; the queues are the transport's. */
+struct net_state {
+    uint8_t mac[6];
+    uint16_t mtu;
+    uint16_t npairs;
+    uint16_t pad;
+    uint32_t poll_us; /* as the device ran: 0 never */
+    char tap[IFNAMSIZ];
+};
+
+/*
+ * Only a tap can be saved: it is reopened by name on restore (its name asked
+ * of the fd, so a tap the embedder opened counts too). A socket's peer
+ * cannot be found again.
+ */
+static int net_save(void *dev, struct recbuf *b, uint32_t index)
+{
+    struct virtio_net *n = dev;
+    struct net_state s;
+    struct ifreq ifr;
+
+    memset(&s, 0, sizeof(s));
+    memset(&ifr, 0, sizeof(ifr));
+    if (!n->tap || ioctl(n->pairs[0].fd, TUNGETIFF, &ifr) < 0) {
+        rvm_err(n->vm->hv, "snapshot: a virtio-net device on a socket cannot be saved (its peer "
+                           "could not be found again on restore)");
+        return -EOPNOTSUPP;
+    }
+    memcpy(s.mac, n->cfg.mac, sizeof(s.mac));
+    s.mtu = n->cfg.mtu;
+    s.npairs = (uint16_t)n->npairs;
+    s.poll_us = (uint32_t)(n->poll_ns / 1000);
+    memcpy(s.tap, ifr.ifr_name, IFNAMSIZ - 1);
+    rec_put(b, REC_DEV_VIRTIO_NET, index, &s, sizeof(s));
+    return b->err;
+}
+
+static int net_state_get(const uint8_t *st, size_t len, uint32_t index, struct net_state *s)
+{
+    const void *p;
+    uint32_t l;
+
+    if (rec_find(st, len, REC_DEV_VIRTIO_NET, index, &p, &l) < 0 || l != sizeof(*s))
+        return -EBADMSG;
+    memcpy(s, p, sizeof(*s));
+    return s->tap[IFNAMSIZ - 1] || !s->tap[0] || s->npairs < 1 ||
+                   s->npairs > RVM_NET_MAX_QUEUE_PAIRS
+               ? -EBADMSG
+               : 0;
+}
+
+/* The device was made again from the record: check it is the one saved. */
+static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
+{
+    struct virtio_net *n = dev;
+    struct net_state s;
+
+    if (net_state_get(st, len, index, &s) < 0)
+        return -EBADMSG;
+    if (memcmp(s.mac, n->cfg.mac, 6) || s.mtu != n->cfg.mtu || s.npairs != n->npairs)
+        return -EINVAL;
+    return 0;
+}
+
+int virtio_net_config_from_state(const uint8_t *st, size_t len, uint32_t index,
+                                 struct rvm_net_config *c, char *tap, size_t tlen)
+{
+    struct net_state s;
+
+    if (net_state_get(st, len, index, &s) < 0 || strlen(s.tap) >= tlen)
+        return -EBADMSG;
+    memcpy(tap, s.tap, strlen(s.tap) + 1);
+    *c = (struct rvm_net_config){.tap = tap,
+                                 .fd = -1,
+                                 .mtu = s.mtu,
+                                 .queues = s.npairs,
+                                 .poll_us = s.poll_us ? s.poll_us : RVM_NET_NO_POLL};
+    memcpy(c->mac, s.mac, 6);
+    return 0;
+}
+
+static const struct vm_snap_ops net_snap = {REC_DEV_VIRTIO_NET, net_save, net_load, NULL, NULL};
 
 int virtio_net_open_tap(const char *name, unsigned queues, int *fds)
 {
@@ -967,7 +1068,7 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .activate = net_activate,
         .reset = net_reset,
     };
-    if ((r = vm_add_device(vm, n, NULL, net_destroy)) < 0) {
+    if ((r = vm_add_device_snap(vm, n, NULL, net_destroy, &net_snap)) < 0) {
         for (unsigned i = 0; i < nfds; i++)
             close(o->fds[i]);
         free(n);
