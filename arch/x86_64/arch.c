@@ -147,6 +147,19 @@ static void flat_segment(struct kvm_segment *s, uint16_t selector, uint8_t type)
     };
 }
 
+/* General registers at an entry: all zero but RIP, RBX, RSI and the reserved RFLAGS bit. */
+static int set_entry_regs(struct rvm_vcpu *v, uint64_t rip, uint64_t rbx, uint64_t rsi)
+{
+    struct kvm_regs regs;
+
+    memset(&regs, 0, sizeof(regs));
+    regs.rflags = 0x2;
+    regs.rip = rip;
+    regs.rbx = rbx;
+    regs.rsi = rsi;
+    return rvm_vcpu_set_regs(v, &regs);
+}
+
 /*
  * The Linux 64-bit boot protocol's entry: long mode, paging on the loader's
  * identity map, CS = __BOOT_CS (0x10, 64-bit code), the data segments
@@ -155,7 +168,6 @@ static void flat_segment(struct kvm_segment *s, uint16_t selector, uint8_t type)
 static int set_linux64_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info)
 {
     struct kvm_sregs sregs;
-    struct kvm_regs regs;
     int r;
 
     if ((r = rvm_vcpu_get_sregs(v, &sregs)) < 0)
@@ -177,18 +189,12 @@ static int set_linux64_entry(struct rvm_vcpu *v, const struct rvm_boot_info *inf
     sregs.efer = 0x500;            /* LME | LMA */
     if ((r = rvm_vcpu_set_sregs(v, &sregs)) < 0)
         return r;
-
-    memset(&regs, 0, sizeof(regs));
-    regs.rflags = 0x2;
-    regs.rip = info->entry;
-    regs.rsi = info->start_info_gpa;
-    return rvm_vcpu_set_regs(v, &regs);
+    return set_entry_regs(v, info->entry, 0, info->start_info_gpa);
 }
 
 int arch_vcpu_set_pvh_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info)
 {
     struct kvm_sregs sregs;
-    struct kvm_regs regs;
     int r;
 
     if (info->protocol == RVM_BOOT_LINUX64)
@@ -207,12 +213,7 @@ int arch_vcpu_set_pvh_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info
     sregs.efer = 0;
     if ((r = rvm_vcpu_set_sregs(v, &sregs)) < 0)
         return r;
-
-    memset(&regs, 0, sizeof(regs));
-    regs.rflags = 0x2;
-    regs.rip = info->entry;
-    regs.rbx = info->start_info_gpa;
-    return rvm_vcpu_set_regs(v, &regs);
+    return set_entry_regs(v, info->entry, info->start_info_gpa, 0);
 }
 
 int rvm_vcpu_set_pvh_entry(struct rvm_vcpu *v, const struct rvm_boot_info *info)

@@ -423,34 +423,33 @@ static int read_image(struct rvm_vm *vm, const char *path, uint8_t **out, size_t
     return 0;
 }
 
-int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_pvh_params *params,
-                         struct rvm_boot_info *info)
+/* Reads path and loads it with load (the file's bytes freed after). */
+static int load_file(struct rvm_vm *vm, const char *path, const struct rvm_pvh_params *params,
+                     struct rvm_boot_info *info,
+                     int (*load)(struct rvm_vm *, const void *, size_t,
+                                 const struct rvm_pvh_params *, struct rvm_boot_info *))
 {
-    uint8_t *buf;
-    size_t len;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     int r;
 
     if (!vm || !path)
         return -EINVAL;
     if ((r = read_image(vm, path, &buf, &len)) < 0)
         return r;
-    r = rvm_vm_load_pvh(vm, buf, len, params, info);
+    r = load(vm, buf, len, params, info);
     free(buf);
     return r;
+}
+
+int rvm_vm_load_pvh_file(struct rvm_vm *vm, const char *path, const struct rvm_pvh_params *params,
+                         struct rvm_boot_info *info)
+{
+    return load_file(vm, path, params, info, rvm_vm_load_pvh);
 }
 
 int rvm_vm_load_kernel_file(struct rvm_vm *vm, const char *path,
                             const struct rvm_pvh_params *params, struct rvm_boot_info *info)
 {
-    uint8_t *buf;
-    size_t len;
-    int r;
-
-    if (!vm || !path)
-        return -EINVAL;
-    if ((r = read_image(vm, path, &buf, &len)) < 0)
-        return r;
-    r = rvm_vm_load_kernel(vm, buf, len, params, info);
-    free(buf);
-    return r;
+    return load_file(vm, path, params, info, rvm_vm_load_kernel);
 }
