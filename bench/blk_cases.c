@@ -18,6 +18,7 @@
 
 #include "bench.h"
 #include "guest_image.h"
+#include "ringvm_vm.h"
 
 #define FILE_SIZE (256ULL << 20)
 #define FILE_PATH "/var/tmp/ringvm-bench-disk.img"
@@ -156,17 +157,7 @@ static double ringvm_run(struct rvm_hv *hv, const struct guest_image *img, const
 
     rvm_vm_config_init(&c);
     c.mem.size = 128ULL << 20;
-    if (cpu >= 0) {
-        /* The vCPU on this thread's CPU, the device worker on the others: it never waits
-         * for a polling guest to be scheduled out. */
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-        c.n_cpus = 1;
-        c.cpus[0] = cpu;
-        for (int i = 0; i < n && c.n_io_cpus < RVM_MAX_CPUS_LIST; i++)
-            if (i != cpu)
-                c.io_cpus[c.n_io_cpus++] = i;
-    }
+    bench_vm_config_pin_apart(&c, cpu); /* the vCPU on this thread's CPU, the worker apart */
     if (rvm_vm_create(hv, &c, &vm) < 0)
         return -1;
     r = rvm_uart_attach(vm, &uc, NULL);

@@ -140,15 +140,7 @@ static int ringvm_run(struct rvm_hv *hv, const struct guest_image *img, const st
         return r;
     rvm_vm_config_init(&c);
     c.mem.size = 64ULL << 20;
-    if (cpu >= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-        c.n_cpus = 1;
-        c.cpus[0] = cpu;
-        for (int i = 0; i < n && c.n_io_cpus < RVM_MAX_CPUS_LIST; i++)
-            if (i != cpu)
-                c.io_cpus[c.n_io_cpus++] = i;
-    }
+    bench_vm_config_pin_apart(&c, cpu);
     /* The command line needs the device's word, so the VM comes first, then its guest. */
     r = bench_vm_create_config(hv, NULL, NULL, &c, &b);
     if (r == 0)

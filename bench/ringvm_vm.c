@@ -45,6 +45,19 @@ int bench_vm_load(struct bench_vm *b, const struct guest_image *img, const char 
     return rvm_vm_load_pvh(b->vm, img->elf, img->elf_size, &pp, NULL);
 }
 
+void bench_vm_config_pin_apart(struct rvm_vm_config *c, int cpu)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cpu < 0)
+        return;
+    c->n_cpus = 1;
+    c->cpus[0] = cpu;
+    for (int i = 0; i < n && c->n_io_cpus < RVM_MAX_CPUS_LIST; i++)
+        if (i != cpu)
+            c->io_cpus[c->n_io_cpus++] = i;
+}
+
 int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline, int cpu,
                     struct bench_vm *b)
 {

@@ -21,6 +21,13 @@ int bench_vm_create(struct rvm_hv *hv, const struct guest_image *img, const char
 int bench_vm_create_config(struct rvm_hv *hv, const struct guest_image *img, const char *cmdline,
                            const struct rvm_vm_config *c, struct bench_vm *b);
 
+/*
+ * Pins the VM's one vCPU to cpu and gives its device workers every other CPU
+ * (cpu < 0: nothing pinned): a worker never waits for a polling guest to be
+ * scheduled out.
+ */
+void bench_vm_config_pin_apart(struct rvm_vm_config *c, int cpu);
+
 /* Adds what the exit workloads aim at: null devices and an ioeventfd on each bus. */
 int bench_vm_add_exit_targets(struct bench_vm *b);
 

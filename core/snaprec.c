@@ -71,6 +71,18 @@ int rec_find(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, con
     return walk(p, len, type, instance, data, dlen);
 }
 
+int rec_get(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, void *out,
+            uint32_t size)
+{
+    const void *d;
+    uint32_t l;
+
+    if (rec_find(p, len, type, instance, &d, &l) < 0 || l != size)
+        return -EBADMSG;
+    memcpy(out, d, size);
+    return 0;
+}
+
 int rec_check(const uint8_t *p, size_t len)
 {
     int r = walk(p, len, 0, 0, NULL, NULL);

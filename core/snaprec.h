@@ -60,6 +60,9 @@ void rec_free(struct recbuf *b);
  */
 int rec_find(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, const void **data,
              uint32_t *dlen);
+/* Copies record (type, instance), which must be exactly size bytes, into out. 0 or -EBADMSG. */
+int rec_get(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, void *out,
+            uint32_t size);
 /* Checks the whole sequence is well formed. 0 or -EBADMSG. */
 int rec_check(const uint8_t *p, size_t len);
 

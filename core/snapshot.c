@@ -40,10 +40,7 @@
 
 static double now_s(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)vm_now_ns() * 1e-9;
 }
 
 void rvm_restore_params_init(struct rvm_restore_params *p)
@@ -1047,8 +1044,6 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
         return -EBADMSG;
     for (uint32_t k = 0; k < l / sizeof(uint32_t); k++) {
         uint32_t kind;
-        const void *dp;
-        uint32_t dl;
 
         memcpy(&kind, (const char *)p + k * sizeof(uint32_t), sizeof(kind));
         switch (kind) {
@@ -1057,10 +1052,8 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
             break;
         case REC_DEV_DEBUG_EXIT: {
             uint16_t port;
-            if (rec_find(st, len, REC_DEV_DEBUG_EXIT, k, &dp, &dl) < 0 || dl != sizeof(port))
-                return -EBADMSG;
-            memcpy(&port, dp, sizeof(port));
-            r = rvm_debug_exit_attach(vm, port);
+            if ((r = rec_get(st, len, REC_DEV_DEBUG_EXIT, k, &port, sizeof(port))) == 0)
+                r = rvm_debug_exit_attach(vm, port);
             break;
         }
         case REC_DEV_I8042:
@@ -1068,10 +1061,8 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
             break;
         case REC_DEV_BOOT_TIMER: {
             uint16_t port;
-            if (rec_find(st, len, REC_DEV_BOOT_TIMER, k, &dp, &dl) < 0 || dl != sizeof(port))
-                return -EBADMSG;
-            memcpy(&port, dp, sizeof(port));
-            r = rvm_boot_timer_attach(vm, port);
+            if ((r = rec_get(st, len, REC_DEV_BOOT_TIMER, k, &port, sizeof(port))) == 0)
+                r = rvm_boot_timer_attach(vm, port);
             break;
         }
         case REC_DEV_VIRTIO_BLK: {

@@ -33,13 +33,10 @@ static int debug_exit_save(void *dev, struct recbuf *b, uint32_t index)
 
 static int debug_exit_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
-    const void *p;
-    uint32_t l;
     uint16_t port;
 
-    if (rec_find(st, len, REC_DEV_DEBUG_EXIT, index, &p, &l) < 0 || l != sizeof(port))
+    if (rec_get(st, len, REC_DEV_DEBUG_EXIT, index, &port, sizeof(port)) < 0)
         return -EBADMSG;
-    memcpy(&port, p, sizeof(port));
     return port == ((struct debug_exit *)dev)->port ? 0 : -EINVAL;
 }
 

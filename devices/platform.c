@@ -49,14 +49,14 @@ static const struct rvm_io_ops i8042_data_ops = {.read = i8042_read, .write = i8
 static const struct rvm_io_ops i8042_cmd_ops = {.read = i8042_read, .write = i8042_cmd_write};
 
 /* Stateless: a restored VM gets the device again. */
-static int none_save(void *dev, struct recbuf *b, uint32_t index)
+static int i8042_save(void *dev, struct recbuf *b, uint32_t index)
 {
     (void)dev;
     rec_put(b, REC_DEV_I8042, index, "", 0);
     return b->err;
 }
 
-static int none_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
+static int i8042_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
     const void *p;
     uint32_t l;
@@ -66,7 +66,7 @@ static int none_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 }
 
 static const struct vm_snap_ops i8042_snap = {
-    .kind = REC_DEV_I8042, .save = none_save, .load = none_load};
+    .kind = REC_DEV_I8042, .save = i8042_save, .load = i8042_load};
 
 int rvm_i8042_attach(struct rvm_vm *vm)
 {
@@ -131,13 +131,10 @@ static int boot_timer_save(void *dev, struct recbuf *b, uint32_t index)
 
 static int boot_timer_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
-    const void *p;
-    uint32_t l;
     uint16_t port;
 
-    if (rec_find(st, len, REC_DEV_BOOT_TIMER, index, &p, &l) < 0 || l != sizeof(port))
+    if (rec_get(st, len, REC_DEV_BOOT_TIMER, index, &port, sizeof(port)) < 0)
         return -EBADMSG;
-    memcpy(&port, p, sizeof(port));
     return port == ((struct boot_timer *)dev)->port ? 0 : -EINVAL;
 }
 

@@ -348,12 +348,9 @@ static int uart_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
     struct rvm_uart *u = dev;
     struct uart_state s;
-    const void *p;
-    uint32_t l;
 
-    if (rec_find(st, len, REC_DEV_UART, index, &p, &l) < 0 || l != sizeof(s))
+    if (rec_get(st, len, REC_DEV_UART, index, &s, sizeof(s)) < 0)
         return -EBADMSG;
-    memcpy(&s, p, sizeof(s));
     if (s.base != u->base || s.irq != u->irq || s.rx_count > RX_SIZE)
         return -EINVAL;
     pthread_mutex_lock(&u->lock);

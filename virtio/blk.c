@@ -236,7 +236,7 @@ static void finish(struct virtio_blk *b, int slot, int res)
  */
 static bool poll_for_work(struct virtio_blk *b)
 {
-    uint64_t start = worker_now_ns();
+    uint64_t start = vm_now_ns();
 
     io_uring_submit(&b->ring);
     for (unsigned i = 1;; i++) {
@@ -252,7 +252,7 @@ static bool poll_for_work(struct virtio_blk *b)
             /* Writes that must allocate go to io_uring's kernel workers: let them run. */
             sched_yield();
         }
-        if (i % 64 == 0 && worker_now_ns() - start > b->poll_ns)
+        if (i % 64 == 0 && vm_now_ns() - start > b->poll_ns)
             return false;
         __builtin_ia32_pause();
     }
@@ -426,12 +426,8 @@ static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
 /* Device index's record, whole and with its path terminated. */
 static int blk_state_get(const uint8_t *st, size_t len, uint32_t index, struct blk_state *s)
 {
-    const void *p;
-    uint32_t l;
-
-    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 || l != sizeof(*s))
+    if (rec_get(st, len, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s)) < 0)
         return -EBADMSG;
-    memcpy(s, p, sizeof(*s));
     return s->path[sizeof(s->path) - 1] ? -EBADMSG : 0;
 }
 

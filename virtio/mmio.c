@@ -388,13 +388,10 @@ static int transport_load(void *p, const uint8_t *st, size_t len, uint32_t index
 {
     struct virtio_mmio *t = p;
     struct mmio_state s;
-    const void *d;
-    uint32_t l;
     int r = 0;
 
-    if (rec_find(st, len, REC_DEV_VIRTIO_MMIO, index, &d, &l) < 0 || l != sizeof(s))
+    if (rec_get(st, len, REC_DEV_VIRTIO_MMIO, index, &s, sizeof(s)) < 0)
         return -EBADMSG;
-    memcpy(&s, d, sizeof(s));
     if (s.base != t->base || s.gsi != t->gsi || s.device_id != t->ops->device_id ||
         s.nq != t->ops->num_queues || (s.driver_features & ~offered(t)))
         return -EINVAL;

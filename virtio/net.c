@@ -626,7 +626,7 @@ static bool drain_ctrl(struct pair *p)
  */
 static bool poll_for_work(struct pair *p)
 {
-    uint64_t start = worker_now_ns();
+    uint64_t start = vm_now_ns();
 
     io_uring_submit(&p->ring);
     for (unsigned i = 1;; i++) {
@@ -640,7 +640,7 @@ static bool poll_for_work(struct pair *p)
             io_uring_get_events(&p->ring); /* runs the completions' task work */
         if (i % 8 == 0)
             sched_yield(); /* io_uring's kernel workers may need this CPU */
-        if (i % 64 == 0 && worker_now_ns() - start > p->n->poll_ns)
+        if (i % 64 == 0 && vm_now_ns() - start > p->n->poll_ns)
             return false;
         __builtin_ia32_pause();
     }
@@ -934,12 +934,8 @@ static int net_save(void *dev, struct recbuf *b, uint32_t index)
 
 static int net_state_get(const uint8_t *st, size_t len, uint32_t index, struct net_state *s)
 {
-    const void *p;
-    uint32_t l;
-
-    if (rec_find(st, len, REC_DEV_VIRTIO_NET, index, &p, &l) < 0 || l != sizeof(*s))
+    if (rec_get(st, len, REC_DEV_VIRTIO_NET, index, s, sizeof(*s)) < 0)
         return -EBADMSG;
-    memcpy(s, p, sizeof(*s));
     return s->tap[IFNAMSIZ - 1] || !s->tap[0] || s->npairs < 1 ||
                    s->npairs > RVM_NET_MAX_QUEUE_PAIRS
                ? -EBADMSG
