@@ -245,6 +245,25 @@ static void test_load_refused(void **state)
     build();
 }
 
+/*
+ * initrd_addr_max 0xffffffff (any address below 4 GiB): the initrd goes at
+ * the top of low RAM. Its "+ 1" once wrapped in 32 bits, the limit became
+ * 0 and every initrd was refused (found by fuzzing the loader).
+ */
+static void test_initrd_addr_max_4g(void **state)
+{
+    struct rvm_mem *m = *state;
+    static uint8_t initrd[8192];
+    struct rvm_pvh_params p = {.initrd = initrd, .initrd_size = sizeof(initrd)};
+    struct rvm_boot_info bi;
+
+    put32(img + 0x22c, 0xffffffff);
+    assert_int_equal(rvm_bzimage_load(m, img, sizeof(img), &p, &bi), 0);
+    assert_int_equal(bi.initrd_size, sizeof(initrd));
+    assert_int_equal(bi.initrd_gpa, MEM_SIZE - sizeof(initrd));
+    build();
+}
+
 /* A VM enters the image's 64-bit entry in long mode with RSI at the zero page. */
 static void test_entry_in_vm(void **state)
 {
@@ -300,6 +319,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_initrd_addr_max_4g, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_in_vm, setup, teardown),
     };
     return cmocka_run_group_tests_name("bzimage", tests, NULL, NULL);

@@ -122,8 +122,9 @@ static int place_initrd(const struct rvm_hv *hv, struct rvm_mem *mem,
 
     if (!p->initrd || !p->initrd_size)
         return 0;
-    if (bi->initrd_addr_max && bi->initrd_addr_max + 1 < top)
-        top = bi->initrd_addr_max + 1;
+    /* The highest address the initrd may use, inclusive: the limit is one past it (64 bits). */
+    if (bi->initrd_addr_max && (uint64_t)bi->initrd_addr_max + 1 < top)
+        top = (uint64_t)bi->initrd_addr_max + 1;
     if (p->initrd_size > top || ((top - p->initrd_size) & ~(PAGE - 1)) < kernel_end) {
         rvm_err(hv, "bzImage: an initrd of %zu bytes does not fit between the kernel and 0x%llx",
                 p->initrd_size, (unsigned long long)top);
