@@ -31,7 +31,8 @@ const char cli_usage[] =
     "  --serial stdio|PATH  where COM1 output goes (default: stdio)\n"
     "  --disk PATH[,ro][,queues=N][,poll=US]\n"
     "                       a virtio-blk disk on a raw image (repeatable, up to 16); the\n"
-    "                       guest finds it through virtio_mmio.device= on its command line;\n"
+    "                       guest finds it in the ACPI DSDT (or, with --no-acpi, through\n"
+    "                       virtio_mmio.device= on its command line);\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
     "                       (default 32; 0: never)\n"
     "  --net tap=NAME[,mac=MAC][,mtu=N][,poll=US][,queues=N] | unix=PATH[,...]\n"
@@ -44,13 +45,21 @@ const char cli_usage[] =
     "                       on SIGUSR1, snapshot into DIR/snap-1, DIR/snap-2, ...\n"
     "  --snapshot-mode full|live|diff\n"
     "                       how (default live; diff: the first is full, then diffs)\n"
+    "  --no-acpi            no ACPI tables: virtio devices go on the command line\n"
+    "                       (virtio_mmio.device=), CPUs and IRQs in the MP table only\n"
+    "  --cpuid LEAF[.SUB],REG,clear=MASK|set=MASK|value=V\n"
+    "                       change a CPUID register of every vCPU (repeatable), e.g.\n"
+    "                       0x40000001,eax,clear=0x2880 hides KVM's PV unhalt, PV IPI\n"
+    "                       and PV sched-yield, whose hypercalls some hosts cannot run\n"
     "  -v, --verbose        log debug messages to stderr\n"
     "\n"
-    "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4), a debug-exit port at 0xf4, and\n"
-    "virtio-mmio devices from 0xd0100000 (4 KiB apart, IRQs from 5).\n"
+    "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4), a debug-exit port at 0xf4, the\n"
+    "i8042 reset line (0x64), a boot timer (0x440), pvpanic (0x505), and virtio-mmio\n"
+    "devices from 0xd0100000 (4 KiB apart, IRQs from 5).\n"
     "Exit status: the value the guest writes to port 0xf4 (QEMU's isa-debug-exit\n"
     "would exit with (value << 1) | 1), 0 when the guest powers off, 125 when ringvm\n"
-    "fails or the guest crashes (triple fault, emulation error), 130 on SIGINT/SIGTERM.\n";
+    "fails or the guest crashes (triple fault, emulation error), 123 when the guest\n"
+    "kernel panics (pvpanic), 130 on SIGINT/SIGTERM.\n";
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
@@ -199,6 +208,65 @@ int cli_parse_net(char *s, struct cli_net *net)
     return net->tap || net->unix_path ? 0 : -EINVAL;
 }
 
+/* A 32-bit number in C syntax (decimal, 0x hex, 0 octal), the whole of s. */
+static int parse_u32(const char *s, uint32_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || *end || v > UINT32_MAX)
+        return -EINVAL;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int cli_parse_cpuid(const char *s, struct rvm_cpuid_edit *e)
+{
+    static const char *const regs[] = {"eax", "ebx", "ecx", "edx"};
+    char buf[128], *save = NULL, *leaf, *reg, *op, *dot;
+    bool any_op = false;
+
+    memset(e, 0, sizeof(*e));
+    if (!s || strlen(s) >= sizeof(buf))
+        return -EINVAL;
+    strcpy(buf, s);
+    leaf = strtok_r(buf, ",", &save);
+    reg = strtok_r(NULL, ",", &save);
+    if (!leaf || !reg)
+        return -EINVAL;
+    if ((dot = strchr(leaf, '.'))) {
+        *dot = '\0';
+        if (!strcmp(dot + 1, "*"))
+            e->any_index = true;
+        else if (parse_u32(dot + 1, &e->index) < 0)
+            return -EINVAL;
+    }
+    if (parse_u32(leaf, &e->function) < 0)
+        return -EINVAL;
+    for (e->reg = 0; e->reg < 4 && strcmp(reg, regs[e->reg]); e->reg++)
+        ;
+    if (e->reg == 4)
+        return -EINVAL;
+    while ((op = strtok_r(NULL, ",", &save))) {
+        uint32_t v;
+
+        if (!strncmp(op, "clear=", 6) && parse_u32(op + 6, &v) == 0)
+            e->clear |= v;
+        else if (!strncmp(op, "set=", 4) && parse_u32(op + 4, &v) == 0)
+            e->set |= v;
+        else if (!strncmp(op, "value=", 6) && parse_u32(op + 6, &v) == 0)
+            e->clear = UINT32_MAX, e->set = v;
+        else
+            return -EINVAL;
+        any_op = true;
+    }
+    return any_op ? 0 : -EINVAL;
+}
+
 static int fail(char *err, size_t len, const char *fmt, const char *arg)
 {
     snprintf(err, len, fmt, arg ? arg : "");
@@ -239,7 +307,9 @@ enum {
     OPT_SNAP_MODE,
     OPT_LAZY,
     OPT_EAGER,
-    OPT_NET
+    OPT_NET,
+    OPT_NO_ACPI,
+    OPT_CPUID
 };
 
 static const struct option long_opts[] = {
@@ -261,6 +331,8 @@ static const struct option long_opts[] = {
     {"prefault", no_argument, NULL, OPT_PREFAULT},
     {"serial", required_argument, NULL, OPT_SERIAL},
     {"disk", required_argument, NULL, OPT_DISK},
+    {"no-acpi", no_argument, NULL, OPT_NO_ACPI},
+    {"cpuid", required_argument, NULL, OPT_CPUID},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -287,6 +359,17 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         return *arg ? 0 : fail(err, len, "--serial needs stdio or a path", NULL);
     case OPT_PREFAULT:
         o->vm.mem.prefault = true;
+        return 0;
+    case OPT_NO_ACPI:
+        o->no_acpi = true;
+        return 0;
+    case OPT_CPUID:
+        if (o->vm.n_cpuid_edits == RVM_MAX_CPUID_EDITS)
+            return fail(err, len, "too many --cpuid options (at most 32)", NULL);
+        if (cli_parse_cpuid(arg, &o->vm.cpuid_edits[o->vm.n_cpuid_edits]) < 0)
+            return fail(err, len,
+                        "bad --cpuid '%s' (LEAF[.SUBLEAF],REG,clear=MASK|set=MASK|value=V)", arg);
+        o->vm.n_cpuid_edits++;
         return 0;
     case OPT_DISK:
         if (o->ndisks + o->nnets == RVM_VIRTIO_MAX_DEVICES)

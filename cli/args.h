@@ -16,6 +16,12 @@ struct cli_opts {
     const char *initrd;
     const char *serial; /* "stdio" or a path */
     bool verbose;
+    /*
+     * How the guest finds its devices: ACPI tables (DSDT) and no command-line
+     * words, or with no_acpi the virtio_mmio.device= words and no ACPI.
+     * The MP table is written either way.
+     */
+    bool no_acpi;
     struct rvm_vm_config vm;
     unsigned ndisks;
     struct rvm_blk_config disks[RVM_VIRTIO_MAX_DEVICES];
@@ -49,6 +55,13 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk);
 
 /* "tap=NAME[,mac=MAC][,mtu=N]" or "unix=PATH[,...]" -> *net (pointing into s). -EINVAL on junk. */
 int cli_parse_net(char *s, struct cli_net *net);
+
+/*
+ * "LEAF[.SUBLEAF],REG,OP[,OP]" -> *e, where REG is eax..edx and OP is
+ * clear=MASK, set=MASK or value=V (clear all, then set V); SUBLEAF may be
+ * '*' for every subleaf. Numbers in C syntax (0x...). -EINVAL on junk.
+ */
+int cli_parse_cpuid(const char *s, struct rvm_cpuid_edit *e);
 
 /* "0,2-4" -> cpus[] (at most max entries). Returns the count or -EINVAL. */
 int cli_parse_cpus(const char *s, int *cpus, unsigned max);

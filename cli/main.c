@@ -14,6 +14,7 @@
 
 #include "args.h"
 
+#define EXIT_PANIC  123
 #define EXIT_RINGVM 125
 #define EXIT_SIGNAL 130
 
@@ -276,7 +277,16 @@ static int unix_link(const char *path)
     return fd < 0 ? e : fd;
 }
 
-/* Adds --net devices, their words appended to cmdline (of size len). */
+/* Appends a device's command-line word to cmdline (of size len), if the guest needs words. */
+static void add_word(const struct cli_opts *o, char *cmdline, size_t len, const char *word)
+{
+    size_t used = strlen(cmdline);
+
+    if (o->no_acpi)
+        snprintf(cmdline + used, len - used, "%s%s", used ? " " : "", word);
+}
+
+/* Adds --net devices (their words appended to cmdline, of size len, without ACPI). */
 static int add_nets(struct rvm_vm *vm, const struct cli_opts *o, char *cmdline, size_t len)
 {
     for (unsigned i = 0; i < o->nnets; i++) {
@@ -284,7 +294,6 @@ static int add_nets(struct rvm_vm *vm, const struct cli_opts *o, char *cmdline, 
         struct rvm_net_config nc = {
             .tap = c->tap, .fd = -1, .mtu = c->mtu, .poll_us = c->poll_us, .queues = c->queues};
         char word[96];
-        size_t used = strlen(cmdline);
         int r;
 
         memcpy(nc.mac, c->mac, sizeof(nc.mac));
@@ -296,7 +305,7 @@ static int add_nets(struct rvm_vm *vm, const struct cli_opts *o, char *cmdline, 
             fprintf(stderr, "ringvm: --net %s: %s\n", c->tap ? c->tap : c->unix_path, strerror(-r));
             return r;
         }
-        snprintf(cmdline + used, len - used, "%s%s", used ? " " : "", word);
+        add_word(o, cmdline, len, word);
     }
     return 0;
 }
@@ -336,28 +345,34 @@ static int run(const struct cli_opts *o)
     }
     /* Linux guests: reboot=k through the i8042, "init reached" on the boot timer. */
     if ((r = rvm_uart_attach(vm, &uc, NULL)) < 0 || (r = rvm_debug_exit_attach(vm, 0)) < 0 ||
-        (r = rvm_i8042_attach(vm)) < 0 || (r = rvm_boot_timer_attach(vm, 0)) < 0) {
+        (r = rvm_i8042_attach(vm)) < 0 || (r = rvm_boot_timer_attach(vm, 0)) < 0 ||
+        (r = rvm_pvpanic_attach(vm, 0)) < 0) {
         fprintf(stderr, "ringvm: cannot attach devices: %s\n", strerror(-r));
         goto out;
     }
-    /* Disks, announced to the guest on its command line. */
+    /* Disks, in the DSDT or (--no-acpi) announced on the command line. */
     snprintf(cmdline, sizeof(cmdline), "%s", o->cmdline ? o->cmdline : "");
     for (unsigned i = 0; i < o->ndisks; i++) {
         char word[96];
-        size_t used = strlen(cmdline);
 
         if ((r = rvm_vm_add_virtio_blk(vm, &o->disks[i], word, sizeof(word))) < 0) {
             fprintf(stderr, "ringvm: --disk %s: %s\n", o->disks[i].path, strerror(-r));
             goto out;
         }
-        snprintf(cmdline + used, sizeof(cmdline) - used, "%s%s", used ? " " : "", word);
+        add_word(o, cmdline, sizeof(cmdline), word);
     }
     if ((r = add_nets(vm, o, cmdline, sizeof(cmdline))) < 0)
         goto out;
     pp.cmdline = cmdline;
-    /* ACPI: how a stock kernel finds its vCPUs and (without command-line support) devices. */
-    if ((r = rvm_vm_write_acpi(vm, &pp.rsdp_gpa)) < 0) {
-        fprintf(stderr, "ringvm: cannot write the ACPI tables: %s\n", strerror(-r));
+    /*
+     * Firmware tables: the MP table always (a kernel without ACPI finds its
+     * CPUs and IRQ routing there; one with MP-table parsing stops looking
+     * for it at once), ACPI unless --no-acpi (a stock kernel's CPUs and
+     * devices; the devices are then not also on the command line).
+     */
+    if ((r = rvm_vm_write_mptable(vm)) < 0 ||
+        (!o->no_acpi && (r = rvm_vm_write_acpi(vm, &pp.rsdp_gpa)) < 0)) {
+        fprintf(stderr, "ringvm: cannot write the firmware tables: %s\n", strerror(-r));
         goto out;
     }
     if ((r = rvm_vm_load_kernel_file(vm, o->kernel, &pp, NULL)) < 0) {

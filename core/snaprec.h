@@ -23,6 +23,7 @@ enum rec_type {
     REC_VCPU_DEBUGREGS,
     REC_VCPU_MP_STATE,
     REC_VCPU_FPU,
+    REC_VCPU_CPUID, /* the CPUID KVM holds (edits included); optional: older snapshots lack it */
     /* per VM */
     REC_VM_IRQCHIP = 32, /* instance: chip id (PIC master, slave, IOAPIC) */
     REC_VM_PIT2,
@@ -36,6 +37,7 @@ enum rec_type {
     REC_DEV_I8042,
     REC_DEV_BOOT_TIMER,
     REC_DEV_VIRTIO_NET,
+    REC_DEV_PVPANIC,
     REC_DEVICES = 96, /* the devices' kinds, oldest first */
 };
 

@@ -1065,6 +1065,12 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
                 r = rvm_boot_timer_attach(vm, port);
             break;
         }
+        case REC_DEV_PVPANIC: {
+            uint16_t port;
+            if ((r = rec_get(st, len, REC_DEV_PVPANIC, k, &port, sizeof(port))) == 0)
+                r = rvm_pvpanic_attach(vm, port);
+            break;
+        }
         case REC_DEV_VIRTIO_BLK: {
             struct rvm_blk_config bc;
             char *bpath = malloc(PATH_MAX);

@@ -66,6 +66,13 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
     }
     if (config->n_cpus > RVM_MAX_CPUS_LIST || config->n_io_cpus > RVM_MAX_CPUS_LIST)
         return -EINVAL;
+    if (config->n_cpuid_edits > RVM_MAX_CPUID_EDITS)
+        return -EINVAL;
+    for (unsigned i = 0; i < config->n_cpuid_edits; i++)
+        if (config->cpuid_edits[i].reg > RVM_CPUID_EDX) {
+            rvm_err(hv, "CPUID edit %u: no register %u", i, config->cpuid_edits[i].reg);
+            return -EINVAL;
+        }
     for (unsigned i = 0; i < config->n_io_cpus; i++)
         if (config->io_cpus[i] < 0 || config->io_cpus[i] >= CPU_SETSIZE) {
             rvm_err(hv, "I/O CPU %d out of range", config->io_cpus[i]);

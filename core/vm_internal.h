@@ -12,6 +12,7 @@
 
 #include "bus.h"
 #include "dirty.h"
+#include "fwdev.h"
 #include "hv_internal.h"
 
 /* What the managed vCPU threads are asked to do; vm->run_state. */
@@ -108,7 +109,9 @@ struct rvm_vm {
     pthread_mutex_t dev_lock;
     struct vm_device *devices;
 
-    uint32_t virtio_slots;  /* virtio-mmio slots handed out (under dev_lock) */
+    uint32_t virtio_slots; /* virtio-mmio slots handed out (under dev_lock) */
+    unsigned n_fw_devs;    /* what the firmware tables describe (under dev_lock) */
+    struct rvm_acpi_device fw_devs[FW_MAX_DEVS];
     cpu_set_t creator_cpus; /* the creating thread's affinity, for device workers */
 
     /* Bus tables replaced from a vCPU thread, freed after a later grace period (under ctl). */

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -367,6 +368,31 @@ static int uart_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 static const struct vm_snap_ops uart_snap = {
     .kind = REC_DEV_UART, .save = uart_save, .load = uart_load};
 
+/*
+ * The UART for the DSDT: PNP0501 (a 16550A) with its eight ports and its
+ * IRQ, so that an ACPI kernel's 8250 driver sets the interrupt up (without
+ * it a hardware-reduced platform has no legacy IRQ 4, and output written to
+ * the tty is lost while the polled console still works). COMn for the four
+ * PC ports, UARn otherwise.
+ */
+static int describe(struct rvm_vm *vm, const struct rvm_uart *u)
+{
+    static const uint16_t com[] = {0x3f8, 0x2f8, 0x3e8, 0x2e8};
+    struct rvm_acpi_device d = {.hid = "PNP0501",
+                                .io = true,
+                                .base = u->base,
+                                .len = 8,
+                                .gsi = u->irq < 24 ? (int32_t)u->irq : -1};
+    unsigned n = vm_fw_devs(vm, NULL, 0) % 10;
+
+    for (unsigned i = 0; i < 4; i++)
+        if (u->base == com[i])
+            n = i + 1;
+    d.uid = n;
+    snprintf(d.name, sizeof(d.name), "%s%u", n >= 1 && n <= 4 ? "COM" : "UAR", n);
+    return vm_add_fw_dev(vm, &d);
+}
+
 int rvm_uart_attach(struct rvm_vm *vm, const struct rvm_uart_config *config, struct rvm_uart **out)
 {
     struct rvm_uart *u;
@@ -388,8 +414,8 @@ int rvm_uart_attach(struct rvm_vm *vm, const struct rvm_uart_config *config, str
     r = rvm_vm_map_io(vm, RVM_BUS_PIO, u->base, 8, &uart_ops, u);
     if (r < 0)
         goto err;
-    r = vm_add_device_snap(vm, u, uart_on_end, uart_destroy, &uart_snap);
-    if (r < 0) {
+    if ((r = describe(vm, u)) < 0 ||
+        (r = vm_add_device_snap(vm, u, uart_on_end, uart_destroy, &uart_snap)) < 0) {
         rvm_vm_unmap_io(vm, RVM_BUS_PIO, u->base);
         goto err;
     }

@@ -92,5 +92,6 @@
 #define BG_PVH_NOTE_PHYS32_ENTRY 18         /* ELF note "Xen", XEN_ELFNOTE_PHYS32_ENTRY */
 #define BG_PVH_START_MAGIC       0x336ec578 /* u32 at offset 0 of hvm_start_info */
 #define BG_PVH_CMDLINE_PADDR_OFF 24         /* u64 cmdline_paddr (offset 16 is modlist_paddr) */
+#define BG_PVH_RSDP_PADDR_OFF    32         /* u64 rsdp_paddr: ACPI tables, 0 when none */
 
 #endif

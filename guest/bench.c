@@ -297,6 +297,7 @@ void bg_main(const void *start_info)
     uint64_t pa = *(const uint64_t *)(si + BG_PVH_CMDLINE_PADDR_OFF);
     if (pa)
         cmdline = (const char *)(uintptr_t)pa;
+    vdev_set_acpi(*(const uint64_t *)(si + BG_PVH_RSDP_PADDR_OFF));
 
     for (const char *w = word_first(cmdline); w; w = word_next(w)) {
         const char *v;

@@ -62,6 +62,9 @@ uint64_t bg_hlt_loop(uint64_t n);
 
 /* Called by the exception entry points at CPL0; prints and exits. */
 void bg_exception(uint64_t vec, uint64_t err, uint64_t rip) __attribute__((noreturn));
+/* Where the ACPI RSDP is (hvm_start_info's rsdp_paddr), for finding devices; 0: none. */
+void vdev_set_acpi(uint64_t rsdp_paddr);
+
 /* The CPL3 entry point, reached by iretq from boot.S with %rdi = start_info. */
 void bg_main(const void *start_info) __attribute__((noreturn));
 

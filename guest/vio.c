@@ -79,13 +79,105 @@ static int parse_vmmio(const char *v, uint64_t *base, uint32_t *irq)
     return 1;
 }
 
+static uint64_t acpi_rsdp;
+
+void vdev_set_acpi(uint64_t rsdp_paddr)
+{
+    acpi_rsdp = rsdp_paddr;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int same(const uint8_t *a, const char *b, size_t n)
+{
+    while (n--)
+        if (*a++ != (uint8_t)*b++)
+            return 0;
+    return 1;
+}
+
+/* The DSDT through RSDP (revision 2), XSDT and FADT; its length in *len. NULL if none. */
+static const uint8_t *find_dsdt(uint32_t *len)
+{
+    const uint8_t *rsdp = (const uint8_t *)(uintptr_t)acpi_rsdp, *xsdt, *fadt;
+
+    if (!acpi_rsdp || !same(rsdp, "RSD PTR ", 8) || rsdp[15] < 2)
+        return 0;
+    xsdt = (const uint8_t *)(uintptr_t)get64(rsdp + 24);
+    if (!xsdt || !same(xsdt, "XSDT", 4))
+        return 0;
+    for (uint32_t off = 36; off + 8 <= get32(xsdt + 4); off += 8) {
+        fadt = (const uint8_t *)(uintptr_t)get64(xsdt + off);
+        if (!same(fadt, "FACP", 4) || get32(fadt + 4) < 148)
+            continue;
+        const uint8_t *dsdt = (const uint8_t *)(uintptr_t)get64(fadt + 140);
+        if (!dsdt)
+            dsdt = (const uint8_t *)(uintptr_t)get32(fadt + 40);
+        if (!dsdt || !same(dsdt, "DSDT", 4))
+            return 0;
+        *len = get32(dsdt + 4);
+        return dsdt;
+    }
+    return 0;
+}
+
+/*
+ * The DSDT's virtio-mmio devices in order: after each _HID "LNRO0005", its
+ * _CRS's Memory32Fixed (base) and Interrupt (the first GSI) descriptors.
+ * Finds the index'th with device_id as vdev_find() does.
+ */
+static int acpi_find(uint32_t device_id, uint64_t index, struct vdev *d)
+{
+    static const char hid[] = "_HID\x0dLNRO0005";
+    uint32_t len;
+    const uint8_t *t = find_dsdt(&len);
+
+    if (!t)
+        return 0;
+    for (uint32_t i = 36; i + sizeof(hid) <= len; i++) {
+        uint32_t end = i + 96 < len ? i + 96 : len, j;
+        uint64_t base = 0;
+        uint32_t irq = 0;
+
+        if (!same(t + i, hid, sizeof(hid)))
+            continue;
+        for (j = i + sizeof(hid); j + 12 <= end && !base; j++)
+            if (t[j] == 0x86 && t[j + 1] == 9 && t[j + 2] == 0)
+                base = get32(t + j + 4);
+        for (; j + 9 <= end && !irq; j++)
+            if (t[j] == 0x89 && t[j + 1] == 6 && t[j + 2] == 0 && t[j + 4] == 1)
+                irq = get32(t + j + 5);
+        if (!base || !irq || irq >= IOAPIC_PINS)
+            continue;
+        d->base = base;
+        d->irq = irq;
+        if (device_id && (vdev_rd(d, VIRTIO_MMIO_MAGIC_VALUE) != VIRTIO_MMIO_MAGIC ||
+                          vdev_rd(d, VIRTIO_MMIO_DEVICE_ID) != device_id))
+            continue;
+        if (index-- == 0)
+            return 1;
+    }
+    return 0;
+}
+
 int vdev_find(const char *cmdline, uint32_t device_id, uint64_t index, struct vdev *d)
 {
+    int words = 0;
+
     for (const char *w = word_first(cmdline); w; w = word_next(w)) {
         const char *v = word_value(w, "virtio_mmio.device=");
 
         if (!v)
             continue;
+        words = 1;
         if (!parse_vmmio(v, &d->base, &d->irq))
             cmdline_error("bad virtio_mmio.device=", v);
         if (device_id && (vdev_rd(d, VIRTIO_MMIO_MAGIC_VALUE) != VIRTIO_MMIO_MAGIC ||
@@ -94,7 +186,7 @@ int vdev_find(const char *cmdline, uint32_t device_id, uint64_t index, struct vd
         if (index-- == 0)
             return 1;
     }
-    return 0;
+    return words ? 0 : acpi_find(device_id, index, d);
 }
 
 void vdev_init(struct vdev *d, uint32_t device_id, uint64_t want)

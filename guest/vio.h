@@ -158,9 +158,11 @@ void dev_error(const char *msg) __attribute__((noreturn));
 int parse_u64(const char **p, uint64_t *out);
 
 /*
- * The index'th `virtio_mmio.device=<size>@<base>:<irq>` word whose device
- * has ID device_id (all such words count when device_id is 0). 1 if found,
- * 0 if not; a malformed word is a command line error.
+ * The index'th virtio-mmio device whose device ID is device_id (all count
+ * when device_id is 0): from the `virtio_mmio.device=<size>@<base>:<irq>`
+ * words of cmdline or, when it has none, from the LNRO0005 devices of the
+ * ACPI DSDT (vdev_set_acpi). 1 if found, 0 if not; a malformed word is a
+ * command line error.
  */
 int vdev_find(const char *cmdline, uint32_t device_id, uint64_t index, struct vdev *d);
 

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit: the ACPI tables a stock kernel reads (RSDP, XSDT, FADT, MADT, DSDT),
- * checked against the specification's layouts: signatures, lengths,
- * checksums, pointers, the MADT's entries and the DSDT's AML, decoded.
+ * Unit: the firmware tables a kernel reads, checked against their
+ * specifications' layouts: ACPI (RSDP, XSDT, FADT, MADT, DSDT: signatures,
+ * lengths, checksums, pointers, the MADT's entries and the DSDT's AML,
+ * decoded) and the Intel MP table.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/testutil.h"
 
@@ -64,14 +66,46 @@ static size_t pkglen(const uint8_t *p, size_t *n)
     return len;
 }
 
+/* COM1, pvpanic, then ndevs virtio-mmio devices, as a VM registers them. */
 static void build(struct rvm_mem *m, unsigned ncpus, unsigned ndevs, uint64_t *rsdp)
 {
-    struct rvm_acpi_device d[16];
+    struct rvm_acpi_device d[18] = {
+        {.name = "COM1", .hid = "PNP0501", .uid = 1, .io = true, .base = 0x3f8, .len = 8, .gsi = 4},
+        {.name = "PEVT", .hid = "QEMU0001", .io = true, .base = 0x505, .len = 1, .gsi = -1},
+    };
 
-    for (unsigned i = 0; i < ndevs; i++)
-        d[i] = (struct rvm_acpi_device){.base = 0xd0100000ULL + 0x1000ULL * i, .gsi = 5 + i};
-    assert_int_equal(rvm_acpi_build(m, ncpus, d, ndevs, rsdp), 0);
+    for (unsigned i = 0; i < ndevs; i++) {
+        d[2 + i] = (struct rvm_acpi_device){.hid = "LNRO0005",
+                                            .uid = i,
+                                            .base = 0xd0100000ULL + 0x1000ULL * i,
+                                            .len = 0x200,
+                                            .gsi = (int32_t)(5 + i)};
+        snprintf(d[2 + i].name, sizeof(d[2 + i].name), "V%03u", i);
+    }
+    assert_int_equal(rvm_acpi_build(m, ncpus, d, 2 + ndevs, rsdp), 0);
     assert_int_equal(rvm_mem_read(m, RVM_ACPI_GPA, area, sizeof(area)), 0);
+}
+
+/* The next Device () in the DSDT at *p: its body, *p moved past it. Checks name, _HID, _UID. */
+static const uint8_t *device(const uint8_t **p, const char *name, const char *hid, uint32_t uid,
+                             const uint8_t **end)
+{
+    size_t nb;
+    char h[16];
+    uint8_t u[9] = {'_', 'U', 'I', 'D', 0x0c};
+
+    assert_int_equal((*p)[0], 0x5b);
+    assert_int_equal((*p)[1], 0x82);
+    size_t dev = pkglen(*p + 2, &nb);
+    const uint8_t *body = *p + 2 + nb;
+    *end = *p + 2 + dev;
+    assert_memory_equal(body, name, 4);
+    int n = snprintf(h, sizeof(h), "_HID\x0d%s", hid);
+    assert_non_null(memmem(body, (size_t)(*end - body), h, (size_t)n + 1));
+    memcpy(u + 5, &uid, 4);
+    assert_non_null(memmem(body, (size_t)(*end - body), u, sizeof(u)));
+    *p = *end;
+    return body;
 }
 
 static void test_tables(void **state)
@@ -127,10 +161,13 @@ static void test_tables(void **state)
     assert_int_equal(cpus, 2);
     assert_int_equal(ioapics, 1);
 
-    /* DSDT: Scope (\_SB_) { Device (V00n) { _HID "LNRO0005", _UID n, _CRS } x 3 }. */
+    /*
+     * DSDT: Scope (\_SB_) { COM1 (PNP0501: IO 0x3f8/8, IRQ 4), PEVT (QEMU0001: IO 0x505/1,
+     * no interrupt), V00n (LNRO0005: Memory32Fixed, Interrupt) x 3 }.
+     */
     const uint8_t *dsdt = table(get64(fadt + 140), "DSDT");
     uint32_t dlen = get32(dsdt + 4);
-    const uint8_t *p = dsdt + 36;
+    const uint8_t *p = dsdt + 36, *body, *next;
     size_t nb;
     assert_int_equal(p[0], 0x10);
     size_t scope = pkglen(p + 1, &nb);
@@ -138,15 +175,19 @@ static void test_tables(void **state)
     p += 1 + nb;
     assert_memory_equal(p, "\\_SB_", 5);
     p += 5;
+    static const uint8_t com_io[] = {0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08};
+    static const uint8_t com_irq[] = {0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0x00, 0x00, 0x00};
+    body = device(&p, "COM1", "PNP0501", 1, &next);
+    assert_non_null(memmem(body, (size_t)(next - body), com_io, sizeof(com_io)));
+    assert_non_null(memmem(body, (size_t)(next - body), com_irq, sizeof(com_irq)));
+    static const uint8_t pv_io[] = {0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01, 0x79, 0x00};
+    body = device(&p, "PEVT", "QEMU0001", 0, &next);
+    assert_non_null(memmem(body, (size_t)(next - body), pv_io, sizeof(pv_io))); /* then EndTag */
+    assert_null(memmem(body, (size_t)(next - body), "\x89\x06", 2));
     for (unsigned i = 0; i < 3; i++) {
         char name[5];
-        assert_int_equal(p[0], 0x5b);
-        assert_int_equal(p[1], 0x82);
-        size_t dev = pkglen(p + 2, &nb);
-        const uint8_t *body = p + 2 + nb, *next = p + 2 + dev;
         snprintf(name, sizeof(name), "V%03u", i);
-        assert_memory_equal(body, name, 4);
-        assert_non_null(memmem(body, (size_t)(next - body), "_HID\x0dLNRO0005", 14));
+        body = device(&p, name, "LNRO0005", i, &next);
         uint8_t mem[12] = {0x86, 0x09, 0x00, 0x01};
         uint32_t base = 0xd0100000u + 0x1000u * i, size = 0x200, gsi = 5 + i;
         memcpy(mem + 4, &base, 4);
@@ -155,13 +196,142 @@ static void test_tables(void **state)
         uint8_t irq[9] = {0x89, 0x06, 0x00, 0x03, 0x01};
         memcpy(irq + 5, &gsi, 4);
         assert_non_null(memmem(body, (size_t)(next - body), irq, sizeof(irq)));
-        p = next;
     }
     assert_true(p == dsdt + dlen);
 
     /* Many CPUs and all sixteen devices still fit; no CPU is refused. */
     build(m, 200, 16, &rsdp);
     assert_int_equal(rvm_acpi_build(m, 0, NULL, 0, &rsdp), -EINVAL);
+    /* Devices the tables cannot describe are refused, not written out wrong. */
+    const struct rvm_acpi_device bad[] = {
+        {.name = "1BAD", .hid = "PNP0501", .io = true, .base = 0x3f8, .len = 8, .gsi = -1},
+        {.name = "low", .hid = "PNP0501", .io = true, .base = 0x3f8, .len = 8, .gsi = -1},
+        {.name = "NOHI", .hid = "", .io = true, .base = 0x3f8, .len = 8, .gsi = -1},
+        {.name = "BIGP", .hid = "X", .io = true, .base = 0x3f8, .len = 256, .gsi = -1},
+        {.name = "PAST", .hid = "X", .io = true, .base = 0xfffc, .len = 8, .gsi = -1},
+        {.name = "HIGH", .hid = "X", .base = 0xfffff000ULL, .len = 0x2000, .gsi = -1},
+        {.name = "GSI_", .hid = "X", .base = 0xd0000000ULL, .len = 0x200, .gsi = 24},
+        {.name = "ZERO", .hid = "X", .base = 0xd0000000ULL, .len = 0, .gsi = -1},
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(rvm_acpi_build(m, 1, &bad[i], 1, &rsdp), -EINVAL);
+    rvm_mem_destroy(m);
+}
+
+/* A VM's devices describe themselves, in the order they attached. */
+static void test_vm_devices(void **state)
+{
+    struct rvm_uart_config uc = {.out_fd = -1};
+    struct rvm_blk_config bc = {0};
+    struct rvm_hv *hv;
+    struct rvm_vm *vm;
+    char disk[] = "/tmp/ringvm-acpi-XXXXXX";
+    uint64_t rsdp;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    int fd = mkstemp(disk);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+    bc.path = disk;
+    assert_int_equal(kvm_fixture_open(&hv, &vm, MEM_SIZE), 0);
+    assert_int_equal(rvm_uart_attach(vm, &uc, NULL), 0);
+    assert_int_equal(rvm_pvpanic_attach(vm, 0), 0);
+    assert_int_equal(rvm_vm_add_virtio_blk(vm, &bc, NULL, 0), 0);
+    assert_int_equal(rvm_vm_write_acpi(vm, &rsdp), 0);
+    assert_int_equal(rvm_mem_read(rvm_vm_mem(vm), RVM_ACPI_GPA, area, sizeof(area)), 0);
+    const uint8_t *xsdt = table(get64(area + 24), "XSDT");
+    const uint8_t *dsdt = table(get64(table(get64(xsdt + 36), "FACP") + 140), "DSDT");
+    const uint8_t *p = dsdt + 36, *next;
+    size_t nb;
+    pkglen(p + 1, &nb);
+    p += 1 + nb + 5;
+    device(&p, "COM1", "PNP0501", 1, &next);
+    device(&p, "PEVT", "QEMU0001", 0, &next);
+    device(&p, "V000", "LNRO0005", 0, &next);
+    assert_true(p == dsdt + get32(dsdt + 4));
+    kvm_fixture_close(hv, vm);
+    unlink(disk);
+}
+
+/* The MP table (MP spec 1.4): floating pointer, header, and each entry where it belongs. */
+static void test_mptable(void **state)
+{
+    struct rvm_mem_config c = {.size = MEM_SIZE, .backing = RVM_MEM_ANON, .numa_node = -1};
+    struct rvm_mem *m;
+    uint8_t t[RVM_MPTABLE_MAX];
+    uint64_t gpa;
+    (void)state;
+
+    assert_int_equal(rvm_mem_create(NULL, &c, &m), 0);
+    assert_int_equal(rvm_mptable_build(m, 3, &gpa), 0);
+    assert_int_equal(gpa, 0x9fc00);
+    assert_int_equal(rvm_mem_read(m, gpa, t, sizeof(t)), 0);
+    /* The floating pointer: "_MP_", the table's address, 16 bytes, revision 1.4, sum 0. */
+    assert_memory_equal(t, "_MP_", 4);
+    assert_int_equal(get32(t + 4), gpa + 16);
+    assert_int_equal(t[8], 1);
+    assert_int_equal(t[9], 4);
+    assert_int_equal(t[11], 0); /* a table follows: no default configuration */
+    assert_int_equal(sum(t, 16), 0);
+    /* The header: "PCMP", its length summing to 0, the entry count, the local APIC. */
+    const uint8_t *h = t + 16;
+    uint16_t len = (uint16_t)(h[4] | h[5] << 8), count = (uint16_t)(h[34] | h[35] << 8);
+    assert_memory_equal(h, "PCMP", 4);
+    assert_int_equal(h[6], 4);
+    assert_true(16u + len <= sizeof(t));
+    assert_int_equal(sum(h, len), 0);
+    assert_memory_equal(h + 8, "RINGVM  ", 8);
+    assert_int_equal(get32(h + 36), 0xfee00000);
+    assert_int_equal(count, 3 + 1 + 1 + 24 + 2);
+    const uint8_t *e = h + 44;
+    unsigned procs = 0, ioints = 0, lints = 0;
+    for (unsigned i = 0; i < count; i++) {
+        switch (e[0]) {
+        case 0: /* processor: APIC IDs 0.., enabled, the first the bootstrap one */
+            assert_int_equal(e[1], procs);
+            assert_int_equal(e[3], procs == 0 ? 3 : 1);
+            procs++;
+            e += 20;
+            break;
+        case 1:
+            assert_memory_equal(e + 2, "ISA   ", 6);
+            e += 8;
+            break;
+        case 2: /* the IOAPIC, its ID after the CPUs', enabled, at 0xfec00000 */
+            assert_int_equal(e[1], 3);
+            assert_int_equal(e[3], 1);
+            assert_int_equal(get32(e + 4), 0xfec00000);
+            e += 8;
+            break;
+        case 3: /* ISA IRQ n on pin n, bus-default polarity and trigger */
+            assert_int_equal(e[1], 0);
+            assert_int_equal(e[2] | e[3] << 8, 0);
+            assert_int_equal(e[5], ioints);
+            assert_int_equal(e[6], 3);
+            assert_int_equal(e[7], ioints);
+            ioints++;
+            e += 8;
+            break;
+        case 4: /* ExtINT on LINT0, NMI on LINT1, of every local APIC */
+            assert_int_equal(e[1], lints == 0 ? 3 : 1);
+            assert_int_equal(e[6], 0xff);
+            assert_int_equal(e[7], lints);
+            lints++;
+            e += 8;
+            break;
+        default:
+            fail_msg("entry %u of type %u", i, e[0]);
+        }
+    }
+    assert_true(e == h + len);
+    assert_int_equal(procs, 3);
+    assert_int_equal(ioints, 24);
+    assert_int_equal(lints, 2);
+    assert_int_equal(rvm_mptable_build(m, 0, &gpa), -EINVAL);
+    assert_int_equal(rvm_mptable_build(m, 255, &gpa), -EINVAL);
+    assert_int_equal(rvm_mptable_build(m, 254, &gpa), 0); /* the most an MP table numbers */
     rvm_mem_destroy(m);
 }
 
@@ -169,6 +339,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),
+        cmocka_unit_test(test_vm_devices),
+        cmocka_unit_test(test_mptable),
     };
     return cmocka_run_group_tests_name("acpi", tests, NULL, NULL);
 }

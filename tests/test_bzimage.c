@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/testutil.h"
+#include "../core/vm_internal.h"
 
 #define MEM_SIZE  (64ULL << 20)
 #define SETUP     4 /* setup sectors */
@@ -312,6 +313,48 @@ static void test_entry_in_vm(void **state)
     rvm_hv_close(hv);
 }
 
+/* Runs img's 64-bit entry with code at +0x200 in a VM (pvpanic and the debug port attached). */
+static void run_code(const uint8_t *code, size_t len, struct rvm_vm_result *res, uint64_t *pv_read)
+{
+    struct rvm_hv *hv;
+    struct rvm_vm *vm;
+    struct rvm_vm_config c;
+
+    rvm_vm_config_init(&c);
+    c.mem.size = MEM_SIZE;
+    memcpy(img + KOFF + 0x200, code, len);
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    assert_int_equal(rvm_vm_create(hv, &c, &vm), 0);
+    assert_int_equal(rvm_debug_exit_attach(vm, 0), 0);
+    assert_int_equal(rvm_pvpanic_attach(vm, 0), 0);
+    if (pv_read) /* what a driver's probe reads: the events the device reports */
+        assert_int_equal(vm_io_access(vm, RVM_BUS_PIO, RVM_PVPANIC_PORT, 1, false, pv_read), 0);
+    assert_int_equal(rvm_vm_load_kernel(vm, img, sizeof(img), NULL, NULL), 0);
+    assert_int_equal(rvm_vm_start(vm), 0);
+    assert_int_equal(rvm_vm_wait(vm, 60000, res), 0);
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+    build();
+}
+
+/* A guest kernel's panic, reported through pvpanic, ends the VM with its own reason. */
+static void test_pvpanic(void **state)
+{
+    static const uint8_t code[] = {0xb0, 0x01,             /* mov $1,%al: PVPANIC_PANICKED */
+                                   0x66, 0xba, 0x05, 0x05, /* mov $0x505,%dx */
+                                   0xee,                   /* out %al,(%dx) */
+                                   0xf4};                  /* hlt */
+    struct rvm_vm_result res;
+    uint64_t events = 0;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    run_code(code, sizeof(code), &res, &events);
+    assert_int_equal(events, RVM_PVPANIC_PANICKED | RVM_PVPANIC_CRASH_LOADED);
+    assert_int_equal(res.end, RVM_END_PANIC);
+    assert_int_equal(res.value, RVM_PVPANIC_PANICKED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +364,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_initrd_addr_max_4g, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_in_vm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pvpanic, setup, teardown),
     };
     return cmocka_run_group_tests_name("bzimage", tests, NULL, NULL);
 }

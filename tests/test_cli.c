@@ -197,6 +197,67 @@ static void test_nets(void **state)
     }
 }
 
+/* --cpuid edits and --no-acpi. */
+static void test_cpuid_and_acpi(void **state)
+{
+    struct rvm_cpuid_edit e;
+    struct cli_opts o;
+    char err[160];
+    (void)state;
+
+    assert_int_equal(cli_parse_cpuid("0x40000001,eax,clear=0x2880", &e), 0);
+    assert_int_equal(e.function, 0x40000001);
+    assert_int_equal(e.reg, RVM_CPUID_EAX);
+    assert_int_equal(e.clear, 0x2880);
+    assert_int_equal(e.set, 0);
+    assert_false(e.any_index);
+    assert_int_equal(cli_parse_cpuid("7.0,ebx,clear=0x100000,set=8", &e), 0);
+    assert_int_equal(e.function, 7);
+    assert_int_equal(e.index, 0);
+    assert_int_equal(e.reg, RVM_CPUID_EBX);
+    assert_int_equal(e.clear, 0x100000);
+    assert_int_equal(e.set, 8);
+    assert_int_equal(cli_parse_cpuid("0xd.*,edx,value=5", &e), 0);
+    assert_true(e.any_index);
+    assert_int_equal(e.reg, RVM_CPUID_EDX);
+    assert_int_equal(e.clear, UINT32_MAX);
+    assert_int_equal(e.set, 5);
+    const char *bad[] = {"",
+                         "1",
+                         "1,eax",
+                         "1,eex,clear=1",
+                         "1,ecx,bits=1",
+                         "1,ecx,clear=",
+                         "1,ecx,clear=x",
+                         "1,ecx,set=0x100000000",
+                         "-1,eax,set=1",
+                         "1.x,eax,set=1",
+                         "x,eax,set=1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(cli_parse_cpuid(bad[i], &e), -EINVAL);
+
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--cpuid", "1,ecx,clear=0x2000",
+                           "--cpuid", "0x40000001,eax,clear=0x800", "--no-acpi"),
+                     0);
+    assert_true(o.no_acpi);
+    assert_int_equal(o.vm.n_cpuid_edits, 2);
+    assert_int_equal(o.vm.cpuid_edits[0].function, 1);
+    assert_int_equal(o.vm.cpuid_edits[1].clear, 0x800);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k"), 0);
+    assert_false(o.no_acpi); /* ACPI by default */
+    assert_int_equal(o.vm.n_cpuid_edits, 0);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--cpuid", "1,ecx"), -EINVAL);
+    assert_non_null(strstr(err, "--cpuid"));
+    /* At most RVM_MAX_CPUID_EDITS of them. */
+    char *argv[4 + 2 * (RVM_MAX_CPUID_EDITS + 1)];
+    int argc = 0;
+    argv[argc++] = "ringvm", argv[argc++] = "run", argv[argc++] = "--kernel", argv[argc++] = "k";
+    for (int i = 0; i <= RVM_MAX_CPUID_EDITS; i++)
+        argv[argc++] = "--cpuid", argv[argc++] = "1,ecx,clear=1";
+    assert_int_equal(cli_parse(argc, argv, &o, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "too many --cpuid"));
+}
+
 static void test_help_version(void **state)
 {
     struct cli_opts o;
@@ -216,7 +277,8 @@ static void test_help_version(void **state)
         "--kernel",        "--cmdline",   "--initrd",       "--mem",        "--vcpus",
         "--cpus",          "--numa-node", "--hugepages",    "--prefault",   "--serial",
         "--io-cpus",       "--disk",      "--net",          "--dirty-ring", "--snapshot-on-signal",
-        "--snapshot-mode", "restore",     "snapshot-merge", "--lazy"};
+        "--snapshot-mode", "restore",     "snapshot-merge", "--lazy",       "--no-acpi",
+        "--cpuid"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         assert_non_null(strstr(cli_usage, opts[i]));
 }
@@ -224,10 +286,11 @@ static void test_help_version(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nets),         cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_cpu_lists),    cmocka_unit_test(test_full_run),
-        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_help_version), cmocka_unit_test(test_disks),
+        cmocka_unit_test(test_nets),           cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_cpu_lists),      cmocka_unit_test(test_full_run),
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_help_version),   cmocka_unit_test(test_disks),
+        cmocka_unit_test(test_cpuid_and_acpi),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "../core/snapshot_internal.h"
+#include "../core/vm_internal.h"
 #include "../guest/abi.h"
 #include "common/testutil.h"
 
@@ -543,6 +545,64 @@ static void test_disk_mid_io(void **state)
     disk_round_trip("qd=8 pattern=seq", "disk-seq");
 }
 
+/* Leaf 0x40000001 EAX of vCPU 0, as KVM holds it. */
+static uint32_t kvm_features(struct rvm_vm *vm)
+{
+    static struct {
+        struct kvm_cpuid2 c;
+        struct kvm_cpuid_entry2 e[256];
+    } buf;
+    uint32_t eax = UINT32_MAX;
+
+    buf.c.nent = 256;
+    assert_int_equal(ioctl(rvm_vm_vcpu(vm, 0)->fd, KVM_GET_CPUID2, &buf.c), 0);
+    for (uint32_t i = 0; i < buf.c.nent; i++)
+        if (buf.c.entries[i].function == 0x40000001)
+            eax = buf.c.entries[i].eax;
+    return eax;
+}
+
+/*
+ * The CPUID a guest saw travels with its snapshot: an embedder's edit (KVM's
+ * PV IPI bit hidden) holds in the restored VM, whose own config has none.
+ */
+static void test_cpuid_travels(void **state)
+{
+    struct rvm_vm_config c;
+    struct console con = {.len = 0};
+    struct rvm_hv *hv;
+    struct tvm t;
+    int err;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    vm_config(&c, RVM_MEM_ANON);
+    c.n_cpuid_edits = 1;
+    c.cpuid_edits[0] =
+        (struct rvm_cpuid_edit){.function = 0x40000001, .reg = RVM_CPUID_EAX, .clear = 1u << 11};
+    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
+    assert_int_equal(rvm_vcpu_create(t.vm, 0, NULL), 0); /* to read its CPUID before it runs */
+    uint32_t edited = kvm_features(t.vm);
+    assert_int_equal(edited & (1u << 11), 0);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    wait_passes(t.vm, 1);
+    assert_int_equal(rvm_vm_snapshot(t.vm, path("cpuid"), RVM_SNAPSHOT_FULL, NULL), 0);
+    tvm_destroy(&t);
+
+    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    uint32_t plain = 0;
+    for (uint32_t i = 0; i < hv->cpuid->nent; i++)
+        if (hv->cpuid->entries[i].function == 0x40000001)
+            plain = hv->cpuid->entries[i].eax;
+    struct rvm_vm *vm = restore(hv, path("cpuid"), false, RVM_MEM_ANON, &con, &err);
+    assert_int_equal(err, 0);
+    assert_int_equal(kvm_features(vm), edited);
+    if (plain & (1u << 11)) /* this KVM offers PV IPIs: the restored VM still hides them */
+        assert_int_not_equal(kvm_features(vm), plain);
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,7 +610,7 @@ int main(void)
         cmocka_unit_test(test_full_hugepages), cmocka_unit_test(test_diff_chain),
         cmocka_unit_test(test_live),           cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_wrong_parent),   cmocka_unit_test(test_enospc_keeps_older),
-        cmocka_unit_test(test_disk_mid_io),
+        cmocka_unit_test(test_disk_mid_io),    cmocka_unit_test(test_cpuid_travels),
     };
     return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
 }

@@ -474,6 +474,23 @@ static void transport_resume(void *p)
 static const struct vm_snap_ops transport_snap = {
     REC_DEV_VIRTIO_MMIO, transport_save, transport_load, transport_quiesce, transport_resume};
 
+/*
+ * The device for the DSDT: LNRO0005 (what Linux's virtio_mmio driver
+ * matches), named and numbered by its slot.
+ */
+static int describe(struct rvm_vm *vm, uint64_t base, uint32_t gsi)
+{
+    uint64_t slot = (base - RVM_VIRTIO_MMIO_BASE) / RVM_VIRTIO_MMIO_STRIDE;
+    struct rvm_acpi_device d = {
+        .hid = "LNRO0005", .base = base, .len = VIRTIO_MMIO_SIZE, .gsi = (int32_t)gsi};
+
+    if (base < RVM_VIRTIO_MMIO_BASE || slot > 999)
+        slot = vm_fw_devs(vm, NULL, 0) % 1000; /* outside the slots (tests): still unique */
+    d.uid = (uint32_t)slot;
+    snprintf(d.name, sizeof(d.name), "V%03u", (unsigned)slot);
+    return vm_add_fw_dev(vm, &d);
+}
+
 int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                        const struct virtio_device_ops *ops, void *dev, struct virtio_mmio **out)
 {
@@ -507,7 +524,8 @@ int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     }
     if ((r = rvm_vm_map_io(vm, RVM_BUS_MMIO, base, VIRTIO_MMIO_SIZE, &mmio_ops, t)) < 0)
         goto err;
-    if ((r = vm_add_device_snap(vm, t, NULL, transport_destroy, &transport_snap)) < 0) {
+    if ((r = describe(vm, base, gsi)) < 0 ||
+        (r = vm_add_device_snap(vm, t, NULL, transport_destroy, &transport_snap)) < 0) {
         rvm_vm_unmap_io(vm, RVM_BUS_MMIO, base);
         goto err;
     }

@@ -2,29 +2,28 @@
 /*
  * ACPI tables for guests that find their platform through ACPI (a stock
  * distribution kernel): RSDP, XSDT, a hardware-reduced FADT, a MADT with
- * one local APIC per vCPU and the IOAPIC, and a DSDT describing each
- * virtio-mmio device as LNRO0005 (the ID Linux's virtio_mmio driver
- * matches) with its register window and interrupt. Layouts from the ACPI
- * specification (6.x); the AML is written byte by byte.
+ * one local APIC per vCPU and the IOAPIC, and a DSDT describing the devices
+ * that registered themselves (core/fwdev.h): each with its _HID, register
+ * window and interrupt. Layouts from the ACPI specification (6.x); the AML
+ * is written byte by byte.
  */
 #include <errno.h>
 #include <string.h>
 
 #include <ringvm/boot.h>
 #include <ringvm/mem.h>
-#include <ringvm/virtio.h>
 
+#include "../../core/fwdev.h"
 #include "../../core/log.h"
 #include "../../core/vm_internal.h"
 #include "../../mem/mem_internal.h"
 
-#define HDR_LEN     36
-#define FADT_LEN    276
-#define RSDP_LEN    36
-#define MAX_TABLES  4096 /* bytes of DSDT we build at most */
-#define APIC_GPA    0xfee00000u
-#define IOAPIC_GPA  0xfec00000u
-#define VIRTIO_SIZE 0x200u /* the register window Linux maps */
+#define HDR_LEN    36
+#define FADT_LEN   276
+#define RSDP_LEN   36
+#define MAX_TABLES 4096 /* bytes of DSDT we build at most */
+#define APIC_GPA   0xfee00000u
+#define IOAPIC_GPA 0xfec00000u
 
 struct buf {
     uint8_t *p;
@@ -114,41 +113,55 @@ static void pkglen(struct buf *b, size_t n)
     }
 }
 
-/* One virtio-mmio device: Device (Vnnn) { _HID "LNRO0005", _UID n, _CRS {mem, irq} }. */
-static void aml_virtio(struct buf *out, unsigned n, uint64_t base, uint32_t gsi)
+/*
+ * Device (name) { _HID hid, _UID uid, _CRS { IO or Memory32Fixed, Interrupt } }:
+ * a port window as IO (16-bit decode), an MMIO one as Memory32Fixed
+ * (read-write), the interrupt as an extended descriptor (consumer, edge,
+ * active high, exclusive).
+ */
+static void aml_device(struct buf *out, const struct rvm_acpi_device *dev)
 {
     uint8_t tmp[128];
     struct buf d = {.p = tmp, .cap = sizeof(tmp)};
-    char name[5] = {'V', (char)('0' + n / 100 % 10), (char)('0' + n / 10 % 10),
-                    (char)('0' + n % 10), 0};
+    size_t hid_len = strlen(dev->hid) + 1;
+    size_t crs = (dev->io ? 8 : 12) + (dev->gsi >= 0 ? 9 : 0) + 2;
 
-    put(&d, name, 4);
-    put8(&d, 0x08); /* NameOp _HID "LNRO0005" */
+    put(&d, dev->name, 4);
+    put8(&d, 0x08); /* NameOp _HID "..." */
     put(&d, "_HID", 4);
     put8(&d, 0x0d);
-    put(&d, "LNRO0005", 9);
+    put(&d, dev->hid, hid_len);
     put8(&d, 0x08); /* NameOp _UID n */
     put(&d, "_UID", 4);
-    put8(&d, 0x0a);
-    put8(&d, (uint8_t)n);
+    put8(&d, 0x0c); /* DWordPrefix */
+    put32(&d, dev->uid);
     put8(&d, 0x08); /* NameOp _CRS Buffer */
     put(&d, "_CRS", 4);
     put8(&d, 0x11);
-    pkglen(&d, 2 + 12 + 9 + 2);
+    pkglen(&d, 2 + crs);
     put8(&d, 0x0a); /* BufferSize */
-    put8(&d, 12 + 9 + 2);
-    /* Memory32Fixed (ReadWrite, base, VIRTIO_SIZE) */
-    put8(&d, 0x86);
-    put16(&d, 9);
-    put8(&d, 1);
-    put32(&d, (uint32_t)base);
-    put32(&d, VIRTIO_SIZE);
-    /* Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } */
-    put8(&d, 0x89);
-    put16(&d, 6);
-    put8(&d, 0x03); /* consumer, edge */
-    put8(&d, 1);
-    put32(&d, gsi);
+    put8(&d, (uint8_t)crs);
+    if (dev->io) { /* IO (Decode16, base, base, 1, len) */
+        put8(&d, 0x47);
+        put8(&d, 1);
+        put16(&d, (uint16_t)dev->base);
+        put16(&d, (uint16_t)dev->base);
+        put8(&d, 1);
+        put8(&d, (uint8_t)dev->len);
+    } else { /* Memory32Fixed (ReadWrite, base, len) */
+        put8(&d, 0x86);
+        put16(&d, 9);
+        put8(&d, 1);
+        put32(&d, (uint32_t)dev->base);
+        put32(&d, dev->len);
+    }
+    if (dev->gsi >= 0) { /* Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } */
+        put8(&d, 0x89);
+        put16(&d, 6);
+        put8(&d, 0x03); /* consumer, edge */
+        put8(&d, 1);
+        put32(&d, (uint32_t)dev->gsi);
+    }
     put8(&d, 0x79); /* EndTag */
     put8(&d, 0);
 
@@ -169,7 +182,7 @@ static void dsdt(struct buf *b, const struct rvm_acpi_device *devs, unsigned n)
     put8(&s, 0x5c); /* \_SB_ */
     put(&s, "_SB_", 4);
     for (unsigned i = 0; i < n; i++)
-        aml_virtio(&s, i, devs[i].base, devs[i].gsi);
+        aml_device(&s, &devs[i]);
     put8(b, 0x10); /* ScopeOp */
     pkglen(b, s.len);
     put(b, tmp, s.len);
@@ -229,6 +242,9 @@ int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_de
 
     if (!mem || !rsdp_gpa || ncpus == 0 || ncpus > 255 || (ndevs && !devs) || ndevs > 255)
         return -EINVAL;
+    for (unsigned i = 0; i < ndevs; i++)
+        if (!fw_dev_valid(&devs[i]))
+            return -EINVAL;
     memset(a, 0, sizeof(a));
     /* RSDP first, at the area's start (a 16-byte boundary the legacy scan looks at). */
     off = 48;
@@ -265,18 +281,11 @@ int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_de
 
 int rvm_vm_write_acpi(struct rvm_vm *vm, uint64_t *rsdp_gpa)
 {
-    struct rvm_acpi_device devs[RVM_VIRTIO_MAX_DEVICES];
+    struct rvm_acpi_device devs[FW_MAX_DEVS];
     unsigned n;
 
     if (!vm || !rsdp_gpa)
         return -EINVAL;
-    pthread_mutex_lock(&vm->dev_lock);
-    n = vm->virtio_slots;
-    pthread_mutex_unlock(&vm->dev_lock);
-    for (unsigned i = 0; i < n; i++)
-        devs[i] = (struct rvm_acpi_device){
-            .base = RVM_VIRTIO_MMIO_BASE + i * RVM_VIRTIO_MMIO_STRIDE,
-            .gsi = RVM_VIRTIO_GSI_BASE + i,
-        };
-    return rvm_acpi_build(vm->mem, vm->nvcpus, devs, n, rsdp_gpa);
+    n = vm_fw_devs(vm, devs, FW_MAX_DEVS);
+    return rvm_acpi_build(vm->mem, vm->nvcpus, devs, n < FW_MAX_DEVS ? n : FW_MAX_DEVS, rsdp_gpa);
 }

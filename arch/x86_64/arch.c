@@ -112,17 +112,65 @@ static void cpuid_for_vcpu(struct kvm_cpuid2 *c, uint32_t id, uint32_t nvcpus)
     }
 }
 
+static uint32_t *cpuid_reg(struct kvm_cpuid_entry2 *e, uint8_t reg)
+{
+    switch (reg) {
+    case RVM_CPUID_EAX:
+        return &e->eax;
+    case RVM_CPUID_EBX:
+        return &e->ebx;
+    case RVM_CPUID_ECX:
+        return &e->ecx;
+    default:
+        return &e->edx;
+    }
+}
+
+/*
+ * The embedder's edits (rvm_vm_config.cpuid_edits), in order. c has room
+ * for one more entry per edit: a leaf KVM does not report is added.
+ */
+static void cpuid_apply_edits(struct kvm_cpuid2 *c, const struct rvm_vm_config *cfg)
+{
+    for (unsigned i = 0; i < cfg->n_cpuid_edits; i++) {
+        const struct rvm_cpuid_edit *ed = &cfg->cpuid_edits[i];
+        bool found = false;
+
+        for (uint32_t j = 0; j < c->nent; j++) {
+            struct kvm_cpuid_entry2 *e = &c->entries[j];
+
+            if (e->function != ed->function ||
+                (!ed->any_index && (e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) &&
+                 e->index != ed->index))
+                continue;
+            *cpuid_reg(e, ed->reg) = (*cpuid_reg(e, ed->reg) & ~ed->clear) | ed->set;
+            found = true;
+        }
+        if (!found && ed->set) {
+            struct kvm_cpuid_entry2 *e = &c->entries[c->nent++];
+
+            memset(e, 0, sizeof(*e));
+            e->function = ed->function;
+            e->index = ed->any_index ? 0 : ed->index;
+            e->flags = ed->index && !ed->any_index ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
+            *cpuid_reg(e, ed->reg) = ed->set;
+        }
+    }
+}
+
 int arch_vcpu_init(struct rvm_vcpu *v)
 {
     const struct kvm_cpuid2 *src = v->vm->hv->cpuid;
     size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
-    struct kvm_cpuid2 *c = malloc(sz);
+    unsigned extra = v->vm->config.n_cpuid_edits;
+    struct kvm_cpuid2 *c = malloc(sz + extra * sizeof(src->entries[0]));
     int r = 0;
 
     if (!c)
         return -ENOMEM;
     memcpy(c, src, sz);
     cpuid_for_vcpu(c, v->id, v->vm->nvcpus);
+    cpuid_apply_edits(c, &v->vm->config);
     if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
         r = -errno;
         rvm_err(v->vm->hv, "vCPU %u: KVM_SET_CPUID2: %s", v->id, strerror(-r));

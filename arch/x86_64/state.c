@@ -90,6 +90,52 @@ static int save_msrs(struct rvm_vcpu *v, struct recbuf *b)
         rec_put(b, rec, v->id, &s_, sizeof(s_));                                                   \
     } while (0)
 
+#define MAX_CPUID 256
+
+/* The vCPU's CPUID as KVM holds it: what the guest saw, the embedder's edits included. */
+static int save_cpuid(struct rvm_vcpu *v, struct recbuf *b)
+{
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + MAX_CPUID * sizeof(c->entries[0]));
+    int r = 0;
+
+    if (!c)
+        return -ENOMEM;
+    c->nent = MAX_CPUID;
+    if (ioctl(v->fd, KVM_GET_CPUID2, c) < 0)
+        r = -errno;
+    else
+        rec_put(b, REC_VCPU_CPUID, v->id, c,
+                (uint32_t)(sizeof(*c) + c->nent * sizeof(c->entries[0])));
+    free(c);
+    return r;
+}
+
+/* Puts a saved CPUID back (before the vCPU first runs); a snapshot without one keeps ours. */
+static int load_cpuid(struct rvm_vcpu *v, const uint8_t *st, size_t len)
+{
+    const struct kvm_cpuid2 *saved;
+    const void *p;
+    uint32_t l;
+    int r = 0;
+
+    if (rec_find(st, len, REC_VCPU_CPUID, v->id, &p, &l) < 0)
+        return 0;
+    saved = p;
+    if (l < sizeof(*saved) || saved->nent > MAX_CPUID ||
+        l != sizeof(*saved) + saved->nent * sizeof(saved->entries[0]))
+        return -EBADMSG;
+    struct kvm_cpuid2 *c = malloc(l);
+    if (!c)
+        return -ENOMEM;
+    memcpy(c, p, l);
+    if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
+        r = -errno;
+        rvm_err(v->vm->hv, "vCPU %u: restoring its CPUID: %s", v->id, strerror(-r));
+    }
+    free(c);
+    return r;
+}
+
 int arch_vcpu_save(struct rvm_vcpu *v, struct recbuf *b)
 {
     int xs = xsave_size(v->vm), r;
@@ -110,7 +156,7 @@ int arch_vcpu_save(struct rvm_vcpu *v, struct recbuf *b)
     }
     rec_put(b, REC_VCPU_XSAVE, v->id, x, (uint32_t)xs);
     free(x);
-    if ((r = save_msrs(v, b)) < 0)
+    if ((r = save_msrs(v, b)) < 0 || (r = save_cpuid(v, b)) < 0)
         return r;
     return b->err;
 }
@@ -147,8 +193,11 @@ int arch_vcpu_load(struct rvm_vcpu *v, const uint8_t *st, size_t len)
 {
     const void *p;
     uint32_t l;
-    int r = 0;
+    int r;
 
+    /* CPUID first: what KVM accepts of the MSRs and XSAVE state below depends on it. */
+    if ((r = load_cpuid(v, st, len)) < 0)
+        return r;
     SET(KVM_SET_MP_STATE, struct kvm_mp_state, REC_VCPU_MP_STATE);
     SET(KVM_SET_REGS, struct kvm_regs, REC_VCPU_REGS);
     SET(KVM_SET_SREGS, struct kvm_sregs, REC_VCPU_SREGS);

@@ -14,6 +14,9 @@
  *   0x7000   Linux: the zero page
  *   0x9000   Linux: page tables, an identity map of the low 4 GiB (5 pages)
  *   0x20000  command line (up to RVM_CMDLINE_MAX bytes with its NUL)
+ *   0x9fc00  the MP table, if written: its floating pointer in the last KiB of
+ *            base memory, where kernels look; for many vCPUs it runs on into
+ *            the reserved area above (up to RVM_MPTABLE_MAX bytes)
  *   0xe0000  ACPI tables, RSDP first (where a legacy scan finds it), if written
  *   images   PVH: where their program headers say, at or above 1 MiB;
  *            Linux: at the kernel's preferred address (16 MiB for x86-64)
@@ -44,6 +47,9 @@ struct rvm_vcpu;
 
 #define RVM_ACPI_GPA  0xe0000ULL
 #define RVM_ACPI_SIZE 0x4000ULL
+
+#define RVM_MPTABLE_GPA 0x9fc00ULL /* the last KiB of base memory, reserved in e820 */
+#define RVM_MPTABLE_MAX 0x1800ULL  /* 254 vCPUs need 5.3 KiB: on into the reserved hole */
 
 enum rvm_boot_protocol {
     RVM_BOOT_PVH = 0,
@@ -141,24 +147,47 @@ int rvm_vm_load_kernel(struct rvm_vm *vm, const void *image, size_t size,
 int rvm_vm_load_kernel_file(struct rvm_vm *vm, const char *path,
                             const struct rvm_pvh_params *params, struct rvm_boot_info *info);
 
-/* A virtio-mmio device for the DSDT: its register window and IOAPIC pin. */
+/*
+ * A device as the DSDT describes it: Device (name) { _HID hid, _UID uid,
+ * _CRS { its register window, its interrupt } }. Devices that attach to a
+ * VM register themselves (the UART as PNP0501, pvpanic as QEMU0001, each
+ * virtio-mmio transport as LNRO0005).
+ */
 struct rvm_acpi_device {
-    uint64_t base;
-    uint32_t gsi;
+    char name[5]; /* four characters of [A-Z0-9_], the first not a digit */
+    char hid[9];  /* e.g. "PNP0501" */
+    uint32_t uid;
+    bool io;       /* the window is ports (IO descriptor), else MMIO (Memory32Fixed) */
+    uint64_t base; /* the window [base, base + len), below 4 GiB (ports: 64 KiB) */
+    uint32_t len;
+    int32_t gsi; /* its IOAPIC pin (0-23; edge, active high), or -1 for none */
 };
 
 /*
  * Writes ACPI tables at RVM_ACPI_GPA: RSDP (revision 2), XSDT, a
  * hardware-reduced FADT, a MADT (a local APIC per vCPU, APIC IDs 0..n-1,
- * and the IOAPIC) and a DSDT with an LNRO0005 device per virtio-mmio device
- * (a 0x200-byte window and an edge-triggered interrupt), so that a kernel
- * without command-line device support finds them. *rsdp_gpa gets the RSDP's
- * address (for rvm_pvh_params.rsdp_gpa). 0, -EINVAL, -E2BIG.
+ * and the IOAPIC) and a DSDT with devs[0..ndevs), so that a kernel finds
+ * its devices without command-line words. *rsdp_gpa gets the RSDP's
+ * address (for rvm_pvh_params.rsdp_gpa). 0, -EINVAL (a bad device), -E2BIG.
  */
 int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_device *devs,
                    unsigned ndevs, uint64_t *rsdp_gpa);
 
-/* rvm_acpi_build() for the VM: its vCPUs and the virtio-mmio devices added so far. */
+/* rvm_acpi_build() for the VM: its vCPUs and the devices attached so far. */
 int rvm_vm_write_acpi(struct rvm_vm *vm, uint64_t *rsdp_gpa);
+
+/*
+ * Writes an Intel MultiProcessor table (MP spec 1.4) at RVM_MPTABLE_GPA,
+ * the last KiB of base memory, which the e820 map reserves: the floating
+ * pointer, one processor entry per vCPU (APIC IDs 0..n-1), an ISA bus, the
+ * IOAPIC, every one of its 24 pins as the ISA IRQ of the same number (edge,
+ * active high; the PIT on 0, COM1 on 4, virtio-mmio devices from 5), and
+ * ExtINT/NMI on every local APIC's LINT0/LINT1. A kernel without ACPI (or
+ * booted with acpi=off) finds its CPUs and interrupt routing there; a
+ * kernel with MP-table parsing and ACPI finds the pointer at once instead of
+ * scanning the BIOS area for it, and then uses the MADT. 0, -EINVAL, -E2BIG.
+ */
+int rvm_mptable_build(struct rvm_mem *mem, unsigned ncpus, uint64_t *gpa);
+int rvm_vm_write_mptable(struct rvm_vm *vm);
 
 #endif

@@ -16,6 +16,11 @@ struct rvm_uart;
 #define RVM_COM1_IRQ        4
 #define RVM_DEBUG_EXIT_PORT 0xf4
 #define RVM_BOOT_TIMER_PORT 0x440
+#define RVM_PVPANIC_PORT    0x505
+
+/* pvpanic events (the guest writes them; a read returns the ones supported). */
+#define RVM_PVPANIC_PANICKED     0x1
+#define RVM_PVPANIC_CRASH_LOADED 0x2
 
 /*
  * Output sink of a UART: called on the vCPU thread with a line (or a full
@@ -68,6 +73,15 @@ int rvm_i8042_attach(struct rvm_vm *vm);
  * mark.
  */
 int rvm_boot_timer_attach(struct rvm_vm *vm, uint16_t port);
+
+/*
+ * A pvpanic device (QEMU's ISA pvpanic) at port (0: RVM_PVPANIC_PORT),
+ * described in the DSDT as QEMU0001. A write with RVM_PVPANIC_PANICKED
+ * ends the VM with RVM_END_PANIC, the event bits in the result's value;
+ * RVM_PVPANIC_CRASH_LOADED (a crash kernel takes over) is logged and the VM
+ * runs on. Reads return both bits.
+ */
+int rvm_pvpanic_attach(struct rvm_vm *vm, uint16_t port);
 int rvm_vm_boot_time(const struct rvm_vm *vm, uint64_t *ns);
 
 #endif

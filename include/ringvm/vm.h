@@ -22,7 +22,28 @@ struct rvm_vm;
 struct rvm_hv;
 struct rvm_vcpu;
 
-#define RVM_MAX_CPUS_LIST 256
+#define RVM_MAX_CPUS_LIST   256
+#define RVM_MAX_CPUID_EDITS 32
+
+enum rvm_cpuid_reg { RVM_CPUID_EAX = 0, RVM_CPUID_EBX, RVM_CPUID_ECX, RVM_CPUID_EDX };
+
+/*
+ * One change to the CPUID every vCPU gets, applied after ringvm has made
+ * it (KVM_GET_SUPPORTED_CPUID, the paravirtual leaves, the VM's topology):
+ * register reg of leaf `function` becomes (value & ~clear) | set. index is
+ * the subleaf, for leaves KVM marks as indexed; any_index edits every
+ * subleaf. A leaf KVM does not report is added (all zero, then the edit)
+ * when set is non-zero; the leaf range's maximum (leaf 0, 0x40000000 or
+ * 0x80000000 EAX) is the caller's to raise if it must. For hiding what a
+ * host reports but cannot run, e.g. KVM's PV IPI, PV sched-yield and PV
+ * unhalt (leaf 0x40000001 EAX bits 11, 13, 7) where hypercalls do not work.
+ */
+struct rvm_cpuid_edit {
+    uint32_t function, index;
+    bool any_index;
+    uint8_t reg; /* enum rvm_cpuid_reg */
+    uint32_t clear, set;
+};
 
 struct rvm_vm_config {
     struct rvm_mem_config mem;
@@ -55,6 +76,9 @@ struct rvm_vm_config {
      */
     uint32_t dirty_ring_entries;
     int32_t dirty_reap_us;
+    /* CPUID changes, in order (struct rvm_cpuid_edit). */
+    unsigned n_cpuid_edits;
+    struct rvm_cpuid_edit cpuid_edits[RVM_MAX_CPUID_EDITS];
 };
 
 /* A config with defaults: 1 vCPU, 128 MiB anonymous memory, no pinning. */
@@ -154,6 +178,7 @@ enum rvm_vm_end {
     RVM_END_RESET,      /* the guest asked for a reset */
     RVM_END_SHUTDOWN,   /* triple fault */
     RVM_END_ERROR,      /* internal error, failed entry, or a run-loop error */
+    RVM_END_PANIC,      /* the guest's kernel panicked (pvpanic); value: its event bits */
 };
 
 struct rvm_vm_result {
