@@ -79,6 +79,17 @@ static int print_caps(void)
     return 0;
 }
 
+/* A crashed vCPU's registers, code and last exits, on stderr. */
+static void print_crash(const struct rvm_vm_result *res)
+{
+    char text[4096];
+
+    if (!res->crashed)
+        return;
+    rvm_crash_format(&res->crash, text, sizeof(text));
+    fputs(text, stderr);
+}
+
 static int exit_status(const struct rvm_vm_result *res)
 {
     switch (res->end) {
@@ -89,10 +100,16 @@ static int exit_status(const struct rvm_vm_result *res)
         return 0;
     case RVM_END_SHUTDOWN:
         fprintf(stderr, "ringvm: the guest triple-faulted\n");
+        print_crash(res);
         return EXIT_RINGVM;
+    case RVM_END_PANIC:
+        fprintf(stderr, "ringvm: the guest kernel panicked (pvpanic event 0x%llx)\n",
+                (unsigned long long)res->value);
+        return EXIT_PANIC;
     case RVM_END_ERROR:
         fprintf(stderr, "ringvm: the VM ended with an error (vCPU %u, code %lld)\n", res->vcpu,
                 (long long)res->value);
+        print_crash(res);
         return EXIT_RINGVM;
     default:
         return EXIT_SIGNAL;

@@ -72,6 +72,12 @@ void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint3
         vm->result.value = value;
         vm->result.qemu_status = end == RVM_END_DEBUG_EXIT ? (int)((value << 1) | 1) : 0;
         vm->result.vcpu = vcpu;
+        /* A vCPU that crashes files its report before it ends the VM (capture_crash()). */
+        if ((end == RVM_END_SHUTDOWN || end == RVM_END_ERROR) &&
+            __atomic_load_n(&vm->crash_claimed, __ATOMIC_ACQUIRE) && vm->crash.vcpu == vcpu) {
+            vm->result.crashed = true;
+            vm->result.crash = vm->crash;
+        }
         __atomic_store_n(&vm->ended, 1, __ATOMIC_RELEASE);
     }
     __atomic_store_n(&vm->run_state, RUN_STOP, __ATOMIC_SEQ_CST);

@@ -187,11 +187,34 @@ static void describe_exit(struct rvm_vcpu *v, struct rvm_exit *e)
 }
 
 /* One KVM_RUN. 0: an exit to describe; 1: kicked (counted); -errno: failure. */
+/* Notes the exit in the vCPU's short history (crash reports). */
+static inline void trace_exit(struct rvm_vcpu *v)
+{
+    const struct kvm_run *run = v->run;
+    struct rvm_exit_trace *t = &v->trace[v->trace_next++ % RVM_CRASH_EXITS];
+
+    t->kvm_reason = run->exit_reason;
+    if (run->exit_reason == KVM_EXIT_IO) {
+        t->size = run->io.size;
+        t->write = run->io.direction == KVM_EXIT_IO_OUT;
+        t->addr = run->io.port;
+    } else if (run->exit_reason == KVM_EXIT_MMIO) {
+        t->size = (uint8_t)run->mmio.len;
+        t->write = run->mmio.is_write;
+        t->addr = run->mmio.phys_addr;
+    } else {
+        t->size = t->write = 0;
+        t->addr = 0;
+    }
+}
+
 static int enter(struct rvm_vcpu *v)
 {
     v->pending = RVM_EXIT_NONE;
-    if (ioctl(v->fd, KVM_RUN, 0) == 0)
+    if (ioctl(v->fd, KVM_RUN, 0) == 0) {
+        trace_exit(v);
         return 0;
+    }
     if (errno != EINTR && errno != EAGAIN)
         return -errno;
     /*
@@ -302,6 +325,51 @@ static void dispatch_mmio(struct rvm_vcpu *v)
     v->pending = RVM_EXIT_NONE;
 }
 
+/*
+ * Fills the VM's crash report from this vCPU, stopped after the exit that
+ * ends the VM, unless another vCPU's report came first. Logs it.
+ */
+static void capture_crash(struct rvm_vcpu *v)
+{
+    struct rvm_vm *vm = v->vm;
+    const struct kvm_run *run = v->run;
+    struct rvm_crash *c = calloc(1, sizeof(*c));
+    uint32_t n = v->trace_next < RVM_CRASH_EXITS ? v->trace_next : RVM_CRASH_EXITS;
+    int zero = 0;
+
+    if (!c)
+        return;
+    c->vcpu = v->id;
+    c->kvm_reason = run->exit_reason;
+    if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
+        c->suberror = run->internal.suberror;
+        c->ndata = run->internal.ndata < 16 ? run->internal.ndata : 16;
+        memcpy(c->data, run->internal.data, c->ndata * sizeof(c->data[0]));
+        if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+            (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+            c->insn_len =
+                run->emulation_failure.insn_size < 15 ? run->emulation_failure.insn_size : 15;
+            memcpy(c->insn, run->emulation_failure.insn_bytes, c->insn_len);
+            c->insn_from_kvm = true;
+        }
+    } else if (run->exit_reason == KVM_EXIT_FAIL_ENTRY) {
+        c->hw_reason = run->fail_entry.hardware_entry_failure_reason;
+    }
+    c->nexits = n;
+    for (uint32_t i = 0; i < n; i++)
+        c->exits[i] = v->trace[(v->trace_next - n + i) % RVM_CRASH_EXITS];
+    arch_vcpu_crash(v, c);
+    if (__atomic_compare_exchange_n(&vm->crash_claimed, &zero, 1, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED)) {
+        char line[160];
+        vm->crash = *c;
+        rvm_crash_format(c, line, sizeof(line));
+        line[strcspn(line, "\n")] = '\0';
+        rvm_err(vm->hv, "%s; the full report is in the VM's result (rvm_crash_format())", line);
+    }
+    free(c);
+}
+
 static int end_with_error(struct rvm_vcpu *v, const struct rvm_exit *e)
 {
     struct rvm_vm *vm = v->vm;
@@ -325,6 +393,7 @@ static int end_with_error(struct rvm_vcpu *v, const struct rvm_exit *e)
                 rvm_exit_reason_name(e->reason), e->kvm_reason);
         break;
     }
+    capture_crash(v);
     vm_request_end(vm, RVM_END_ERROR, e->kvm_reason, v->id);
     return 1;
 }
@@ -359,6 +428,7 @@ int rvm_vcpu_dispatch(struct rvm_vcpu *v, const struct rvm_exit *e)
         break;
     case RVM_EXIT_SHUTDOWN:
         rvm_info(vm->hv, "vCPU %u: triple fault (shutdown)", v->id);
+        capture_crash(v);
         vm_request_end(vm, RVM_END_SHUTDOWN, 0, v->id);
         return 1;
     case RVM_EXIT_SYSTEM_EVENT:

@@ -50,6 +50,10 @@ struct rvm_vcpu {
     bool in_manual_run;
     pthread_t manual_runner;
     struct vcpu_dirty_ring dring; /* under vm->dirty.lock */
+    /* The last exits, for crash reports: written by the running thread, read once it has stopped.
+     */
+    uint32_t trace_next;
+    struct rvm_exit_trace trace[RVM_CRASH_EXITS];
 } __attribute__((aligned(64)));
 
 struct recbuf;
@@ -100,6 +104,8 @@ struct rvm_vm {
     pthread_mutex_t join_lock; /* serialises joiners; never taken by vCPU threads */
     pthread_t *join_buf;       /* nvcpus slots, used under join_lock */
     struct rvm_vm_result result;
+    int crash_claimed; /* __atomic: 1 once a vCPU has filled crash */
+    struct rvm_crash crash;
 
     bool have_boot;
     struct rvm_boot_info boot;

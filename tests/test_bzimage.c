@@ -353,6 +353,57 @@ static void test_pvpanic(void **state)
     assert_int_equal(events, RVM_PVPANIC_PANICKED | RVM_PVPANIC_CRASH_LOADED);
     assert_int_equal(res.end, RVM_END_PANIC);
     assert_int_equal(res.value, RVM_PVPANIC_PANICKED);
+    assert_false(res.crashed);
+}
+
+/*
+ * A triple fault (#UD with no IDT) carries the crash report: the
+ * registers, CPL 0, the ud2 at RIP read from guest memory, and the port
+ * exit before it; rvm_crash_format() writes all of it.
+ */
+static void test_crash_report(void **state)
+{
+    static const uint8_t code[] = {0x48, 0xc7, 0xc0, 0x34, 0x12, 0x00, 0x00, /* mov $0x1234,%rax */
+                                   0xe6, 0x80,                               /* out %al,$0x80 */
+                                   0x0f, 0x0b};                              /* ud2 */
+    struct rvm_vm_result res;
+    char text[4096];
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    run_code(code, sizeof(code), &res, NULL);
+    assert_int_equal(res.end, RVM_END_SHUTDOWN);
+    assert_true(res.crashed);
+    const struct rvm_crash *c = &res.crash;
+    assert_int_equal(c->vcpu, 0);
+    assert_int_equal(c->kvm_reason, KVM_EXIT_SHUTDOWN);
+    assert_true(c->have_regs);
+    assert_int_equal(c->regs.rax, 0x1234);
+    assert_int_equal(c->regs.rip, PREF + 0x200 + 9);
+    assert_int_equal(c->cpl, 0);
+    assert_int_equal(c->sregs.efer & 0x500, 0x500); /* long mode, as entered */
+    assert_false(c->insn_from_kvm);
+    assert_true(c->insn_len >= 2);
+    assert_int_equal(c->insn[0], 0x0f);
+    assert_int_equal(c->insn[1], 0x0b);
+    assert_true(c->nexits >= 2);
+    const struct rvm_exit_trace *t = &c->exits[c->nexits - 2];
+    assert_int_equal(t->kvm_reason, KVM_EXIT_IO);
+    assert_int_equal(t->addr, 0x80);
+    assert_int_equal(t->write, 1);
+    assert_int_equal(c->exits[c->nexits - 1].kvm_reason, KVM_EXIT_SHUTDOWN);
+    int n = rvm_crash_format(c, text, sizeof(text));
+    assert_true(n > 0 && (size_t)n < sizeof(text));
+    assert_non_null(strstr(text, "vCPU 0: triple fault"));
+    assert_non_null(strstr(text, "RAX 0000000000001234"));
+    assert_non_null(strstr(text, "EFER 500"));
+    assert_non_null(strstr(text, "code at RIP"));
+    assert_non_null(strstr(text, " 0f 0b"));
+    assert_non_null(strstr(text, "out 0x80/1"));
+    /* Truncated output stays a string and says how much it needed. */
+    char small[32];
+    assert_int_equal(rvm_crash_format(c, small, sizeof(small)), n);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
 int main(void)
@@ -365,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_initrd_addr_max_4g, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_in_vm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pvpanic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_report, setup, teardown),
     };
     return cmocka_run_group_tests_name("bzimage", tests, NULL, NULL);
 }

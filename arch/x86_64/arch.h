@@ -42,6 +42,15 @@ struct x86_ram_range {
 /* The map both boot protocols give: RAM below 0x9fc00, the BIOS hole, RAM above. */
 unsigned x86_ram_map(const struct rvm_mem *mem, struct x86_ram_range *out, unsigned max);
 
+struct rvm_crash;
+
+/*
+ * The architectural part of a crash report, from a vCPU that has stopped
+ * in KVM_RUN: registers, CPL, and (unless c already has them from KVM) the
+ * instruction bytes at CS:RIP read through the guest's page tables.
+ */
+void arch_vcpu_crash(struct rvm_vcpu *vcpu, struct rvm_crash *c);
+
 struct recbuf;
 
 /* Snapshot records of a vCPU (stopped, its I/O completed) and of the VM's irqchip, PIT, clock. */

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/kvm.h>
 #include <ringvm/mem.h>
 
 struct rvm_vm;
@@ -181,6 +182,41 @@ enum rvm_vm_end {
     RVM_END_PANIC,      /* the guest's kernel panicked (pvpanic); value: its event bits */
 };
 
+#define RVM_CRASH_EXITS 16
+
+/* One exit in a vCPU's recent history: what KVM reported and where. */
+struct rvm_exit_trace {
+    uint32_t kvm_reason; /* KVM_EXIT_* */
+    uint8_t size;        /* port or MMIO access size, else 0 */
+    uint8_t write;       /* 1 for an out or MMIO write */
+    uint64_t addr;       /* the port or guest-physical address */
+};
+
+/*
+ * What the vCPU that ended a VM by a crash looked like (a triple fault, an
+ * emulation failure or another KVM internal error, a failed VM entry, an
+ * exit nothing handles): its registers, the instruction at RIP, and the
+ * exits it took before. rvm_crash_format() writes it out for a person.
+ */
+struct rvm_crash {
+    uint32_t vcpu;
+    uint32_t kvm_reason; /* KVM_EXIT_SHUTDOWN, _INTERNAL_ERROR, _FAIL_ENTRY, ... */
+    uint32_t suberror;   /* internal error: KVM_INTERNAL_ERROR_* */
+    uint64_t hw_reason;  /* failed entry: the hardware's reason */
+    uint32_t ndata;      /* internal error: KVM's data words, as given */
+    uint64_t data[16];
+    bool have_regs; /* false if KVM would not give the registers */
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    uint8_t cpl;
+    /* The instruction bytes at CS:RIP: KVM's own (emulation failure) or read from guest memory. */
+    uint8_t insn_len;
+    bool insn_from_kvm;
+    uint8_t insn[15];
+    uint32_t nexits; /* the last exits before this one, oldest first */
+    struct rvm_exit_trace exits[RVM_CRASH_EXITS];
+};
+
 struct rvm_vm_result {
     enum rvm_vm_end end;
     /*
@@ -192,7 +228,18 @@ struct rvm_vm_result {
     int64_t value;
     int qemu_status;
     uint32_t vcpu;
+    /* RVM_END_SHUTDOWN, and RVM_END_ERROR from a vCPU's exit: what that vCPU looked like. */
+    bool crashed;
+    struct rvm_crash crash;
 };
+
+/*
+ * Writes c for a person into buf[0..len) (NUL-terminated, truncated if it
+ * must be): the reason, the general, segment and control registers, EFER,
+ * CPL, the instruction bytes and the last exits, over several lines.
+ * Returns the length it needed, as snprintf does.
+ */
+int rvm_crash_format(const struct rvm_crash *c, char *buf, size_t len);
 
 /*
  * Creates the missing vCPUs (rvm_vcpu_create), then one pinned thread per
