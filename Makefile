@@ -71,7 +71,7 @@ CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
 
 include guest/guest.mk
 
-.PHONY: all lib cli bench tests guest examples test demo deps install uninstall format format-check clean help
+.PHONY: all lib cli bench tests guest examples test demo deps linux-guest install uninstall format format-check clean help
 
 all: lib cli bench tests guest examples
 
@@ -139,9 +139,18 @@ export ringvm_pc
 deps:
 	@scripts/deps.sh
 
+# The Linux tier's guest: a kernel built from Debian's source (cached by what it is
+# built from; ~6-15 minutes the first time) and a busybox initramfs. One copy
+# for every BUILD (sanitizer trees too).
+LINUX_DIR ?= build/linux
+linux-guest:
+	@scripts/linux-kernel.sh $(LINUX_DIR)
+	@scripts/linux-initramfs.sh $(LINUX_DIR)
+
 test: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) tests/run.sh
+	@$(MAKE) --no-print-directory linux-guest
+	@BUILD=$(BUILD) RINGVM_LINUX_DIR=$(LINUX_DIR) tests/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -176,6 +185,7 @@ help:
 	@echo 'make test         install missing packages, build, run unit and KVM tests'
 	@echo 'make demo         install missing packages, build, print the benchmark table'
 	@echo 'make bench        build build/ringvm-bench (Google Benchmark)'
+	@echo 'make linux-guest  build the kernel and initramfs of the Linux tier (build/linux)'
 	@echo 'make install PREFIX=/usr/local   headers, libringvm.{a,so}, ringvm.pc, ringvm'
 	@echo 'make format | format-check      clang-format the tree / check it'
 	@echo 'options: WERROR=0  V=1  SANITIZE=address,undefined|thread  BUILD=dir'

@@ -7,7 +7,8 @@ pkgs=(
     liburing-dev libnuma-dev libhugetlbfs-dev libcmocka-dev libbenchmark-dev libxxhash-dev
     qemu-system-x86 # the cross-check that the bench guest runs unchanged under QEMU
     iproute2        # tests delete a tap under a running guest (ip link del)
-    cpio lz4 xz-utils zstd # the slow tier's Linux guest (scripts/linux-guest.sh)
+    cpio lz4 xz-utils zstd # the stock-kernel tier's Linux guest (scripts/linux-stock.sh)
+    e2fsprogs       # the Linux tier's ext4 image: mke2fs, e2fsck, debugfs
 )
 missing=()
 for p in "${pkgs[@]}"; do

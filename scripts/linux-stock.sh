@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the Linux guest the slow test tier boots, from Debian's archive, cached
-# under BUILD/linux (first argument, default build):
+# under BUILD/linux-stock (first argument, default build):
 #   vmlinuz     Debian's cloud kernel as shipped (a bzImage)
 #   vmlinux     its payload, decompressed: an ELF with the PVH entry note
 #   initrd.img  a busybox initramfs whose /init says "init reached", marks the
@@ -9,7 +9,7 @@
 # Prints nothing and exits 0 when all three are there already; exits 2 when the
 # archive cannot be reached (the tests skip, saying so).
 set -eu
-out=${1:-build}/linux
+out=${1:-build}/linux-stock
 mkdir -p "$out"
 cd "$out"
 [ -s vmlinuz ] && [ -s vmlinux ] && [ -s initrd.img ] && exit 0
@@ -23,9 +23,9 @@ if [ -z "$k" ]; then
     apt-get update -qq >/dev/null 2>&1 || true
     k=$(kpkg)
 fi
-[ -n "$k" ] || { echo "linux-guest: no linux-image-cloud-amd64 in the package lists" >&2; exit 2; }
+[ -n "$k" ] || { echo "linux-stock: no linux-image-cloud-amd64 in the package lists" >&2; exit 2; }
 ( cd "$work" && apt-get download -q "$k" busybox-static >/dev/null 2>&1 ) ||
-    { echo "linux-guest: apt-get download $k busybox-static failed" >&2; exit 2; }
+    { echo "linux-stock: apt-get download $k busybox-static failed" >&2; exit 2; }
 
 # The kernel, and the ELF inside it: payload_offset (0x248) and payload_length
 # (0x24c) count from the protected-mode kernel, (setup_sects + 1) * 512 in.
@@ -43,10 +43,10 @@ case "$(od -An -tx1 -N4 "$work/payload" | tr -d ' ')" in
     fd377a58) xz -dc "$work/payload" > "$work/vmlinux" 2>/dev/null || true ;;
     28b52ffd) zstd -dc "$work/payload" > "$work/vmlinux" 2>/dev/null || true ;;
     1f8b*) gzip -dc "$work/payload" > "$work/vmlinux" 2>/dev/null || true ;;
-    *) echo "linux-guest: unknown payload compression" >&2; exit 1 ;;
+    *) echo "linux-stock: unknown payload compression" >&2; exit 1 ;;
 esac
 [ "$(head -c 4 "$work/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] ||
-    { echo "linux-guest: the payload is not an ELF" >&2; exit 1; }
+    { echo "linux-stock: the payload is not an ELF" >&2; exit 1; }
 
 # The initramfs.
 root="$work/root"
