@@ -597,11 +597,22 @@ static void test_cpuid_topology(void **state)
         assert_int_equal((e->ebx >> 16) & 0xff, 2); /* logical processors */
         assert_true(e->ecx & (1U << 31));           /* hypervisor */
         assert_non_null(leaf(cp, 0x40000000, 0));   /* KVM's paravirtual leaves */
-        if ((e = leaf(cp, 0xb, 1))) {
+        /*
+         * Leaf 0xb, wherever the basic leaves reach it: all three levels, even on
+         * a KVM that lists only the first (then a guest saw a package per vCPU).
+         */
+        if (leaf(cp, 0, 0)->eax >= 0xb) {
+            assert_non_null(e = leaf(cp, 0xb, 1));
+            assert_int_equal(e->eax & 0x1f, 1);        /* APIC ID bits below the package */
             assert_int_equal(e->ebx & 0xffff, 2);      /* cores at the core level */
             assert_int_equal((e->ecx >> 8) & 0xff, 2); /* level type: core */
             assert_int_equal(e->edx, id);              /* x2APIC ID */
-            assert_int_equal(leaf(cp, 0xb, 0)->ebx & 0xffff, 1);
+            assert_non_null(e = leaf(cp, 0xb, 0));
+            assert_int_equal(e->ebx & 0xffff, 1); /* one thread per core */
+            assert_int_equal((e->ecx >> 8) & 0xff, 1);
+            assert_non_null(e = leaf(cp, 0xb, 2));
+            assert_int_equal((e->ecx >> 8) & 0xff, 0); /* the end of the levels */
+            assert_int_equal(e->ebx & 0xffff, 0);
         }
         if ((e = leaf(cp, 0x80000008, 0)))
             assert_int_equal(e->ecx & 0xff, 1); /* cores - 1 */

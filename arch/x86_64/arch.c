@@ -60,10 +60,39 @@ static uint32_t id_bits(uint32_t n)
  * core count and APIC ID size; 0x8000001e (AMD): the extended APIC ID, one
  * thread per core.
  */
+static struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
+{
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == fn && c->entries[i].index == idx)
+            return &c->entries[i];
+    return NULL;
+}
+
+/*
+ * The extended topology leaf fn (0xb, or 0x1f where KVM lists it) with all
+ * three subleaves the guest walks: SMT, core, and the invalid level that
+ * ends the walk. KVM may report only subleaf 0 (seen with leaf 0xb here);
+ * without the core level a guest counts one package per vCPU. c has room
+ * for the entries added.
+ */
+static void cpuid_topology_leaf(struct kvm_cpuid2 *c, uint32_t fn)
+{
+    struct kvm_cpuid_entry2 *e0 = cpuid_find(c, 0, 0);
+
+    if (!e0 || e0->eax < fn || (fn == 0x1f && !cpuid_find(c, 0x1f, 0)))
+        return;
+    for (uint32_t idx = 0; idx < 3; idx++)
+        if (!cpuid_find(c, fn, idx))
+            c->entries[c->nent++] = (struct kvm_cpuid_entry2){
+                .function = fn, .index = idx, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX};
+}
+
 static void cpuid_for_vcpu(struct kvm_cpuid2 *c, uint32_t id, uint32_t nvcpus)
 {
     uint32_t bits = id_bits(nvcpus);
 
+    cpuid_topology_leaf(c, 0xb);
+    cpuid_topology_leaf(c, 0x1f);
     for (uint32_t i = 0; i < c->nent; i++) {
         struct kvm_cpuid_entry2 *e = &c->entries[i];
 
@@ -162,7 +191,7 @@ int arch_vcpu_init(struct rvm_vcpu *v)
 {
     const struct kvm_cpuid2 *src = v->vm->hv->cpuid;
     size_t sz = sizeof(*src) + src->nent * sizeof(src->entries[0]);
-    unsigned extra = v->vm->config.n_cpuid_edits;
+    unsigned extra = v->vm->config.n_cpuid_edits + 6; /* edits, topology subleaves */
     struct kvm_cpuid2 *c = malloc(sz + extra * sizeof(src->entries[0]));
     int r = 0;
 
