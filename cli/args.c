@@ -100,18 +100,29 @@ int cli_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+/* A whole number in base (0: C syntax) up to max, the whole of s, no sign. */
+static int parse_ull(const char *s, int base, unsigned long long max, unsigned long long *out)
 {
     char *end;
-    unsigned long v;
+    unsigned long long v;
 
     if (!s || !*s || *s == '-' || *s == '+')
         return -EINVAL;
     errno = 0;
-    v = strtoul(s, &end, 10);
+    v = strtoull(s, &end, base);
     if (errno || *end || v > max)
         return -EINVAL;
     *out = v;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    unsigned long long v;
+
+    if (parse_ull(s, 10, max, &v) < 0)
+        return -EINVAL;
+    *out = (unsigned long)v;
     return 0;
 }
 
@@ -211,14 +222,9 @@ int cli_parse_net(char *s, struct cli_net *net)
 /* A 32-bit number in C syntax (decimal, 0x hex, 0 octal), the whole of s. */
 static int parse_u32(const char *s, uint32_t *out)
 {
-    char *end;
     unsigned long long v;
 
-    if (!s || !*s || *s == '-' || *s == '+')
-        return -EINVAL;
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || *end || v > UINT32_MAX)
+    if (parse_ull(s, 0, UINT32_MAX, &v) < 0)
         return -EINVAL;
     *out = (uint32_t)v;
     return 0;

@@ -83,6 +83,21 @@ int rec_get(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, void
     return 0;
 }
 
+int rec_put_port(struct recbuf *b, uint32_t type, uint32_t instance, uint16_t port)
+{
+    rec_put(b, type, instance, &port, sizeof(port));
+    return b->err;
+}
+
+int rec_check_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, uint16_t port)
+{
+    uint16_t saved;
+
+    if (rec_get(p, len, type, instance, &saved, sizeof(saved)) < 0)
+        return -EBADMSG;
+    return saved == port ? 0 : -EINVAL;
+}
+
 int rec_check(const uint8_t *p, size_t len)
 {
     int r = walk(p, len, 0, 0, NULL, NULL);

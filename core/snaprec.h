@@ -65,6 +65,14 @@ int rec_find(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, con
 /* Copies record (type, instance), which must be exactly size bytes, into out. 0 or -EBADMSG. */
 int rec_get(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, void *out,
             uint32_t size);
+/*
+ * A device whose only state is the port it sits at (the debug-exit port, the
+ * boot timer, pvpanic): its record, and on load the check that the restored
+ * device sits at the same port (-EBADMSG no record, -EINVAL another port).
+ */
+int rec_put_port(struct recbuf *b, uint32_t type, uint32_t instance, uint16_t port);
+int rec_check_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, uint16_t port);
+
 /* Checks the whole sequence is well formed. 0 or -EBADMSG. */
 int rec_check(const uint8_t *p, size_t len);
 

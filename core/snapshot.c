@@ -1050,27 +1050,19 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
         case REC_DEV_UART:
             r = rvm_uart_attach(vm, &params->uart, NULL);
             break;
-        case REC_DEV_DEBUG_EXIT: {
+        case REC_DEV_DEBUG_EXIT:
+        case REC_DEV_BOOT_TIMER:
+        case REC_DEV_PVPANIC: { /* a port is all they have */
             uint16_t port;
-            if ((r = rec_get(st, len, REC_DEV_DEBUG_EXIT, k, &port, sizeof(port))) == 0)
-                r = rvm_debug_exit_attach(vm, port);
+            if ((r = rec_get(st, len, kind, k, &port, sizeof(port))) == 0)
+                r = kind == REC_DEV_DEBUG_EXIT   ? rvm_debug_exit_attach(vm, port)
+                    : kind == REC_DEV_BOOT_TIMER ? rvm_boot_timer_attach(vm, port)
+                                                 : rvm_pvpanic_attach(vm, port);
             break;
         }
         case REC_DEV_I8042:
             r = rvm_i8042_attach(vm);
             break;
-        case REC_DEV_BOOT_TIMER: {
-            uint16_t port;
-            if ((r = rec_get(st, len, REC_DEV_BOOT_TIMER, k, &port, sizeof(port))) == 0)
-                r = rvm_boot_timer_attach(vm, port);
-            break;
-        }
-        case REC_DEV_PVPANIC: {
-            uint16_t port;
-            if ((r = rec_get(st, len, REC_DEV_PVPANIC, k, &port, sizeof(port))) == 0)
-                r = rvm_pvpanic_attach(vm, port);
-            break;
-        }
         case REC_DEV_VIRTIO_BLK: {
             struct rvm_blk_config bc;
             char *bpath = malloc(PATH_MAX);

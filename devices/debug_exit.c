@@ -27,17 +27,12 @@ static const struct rvm_io_ops debug_exit_ops = {.write = debug_exit_write};
 /* Its state is where it is: a restored VM gets the port at the same place. */
 static int debug_exit_save(void *dev, struct recbuf *b, uint32_t index)
 {
-    rec_put(b, REC_DEV_DEBUG_EXIT, index, &((struct debug_exit *)dev)->port, sizeof(uint16_t));
-    return b->err;
+    return rec_put_port(b, REC_DEV_DEBUG_EXIT, index, ((struct debug_exit *)dev)->port);
 }
 
 static int debug_exit_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
-    uint16_t port;
-
-    if (rec_get(st, len, REC_DEV_DEBUG_EXIT, index, &port, sizeof(port)) < 0)
-        return -EBADMSG;
-    return port == ((struct debug_exit *)dev)->port ? 0 : -EINVAL;
+    return rec_check_port(st, len, REC_DEV_DEBUG_EXIT, index, ((struct debug_exit *)dev)->port);
 }
 
 static const struct vm_snap_ops debug_exit_snap = {

@@ -125,17 +125,12 @@ static const struct rvm_io_ops boot_timer_ops = {.read = boot_timer_read,
 
 static int boot_timer_save(void *dev, struct recbuf *b, uint32_t index)
 {
-    rec_put(b, REC_DEV_BOOT_TIMER, index, &((struct boot_timer *)dev)->port, sizeof(uint16_t));
-    return b->err;
+    return rec_put_port(b, REC_DEV_BOOT_TIMER, index, ((struct boot_timer *)dev)->port);
 }
 
 static int boot_timer_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
-    uint16_t port;
-
-    if (rec_get(st, len, REC_DEV_BOOT_TIMER, index, &port, sizeof(port)) < 0)
-        return -EBADMSG;
-    return port == ((struct boot_timer *)dev)->port ? 0 : -EINVAL;
+    return rec_check_port(st, len, REC_DEV_BOOT_TIMER, index, ((struct boot_timer *)dev)->port);
 }
 
 static const struct vm_snap_ops boot_timer_snap = {

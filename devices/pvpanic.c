@@ -50,17 +50,12 @@ static const struct rvm_io_ops pvpanic_ops = {.read = pvpanic_read, .write = pvp
 
 static int pvpanic_save(void *dev, struct recbuf *b, uint32_t index)
 {
-    rec_put(b, REC_DEV_PVPANIC, index, &((struct pvpanic *)dev)->port, sizeof(uint16_t));
-    return b->err;
+    return rec_put_port(b, REC_DEV_PVPANIC, index, ((struct pvpanic *)dev)->port);
 }
 
 static int pvpanic_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
-    uint16_t port;
-
-    if (rec_get(st, len, REC_DEV_PVPANIC, index, &port, sizeof(port)) < 0)
-        return -EBADMSG;
-    return port == ((struct pvpanic *)dev)->port ? 0 : -EINVAL;
+    return rec_check_port(st, len, REC_DEV_PVPANIC, index, ((struct pvpanic *)dev)->port);
 }
 
 static const struct vm_snap_ops pvpanic_snap = {

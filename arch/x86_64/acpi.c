@@ -17,6 +17,7 @@
 #include "../../core/log.h"
 #include "../../core/vm_internal.h"
 #include "../../mem/mem_internal.h"
+#include "tablebuf.h"
 
 #define HDR_LEN    36
 #define FADT_LEN   276
@@ -25,91 +26,46 @@
 #define APIC_GPA   0xfee00000u
 #define IOAPIC_GPA 0xfec00000u
 
-struct buf {
-    uint8_t *p;
-    size_t len, cap;
-    bool over;
-};
-
-static void put(struct buf *b, const void *src, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->over = true;
-        return;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void put8(struct buf *b, uint8_t v)
-{
-    put(b, &v, 1);
-}
-
-static void put16(struct buf *b, uint16_t v)
-{
-    put(b, &v, 2); /* x86: little endian, as ACPI */
-}
-
-static void put32(struct buf *b, uint32_t v)
-{
-    put(b, &v, 4);
-}
-
-static void put64(struct buf *b, uint64_t v)
-{
-    put(b, &v, 8);
-}
-
-static uint8_t checksum(const uint8_t *p, size_t n)
-{
-    uint8_t s = 0;
-
-    while (n--)
-        s = (uint8_t)(s + *p++);
-    return (uint8_t)-s;
-}
-
 /* A table header; length and checksum are filled by finish(). */
-static void header(struct buf *b, const char sig[4], uint8_t rev)
+static void header(struct tbuf *b, const char sig[4], uint8_t rev)
 {
-    put(b, sig, 4);
-    put32(b, 0); /* length */
-    put8(b, rev);
-    put8(b, 0); /* checksum */
-    put(b, "RINGVM", 6);
-    put(b, "RINGVM  ", 8);
-    put32(b, 1);       /* OEM revision */
-    put(b, "RVM ", 4); /* creator */
-    put32(b, 1);
+    tput(b, sig, 4);
+    tput32(b, 0); /* length */
+    tput8(b, rev);
+    tput8(b, 0); /* checksum */
+    tput(b, "RINGVM", 6);
+    tput(b, "RINGVM  ", 8);
+    tput32(b, 1);       /* OEM revision */
+    tput(b, "RVM ", 4); /* creator */
+    tput32(b, 1);
 }
 
-static void finish(struct buf *b)
+static void finish(struct tbuf *b)
 {
     uint32_t len = (uint32_t)b->len;
 
     if (b->over)
         return;
     memcpy(b->p + 4, &len, 4);
-    b->p[9] = checksum(b->p, len);
+    b->p[9] = tchecksum(b->p, len);
 }
 
 /* ---- AML ---- */
 
 /* A PkgLength for a package whose contents (after the PkgLength) are n bytes. */
-static void pkglen(struct buf *b, size_t n)
+static void pkglen(struct tbuf *b, size_t n)
 {
     if (n + 1 < 64) {
-        put8(b, (uint8_t)(n + 1));
+        tput8(b, (uint8_t)(n + 1));
     } else if (n + 2 < 4096) {
         size_t t = n + 2;
-        put8(b, (uint8_t)(0x40 | (t & 0xf)));
-        put8(b, (uint8_t)(t >> 4));
+        tput8(b, (uint8_t)(0x40 | (t & 0xf)));
+        tput8(b, (uint8_t)(t >> 4));
     } else {
         size_t t = n + 3;
-        put8(b, (uint8_t)(0x80 | (t & 0xf)));
-        put8(b, (uint8_t)(t >> 4));
-        put8(b, (uint8_t)(t >> 12));
+        tput8(b, (uint8_t)(0x80 | (t & 0xf)));
+        tput8(b, (uint8_t)(t >> 4));
+        tput8(b, (uint8_t)(t >> 12));
     }
 }
 
@@ -119,106 +75,106 @@ static void pkglen(struct buf *b, size_t n)
  * (read-write), the interrupt as an extended descriptor (consumer, edge,
  * active high, exclusive).
  */
-static void aml_device(struct buf *out, const struct rvm_acpi_device *dev)
+static void aml_device(struct tbuf *out, const struct rvm_acpi_device *dev)
 {
     uint8_t tmp[128];
-    struct buf d = {.p = tmp, .cap = sizeof(tmp)};
+    struct tbuf d = {.p = tmp, .cap = sizeof(tmp)};
     size_t hid_len = strlen(dev->hid) + 1;
     size_t crs = (dev->io ? 8 : 12) + (dev->gsi >= 0 ? 9 : 0) + 2;
 
-    put(&d, dev->name, 4);
-    put8(&d, 0x08); /* NameOp _HID "..." */
-    put(&d, "_HID", 4);
-    put8(&d, 0x0d);
-    put(&d, dev->hid, hid_len);
-    put8(&d, 0x08); /* NameOp _UID n */
-    put(&d, "_UID", 4);
-    put8(&d, 0x0c); /* DWordPrefix */
-    put32(&d, dev->uid);
-    put8(&d, 0x08); /* NameOp _CRS Buffer */
-    put(&d, "_CRS", 4);
-    put8(&d, 0x11);
+    tput(&d, dev->name, 4);
+    tput8(&d, 0x08); /* NameOp _HID "..." */
+    tput(&d, "_HID", 4);
+    tput8(&d, 0x0d);
+    tput(&d, dev->hid, hid_len);
+    tput8(&d, 0x08); /* NameOp _UID n */
+    tput(&d, "_UID", 4);
+    tput8(&d, 0x0c); /* DWordPrefix */
+    tput32(&d, dev->uid);
+    tput8(&d, 0x08); /* NameOp _CRS Buffer */
+    tput(&d, "_CRS", 4);
+    tput8(&d, 0x11);
     pkglen(&d, 2 + crs);
-    put8(&d, 0x0a); /* BufferSize */
-    put8(&d, (uint8_t)crs);
+    tput8(&d, 0x0a); /* BufferSize */
+    tput8(&d, (uint8_t)crs);
     if (dev->io) { /* IO (Decode16, base, base, 1, len) */
-        put8(&d, 0x47);
-        put8(&d, 1);
-        put16(&d, (uint16_t)dev->base);
-        put16(&d, (uint16_t)dev->base);
-        put8(&d, 1);
-        put8(&d, (uint8_t)dev->len);
+        tput8(&d, 0x47);
+        tput8(&d, 1);
+        tput16(&d, (uint16_t)dev->base);
+        tput16(&d, (uint16_t)dev->base);
+        tput8(&d, 1);
+        tput8(&d, (uint8_t)dev->len);
     } else { /* Memory32Fixed (ReadWrite, base, len) */
-        put8(&d, 0x86);
-        put16(&d, 9);
-        put8(&d, 1);
-        put32(&d, (uint32_t)dev->base);
-        put32(&d, dev->len);
+        tput8(&d, 0x86);
+        tput16(&d, 9);
+        tput8(&d, 1);
+        tput32(&d, (uint32_t)dev->base);
+        tput32(&d, dev->len);
     }
     if (dev->gsi >= 0) { /* Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } */
-        put8(&d, 0x89);
-        put16(&d, 6);
-        put8(&d, 0x03); /* consumer, edge */
-        put8(&d, 1);
-        put32(&d, (uint32_t)dev->gsi);
+        tput8(&d, 0x89);
+        tput16(&d, 6);
+        tput8(&d, 0x03); /* consumer, edge */
+        tput8(&d, 1);
+        tput32(&d, (uint32_t)dev->gsi);
     }
-    put8(&d, 0x79); /* EndTag */
-    put8(&d, 0);
+    tput8(&d, 0x79); /* EndTag */
+    tput8(&d, 0);
 
-    put8(out, 0x5b); /* DeviceOp */
-    put8(out, 0x82);
+    tput8(out, 0x5b); /* DeviceOp */
+    tput8(out, 0x82);
     pkglen(out, d.len);
-    put(out, tmp, d.len);
+    tput(out, tmp, d.len);
     if (d.over)
         out->over = true;
 }
 
-static void dsdt(struct buf *b, const struct rvm_acpi_device *devs, unsigned n)
+static void dsdt(struct tbuf *b, const struct rvm_acpi_device *devs, unsigned n)
 {
     uint8_t tmp[MAX_TABLES];
-    struct buf s = {.p = tmp, .cap = sizeof(tmp)};
+    struct tbuf s = {.p = tmp, .cap = sizeof(tmp)};
 
     header(b, "DSDT", 2);
-    put8(&s, 0x5c); /* \_SB_ */
-    put(&s, "_SB_", 4);
+    tput8(&s, 0x5c); /* \_SB_ */
+    tput(&s, "_SB_", 4);
     for (unsigned i = 0; i < n; i++)
         aml_device(&s, &devs[i]);
-    put8(b, 0x10); /* ScopeOp */
+    tput8(b, 0x10); /* ScopeOp */
     pkglen(b, s.len);
-    put(b, tmp, s.len);
+    tput(b, tmp, s.len);
     if (s.over)
         b->over = true;
     finish(b);
 }
 
-static void madt(struct buf *b, unsigned ncpus)
+static void madt(struct tbuf *b, unsigned ncpus)
 {
     header(b, "APIC", 5);
-    put32(b, APIC_GPA);
-    put32(b, 1); /* PCAT_COMPAT: there are 8259s */
+    tput32(b, APIC_GPA);
+    tput32(b, 1); /* PCAT_COMPAT: there are 8259s */
     for (unsigned i = 0; i < ncpus; i++) {
-        put8(b, 0); /* Processor Local APIC */
-        put8(b, 8);
-        put8(b, (uint8_t)i); /* ACPI processor UID */
-        put8(b, (uint8_t)i); /* APIC ID */
-        put32(b, 1);         /* enabled */
+        tput8(b, 0); /* Processor Local APIC */
+        tput8(b, 8);
+        tput8(b, (uint8_t)i); /* ACPI processor UID */
+        tput8(b, (uint8_t)i); /* APIC ID */
+        tput32(b, 1);         /* enabled */
     }
-    put8(b, 1); /* I/O APIC */
-    put8(b, 12);
-    put8(b, (uint8_t)ncpus); /* its ID, after the CPUs' */
-    put8(b, 0);
-    put32(b, IOAPIC_GPA);
-    put32(b, 0); /* GSI base */
+    tput8(b, 1); /* I/O APIC */
+    tput8(b, 12);
+    tput8(b, (uint8_t)ncpus); /* its ID, after the CPUs' */
+    tput8(b, 0);
+    tput32(b, IOAPIC_GPA);
+    tput32(b, 0); /* GSI base */
     finish(b);
 }
 
-static void fadt(struct buf *b, uint64_t dsdt_gpa)
+static void fadt(struct tbuf *b, uint64_t dsdt_gpa)
 {
     size_t start = b->len;
 
     header(b, "FACP", 6);
     while (b->len - start < FADT_LEN && !b->over)
-        put8(b, 0);
+        tput8(b, 0);
     if (b->over)
         return;
     uint8_t *f = b->p + start;
@@ -238,7 +194,7 @@ int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_de
 {
     uint8_t a[RVM_ACPI_SIZE];
     uint64_t off = 0, dsdt_off, fadt_off, madt_off, xsdt_off;
-    struct buf t;
+    struct tbuf t;
 
     if (!mem || !rsdp_gpa || ncpus == 0 || ncpus > 255 || (ndevs && !devs) || ndevs > 255)
         return -EINVAL;
@@ -251,7 +207,7 @@ int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_de
 #define TABLE(var, call)                                                                           \
     do {                                                                                           \
         var = off;                                                                                 \
-        t = (struct buf){.p = a + off, .cap = RVM_ACPI_SIZE - off};                                \
+        t = (struct tbuf){.p = a + off, .cap = RVM_ACPI_SIZE - off};                               \
         call;                                                                                      \
         if (t.over)                                                                                \
             return -E2BIG;                                                                         \
@@ -260,21 +216,21 @@ int rvm_acpi_build(struct rvm_mem *mem, unsigned ncpus, const struct rvm_acpi_de
     TABLE(dsdt_off, dsdt(&t, devs, ndevs));
     TABLE(fadt_off, fadt(&t, RVM_ACPI_GPA + dsdt_off));
     TABLE(madt_off, madt(&t, ncpus));
-    TABLE(xsdt_off, (header(&t, "XSDT", 1), put64(&t, RVM_ACPI_GPA + fadt_off),
-                     put64(&t, RVM_ACPI_GPA + madt_off), finish(&t)));
+    TABLE(xsdt_off, (header(&t, "XSDT", 1), tput64(&t, RVM_ACPI_GPA + fadt_off),
+                     tput64(&t, RVM_ACPI_GPA + madt_off), finish(&t)));
 #undef TABLE
-    t = (struct buf){.p = a, .cap = RSDP_LEN};
-    put(&t, "RSD PTR ", 8);
-    put8(&t, 0); /* checksum of the first 20 bytes */
-    put(&t, "RINGVM", 6);
-    put8(&t, 2); /* revision: XSDT */
-    put32(&t, 0);
-    put32(&t, RSDP_LEN);
-    put64(&t, RVM_ACPI_GPA + xsdt_off);
-    put8(&t, 0); /* extended checksum */
-    put8(&t, 0), put8(&t, 0), put8(&t, 0);
-    a[8] = checksum(a, 20);
-    a[32] = checksum(a, RSDP_LEN);
+    t = (struct tbuf){.p = a, .cap = RSDP_LEN};
+    tput(&t, "RSD PTR ", 8);
+    tput8(&t, 0); /* checksum of the first 20 bytes */
+    tput(&t, "RINGVM", 6);
+    tput8(&t, 2); /* revision: XSDT */
+    tput32(&t, 0);
+    tput32(&t, RSDP_LEN);
+    tput64(&t, RVM_ACPI_GPA + xsdt_off);
+    tput8(&t, 0); /* extended checksum */
+    tput8(&t, 0), tput8(&t, 0), tput8(&t, 0);
+    a[8] = tchecksum(a, 20);
+    a[32] = tchecksum(a, RSDP_LEN);
     *rsdp_gpa = RVM_ACPI_GPA;
     return rvm_mem_write(mem, RVM_ACPI_GPA, a, off);
 }

@@ -15,6 +15,7 @@
 #include <ringvm/mem.h>
 
 #include "../../core/vm_internal.h"
+#include "tablebuf.h"
 
 #define APIC_GPA      0xfee00000u
 #define IOAPIC_GPA    0xfec00000u
@@ -25,61 +26,21 @@
 enum { MP_PROC = 0, MP_BUS = 1, MP_IOAPIC = 2, MP_IOINT = 3, MP_LINT = 4 };
 enum { INT_INT = 0, INT_NMI = 1, INT_EXTINT = 3 };
 
-struct mp_buf {
-    uint8_t *p;
-    size_t len, cap;
-    bool over;
-};
-
-static void mput(struct mp_buf *b, const void *src, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->over = true;
-        return;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void mput8(struct mp_buf *b, uint8_t v)
-{
-    mput(b, &v, 1);
-}
-
-static void mput16(struct mp_buf *b, uint16_t v)
-{
-    mput(b, &v, 2);
-}
-
-static void mput32(struct mp_buf *b, uint32_t v)
-{
-    mput(b, &v, 4);
-}
-
-static uint8_t mp_checksum(const uint8_t *p, size_t n)
-{
-    uint8_t s = 0;
-
-    while (n--)
-        s = (uint8_t)(s + *p++);
-    return (uint8_t)-s;
-}
-
 /* An interrupt assignment entry (I/O or local), 8 bytes. */
-static void intsrc(struct mp_buf *b, uint8_t type, uint8_t kind, uint8_t bus_irq, uint8_t dst,
+static void intsrc(struct tbuf *b, uint8_t type, uint8_t kind, uint8_t bus_irq, uint8_t dst,
                    uint8_t dst_pin)
 {
-    mput8(b, type);
-    mput8(b, kind);
-    mput16(b, 0); /* polarity and trigger conform to the bus: ISA, edge, active high */
-    mput8(b, 0);  /* source bus: ISA (bus 0), or for local entries, bus 0 too */
-    mput8(b, bus_irq);
-    mput8(b, dst);
-    mput8(b, dst_pin);
+    tput8(b, type);
+    tput8(b, kind);
+    tput16(b, 0); /* polarity and trigger conform to the bus: ISA, edge, active high */
+    tput8(b, 0);  /* source bus: ISA (bus 0), or for local entries, bus 0 too */
+    tput8(b, bus_irq);
+    tput8(b, dst);
+    tput8(b, dst_pin);
 }
 
 /* The configuration table (header and entries) into b; returns the entry count. */
-static uint16_t config_table(struct mp_buf *b, unsigned ncpus)
+static uint16_t config_table(struct tbuf *b, unsigned ncpus)
 {
     uint32_t sig = 0x600, features = 0x201, eax, ebx, ecx, edx;
     uint8_t ioapic = (uint8_t)ncpus; /* its ID, after the CPUs', as in the MADT */
@@ -87,38 +48,38 @@ static uint16_t config_table(struct mp_buf *b, unsigned ncpus)
 
     if (__get_cpuid(1, &eax, &ebx, &ecx, &edx))
         sig = eax, features = edx;
-    mput(b, "PCMP", 4);
-    mput16(b, 0); /* base table length, filled in below */
-    mput8(b, 4);  /* spec revision 1.4 */
-    mput8(b, 0);  /* checksum */
-    mput(b, "RINGVM  ", 8);
-    mput(b, "RINGVM 1.0  ", 12);
-    mput32(b, 0); /* no OEM table */
-    mput16(b, 0);
-    mput16(b, 0); /* entry count, filled in below */
-    mput32(b, APIC_GPA);
-    mput16(b, 0); /* no extended entries */
-    mput8(b, 0);
-    mput8(b, 0);
+    tput(b, "PCMP", 4);
+    tput16(b, 0); /* base table length, filled in below */
+    tput8(b, 4);  /* spec revision 1.4 */
+    tput8(b, 0);  /* checksum */
+    tput(b, "RINGVM  ", 8);
+    tput(b, "RINGVM 1.0  ", 12);
+    tput32(b, 0); /* no OEM table */
+    tput16(b, 0);
+    tput16(b, 0); /* entry count, filled in below */
+    tput32(b, APIC_GPA);
+    tput16(b, 0); /* no extended entries */
+    tput8(b, 0);
+    tput8(b, 0);
     for (unsigned i = 0; i < ncpus; i++, n++) {
-        mput8(b, MP_PROC);
-        mput8(b, (uint8_t)i); /* local APIC ID */
-        mput8(b, LAPIC_VERSION);
-        mput8(b, (uint8_t)(1 | (i == 0 ? 2 : 0))); /* enabled; the bootstrap processor */
-        mput32(b, sig);
-        mput32(b, features);
-        mput32(b, 0);
-        mput32(b, 0);
+        tput8(b, MP_PROC);
+        tput8(b, (uint8_t)i); /* local APIC ID */
+        tput8(b, LAPIC_VERSION);
+        tput8(b, (uint8_t)(1 | (i == 0 ? 2 : 0))); /* enabled; the bootstrap processor */
+        tput32(b, sig);
+        tput32(b, features);
+        tput32(b, 0);
+        tput32(b, 0);
     }
-    mput8(b, MP_BUS);
-    mput8(b, 0);
-    mput(b, "ISA   ", 6);
+    tput8(b, MP_BUS);
+    tput8(b, 0);
+    tput(b, "ISA   ", 6);
     n++;
-    mput8(b, MP_IOAPIC);
-    mput8(b, ioapic);
-    mput8(b, IOAPIC_VER);
-    mput8(b, 1); /* enabled */
-    mput32(b, IOAPIC_GPA);
+    tput8(b, MP_IOAPIC);
+    tput8(b, ioapic);
+    tput8(b, IOAPIC_VER);
+    tput8(b, 1); /* enabled */
+    tput32(b, IOAPIC_GPA);
     n++;
     /* Every pin the ISA IRQ of its number, as KVM's default routing wires GSIs. */
     for (uint8_t pin = 0; pin < IOAPIC_PINS; pin++, n++)
@@ -133,7 +94,7 @@ static uint16_t config_table(struct mp_buf *b, unsigned ncpus)
 int rvm_mptable_build(struct rvm_mem *mem, unsigned ncpus, uint64_t *gpa)
 {
     uint8_t t[RVM_MPTABLE_MAX];
-    struct mp_buf b = {.p = t + 16, .cap = sizeof(t) - 16};
+    struct tbuf b = {.p = t + 16, .cap = sizeof(t) - 16};
     uint16_t entries, len;
     uint32_t table = (uint32_t)RVM_MPTABLE_GPA + 16;
 
@@ -146,7 +107,7 @@ int rvm_mptable_build(struct rvm_mem *mem, unsigned ncpus, uint64_t *gpa)
     len = (uint16_t)b.len;
     memcpy(b.p + 4, &len, 2);
     memcpy(b.p + 34, &entries, 2);
-    b.p[7] = mp_checksum(b.p, len);
+    b.p[7] = tchecksum(b.p, len);
 
     /* The floating pointer, 16 bytes on a 16-byte boundary. */
     memcpy(t, "_MP_", 4);
@@ -155,7 +116,7 @@ int rvm_mptable_build(struct rvm_mem *mem, unsigned ncpus, uint64_t *gpa)
     t[9] = 4;  /* spec revision 1.4 */
     t[11] = 0; /* feature 1: a configuration table follows, no default configuration */
     t[12] = 0; /* feature 2: no IMCR, virtual wire mode */
-    t[10] = mp_checksum(t, 16);
+    t[10] = tchecksum(t, 16);
     if (gpa)
         *gpa = RVM_MPTABLE_GPA;
     return rvm_mem_write(mem, RVM_MPTABLE_GPA, t, 16 + b.len);
