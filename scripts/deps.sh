@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ringvm builds and tests with, if any is missing.
+# Installs the Debian packages ringvm builds and tests with, if any is missing;
+# with arguments, those packages instead (scripts/linux-kernel.sh uses that).
 # Idempotent: apt-get runs only when something is missing.
 set -eu
 pkgs=(
@@ -10,6 +11,7 @@ pkgs=(
     cpio lz4 xz-utils zstd # the stock-kernel tier's Linux guest (scripts/linux-stock.sh)
     e2fsprogs       # the Linux tier's ext4 image: mke2fs, e2fsck, debugfs
 )
+[ $# -gt 0 ] && pkgs=("$@")
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -20,18 +20,7 @@ src_pkg=linux-source-6.12
 frag=$top/guest/linux/ringvm.config
 patches=("$top"/guest/linux/patches/*.patch)
 
-need=()
-for p in "$src_pkg" gcc make flex bison bc libelf-dev xz-utils lz4 patch; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    echo "linux-kernel: installing ${need[*]}" >&2
-    sudo=
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+"$top"/scripts/deps.sh "$src_pkg" gcc make flex bison bc libelf-dev xz-utils lz4 patch
 
 version=$(dpkg-query -W -f='${Version}' "$src_pkg")
 key=$( (echo "$src_pkg $version"; cat "$frag" "${patches[@]}" "$0") | sha256sum | cut -d' ' -f1)

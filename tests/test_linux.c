@@ -41,6 +41,7 @@
 #include <linux/if_tun.h>
 #include <netinet/in.h>
 
+#include "common/guestproc.h"
 #include "common/testutil.h"
 #include "../guest/host/netns.h"
 
@@ -66,16 +67,8 @@
     "GLIBC_TUNABLES=glibc.cpu.hwcaps=-SSE2,-SSE3,-SSSE3,-SSE4_1,-SSE4_2,-AVX,-AVX2,-POPCNT,"       \
     "-MOVBE,-BMI1,-BMI2,-LZCNT,-ERMS,-FMA,-FMA4,-CMOV"
 
-struct boot {
-    const char *name;
-    pid_t pid;
-    int status;
-    bool reaped;
-    char log[80], err[80];
-};
-
-static struct boot pvh = {.name = "vmlinux (PVH, ACPI)"}, restored = {.name = "restored"},
-                   bz = {.name = "bzImage"}, noacpi = {.name = "vmlinux (no ACPI)"};
+static struct guest_proc pvh = {.name = "vmlinux (PVH, ACPI)"}, restored = {.name = "restored"},
+                         bz = {.name = "bzImage"}, noacpi = {.name = "vmlinux (no ACPI)"};
 static char kernel[PATH_MAX], bzimage[PATH_MAX], initrd[PATH_MAX], ringvm[PATH_MAX + 16];
 static char raw1[64], ext4img[64], raw2[64], snapdir[64];
 static const char *skip_reason;
@@ -300,30 +293,6 @@ static void *tftp_main(void *arg)
 
 /* ---- the VMs ---- */
 
-static void logs_for(struct boot *b)
-{
-    snprintf(b->log, sizeof(b->log), "/tmp/ringvm-lt-con-XXXXXX");
-    snprintf(b->err, sizeof(b->err), "/tmp/ringvm-lt-err-XXXXXX");
-    int lfd = mkstemp(b->log), efd = mkstemp(b->err);
-    assert_true(lfd >= 0 && efd >= 0);
-    close(lfd);
-    close(efd);
-}
-
-/* Starts `ringvm ARGS... --serial LOG` with stderr into b->err. */
-static void spawn(struct boot *b, char *const argv[])
-{
-    b->pid = fork();
-    assert_true(b->pid >= 0);
-    if (b->pid == 0) {
-        int efd = open(b->err, O_WRONLY | O_TRUNC | O_CLOEXEC);
-        if (efd < 0 || dup2(efd, 2) < 0)
-            _exit(126);
-        execv(ringvm, argv);
-        _exit(127);
-    }
-}
-
 #define RUN_ARGS(b, k, vcpus, ...)                                                                 \
     (char *[])                                                                                     \
     {                                                                                              \
@@ -333,17 +302,21 @@ static void spawn(struct boot *b, char *const argv[])
 
 static void start_all(void)
 {
-    logs_for(&pvh);
-    logs_for(&restored);
-    logs_for(&bz);
-    logs_for(&noacpi);
-    spawn(&pvh, RUN_ARGS(&pvh, kernel, "2", "--disk", raw1, "--disk", ext4img, "--net", "tap=" TAP,
-                         "--snapshot-on-signal", snapdir, "--cmdline",
-                         HOST_CMDLINE " rvm_steps=ttys0,cpus,blk,ext4,idle,arp,udp rvm_cpus=2 "
-                                      "rvm_idle=20 rvm_ip=" GUEST_IP " rvm_peer=10.0.2.2"));
-    spawn(&bz, RUN_ARGS(&bz, bzimage, "1", "--cmdline", HOST_CMDLINE " rvm_steps=panic"));
-    spawn(&noacpi, RUN_ARGS(&noacpi, kernel, "2", "--no-acpi", "--disk", raw2, "--cmdline",
-                            HOST_CMDLINE " rvm_steps=cpus,blk rvm_cpus=2"));
+    gp_files(&pvh);
+    gp_files(&restored);
+    gp_files(&bz);
+    gp_files(&noacpi);
+    gp_spawn(&pvh,
+             RUN_ARGS(&pvh, kernel, "2", "--disk", raw1, "--disk", ext4img, "--net", "tap=" TAP,
+                      "--snapshot-on-signal", snapdir, "--cmdline",
+                      HOST_CMDLINE " rvm_steps=ttys0,cpus,blk,ext4,idle,arp,udp rvm_cpus=2 "
+                                   "rvm_idle=20 rvm_ip=" GUEST_IP " rvm_peer=10.0.2.2"),
+             false);
+    gp_spawn(&bz, RUN_ARGS(&bz, bzimage, "1", "--cmdline", HOST_CMDLINE " rvm_steps=panic"), false);
+    gp_spawn(&noacpi,
+             RUN_ARGS(&noacpi, kernel, "2", "--no-acpi", "--disk", raw2, "--cmdline",
+                      HOST_CMDLINE " rvm_steps=cpus,blk rvm_cpus=2"),
+             false);
 }
 
 static int find_files(void)
@@ -404,20 +377,16 @@ static int net_setup(void)
 
 static int group_setup(void **state)
 {
-    char exe[PATH_MAX];
-    ssize_t n;
+    char build[PATH_MAX];
     (void)state;
 
     if (!kvm_usable()) {
         skip_reason = "/dev/kvm is missing or not accessible on this host";
         return 0;
     }
-    if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) < 0)
+    if (gp_build_dir(build, sizeof(build)) < 0)
         return -1;
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0'; /* BUILD/tests */
-    *strrchr(exe, '/') = '\0'; /* BUILD */
-    snprintf(ringvm, sizeof(ringvm), "%s/ringvm", exe);
+    snprintf(ringvm, sizeof(ringvm), "%s/ringvm", build);
     if (find_files() < 0 || skip_reason)
         return skip_reason ? 0 : -1;
     if (geteuid() != 0) {
@@ -440,27 +409,13 @@ static int group_setup(void **state)
     return 0;
 }
 
-static void stop(struct boot *b)
-{
-    if (b->pid > 0 && !b->reaped) {
-        kill(b->pid, SIGKILL);
-        waitpid(b->pid, &b->status, 0);
-        b->reaped = true;
-    }
-}
-
 static int group_teardown(void **state)
 {
-    struct boot *all[] = {&pvh, &restored, &bz, &noacpi};
+    struct guest_proc *all[] = {&pvh, &restored, &bz, &noacpi};
     (void)state;
 
-    for (unsigned i = 0; i < 4; i++) {
-        stop(all[i]);
-        if (all[i]->log[0])
-            unlink(all[i]->log);
-        if (all[i]->err[0])
-            unlink(all[i]->err);
-    }
+    for (unsigned i = 0; i < 4; i++)
+        gp_remove(all[i]);
     if (tftp.started) {
         __atomic_store_n(&tftp.stop, 1, __ATOMIC_RELEASE);
         pthread_join(tftp.thread, NULL);
@@ -478,72 +433,16 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static char *slurp(const char *path)
-{
-    void *buf;
-    size_t len;
-
-    return bg_read_file(path, &buf, &len) == 0 ? buf : NULL;
-}
-
-static bool reap(struct boot *b)
-{
-    if (!b->reaped && b->pid > 0 && waitpid(b->pid, &b->status, WNOHANG) == b->pid)
-        b->reaped = true;
-    return b->reaped;
-}
-
-/* Waits until file shows needle or b ends; the file's text (malloc'd, never NULL). */
-static char *wait_for(struct boot *b, const char *file, const char *needle, int seconds)
-{
-    for (int i = 0; i < seconds * 5; i++) {
-        bool ended = reap(b);
-        char *text = slurp(file);
-
-        if (text && (strstr(text, needle) || ended))
-            return text;
-        free(text);
-        if (ended)
-            break;
-        sleep_ms(200);
-    }
-    char *text = slurp(file);
-    return text ? text : strdup("");
-}
-
-static void need(const char *text, const char *line, const char *who)
-{
-    if (!strstr(text, line))
-        fail_msg("%s: no \"%s\" in:\n%s", who, line, text);
-}
-
-static void need_not(const char *text, const char *line, const char *who)
-{
-    if (strstr(text, line))
-        fail_msg("%s: \"%s\" should not be in:\n%s", who, line, text);
-}
-
 /* A marker of /init: "RINGVM-TEST <what>" followed by " ok". */
-static void need_ok(struct boot *b, const char *file, const char *step)
+static void need_ok(struct guest_proc *b, const char *file, const char *step)
 {
     char want[96], ok[112];
 
     snprintf(want, sizeof(want), "RINGVM-TEST %s ", step);
     snprintf(ok, sizeof(ok), "RINGVM-TEST %s ok", step);
-    char *text = wait_for(b, file, want, WAIT_S);
-    need(text, ok, b->name);
+    char *text = gp_wait_for(b, file, want, WAIT_S);
+    gp_need(text, ok, b->name);
     free(text);
-}
-
-static int wait_exit(struct boot *b, int seconds)
-{
-    for (int i = 0; i < seconds * 5 && !reap(b); i++)
-        sleep_ms(200);
-    if (!b->reaped)
-        fail_msg("%s: still running after %d s", b->name, seconds);
-    if (!WIFEXITED(b->status))
-        fail_msg("%s: ended by signal %d", b->name, WTERMSIG(b->status));
-    return WEXITSTATUS(b->status);
 }
 
 #define SKIP_IF_NEEDED()                                                                           \
@@ -559,22 +458,22 @@ static void test_pvh_boot(void **state)
 {
     (void)state;
     SKIP_IF_NEEDED();
-    char *t = wait_for(&pvh, pvh.log, "RINGVM-TEST cpus ", WAIT_S);
-    need(t, "Linux version ", pvh.name);
-    need(t, "ACPI: Using ACPI (MADT) for SMP configuration information", pvh.name);
-    need(t, "smp: Brought up 1 node, 2 CPUs", pvh.name);
-    need(t, "virtio_blk virtio0: [vda]", pvh.name);
-    need(t, "virtio_blk virtio1: [vdb]", pvh.name);
-    need(t, "RINGVM-TEST init ok", pvh.name);
-    need(t, "RINGVM-TEST found block vda", pvh.name);
-    need(t, "RINGVM-TEST found block vdb", pvh.name);
-    need(t, "RINGVM-TEST found net eth0", pvh.name);
-    need(t, "RINGVM-TEST cpus ok online 0-1", pvh.name);
+    char *t = gp_wait_for(&pvh, pvh.log, "RINGVM-TEST cpus ", WAIT_S);
+    gp_need(t, "Linux version ", pvh.name);
+    gp_need(t, "ACPI: Using ACPI (MADT) for SMP configuration information", pvh.name);
+    gp_need(t, "smp: Brought up 1 node, 2 CPUs", pvh.name);
+    gp_need(t, "virtio_blk virtio0: [vda]", pvh.name);
+    gp_need(t, "virtio_blk virtio1: [vdb]", pvh.name);
+    gp_need(t, "RINGVM-TEST init ok", pvh.name);
+    gp_need(t, "RINGVM-TEST found block vda", pvh.name);
+    gp_need(t, "RINGVM-TEST found block vdb", pvh.name);
+    gp_need(t, "RINGVM-TEST found net eth0", pvh.name);
+    gp_need(t, "RINGVM-TEST cpus ok online 0-1", pvh.name);
     /* Announced one way: the DSDT, and no command-line copies that fail to claim their window. */
-    need_not(t, "virtio_mmio.device=", pvh.name);
-    need_not(t, "can't request region", pvh.name);
+    gp_need_not(t, "virtio_mmio.device=", pvh.name);
+    gp_need_not(t, "can't request region", pvh.name);
     /* The MP floating pointer is found at once, not after a scan of the BIOS area. */
-    need(t, "found SMP MP-table at [mem 0x0009fc00-0x0009fc0f]", pvh.name);
+    gp_need(t, "found SMP MP-table at [mem 0x0009fc00-0x0009fc0f]", pvh.name);
     free(t);
 }
 
@@ -584,11 +483,11 @@ static void test_pvh_ttys0(void **state)
     (void)state;
     SKIP_IF_NEEDED();
     need_ok(&pvh, pvh.log, "ttyS0");
-    char *t = slurp(pvh.log);
+    char *t = gp_text(pvh.log);
     assert_non_null(t);
-    need(t, "RINGVM-TEST ttyS0 written through /dev/ttyS0", pvh.name);
-    need(t, "00:0", pvh.name); /* the PNP device: "00:0N: ttyS0 at I/O 0x3f8" */
-    need(t, "ttyS0 at I/O 0x3f8", pvh.name);
+    gp_need(t, "RINGVM-TEST ttyS0 written through /dev/ttyS0", pvh.name);
+    gp_need(t, "00:0", pvh.name); /* the PNP device: "00:0N: ttyS0 at I/O 0x3f8" */
+    gp_need(t, "ttyS0 at I/O 0x3f8", pvh.name);
     free(t);
 }
 
@@ -635,23 +534,23 @@ static void test_pvh_snapshot_restore(void **state)
     (void)state;
 
     SKIP_IF_NEEDED();
-    char *t = wait_for(&pvh, pvh.log, "RINGVM-TEST idle start", WAIT_S);
-    need(t, "RINGVM-TEST idle start", pvh.name);
+    char *t = gp_wait_for(&pvh, pvh.log, "RINGVM-TEST idle start", WAIT_S);
+    gp_need(t, "RINGVM-TEST idle start", pvh.name);
     free(t);
     assert_int_equal(kill(pvh.pid, SIGUSR1), 0);
-    t = wait_for(&pvh, pvh.err, "ringvm: snapshot ", 120);
-    need(t, "paused", pvh.name);
+    t = gp_wait_for(&pvh, pvh.err, "ringvm: snapshot ", 120);
+    gp_need(t, "paused", pvh.name);
     char *line = strstr(t, "ringvm: snapshot ");
     print_message("  %.*s\n", (int)strcspn(line, "\n"), line);
     free(t);
-    stop(&pvh);
-    t = slurp(pvh.log);
+    gp_stop(&pvh);
+    t = gp_text(pvh.log);
     assert_non_null(t);
-    need_not(t, "RINGVM-TEST idle ok", pvh.name); /* it was killed mid-loop */
+    gp_need_not(t, "RINGVM-TEST idle ok", pvh.name); /* it was killed mid-loop */
     free(t);
 
     snprintf(dir, sizeof(dir), "%s/snap-1", snapdir);
-    spawn(&restored, (char *[]){ringvm, "restore", dir, "--serial", restored.log, NULL});
+    gp_spawn(&restored, (char *[]){ringvm, "restore", dir, "--serial", restored.log, NULL}, false);
     need_ok(&restored, restored.log, "idle");
 }
 
@@ -677,11 +576,11 @@ static void test_pvh_reboot(void **state)
 {
     (void)state;
     SKIP_IF_NEEDED();
-    assert_int_equal(wait_exit(&restored, WAIT_S), 0);
-    char *t = slurp(restored.log);
+    assert_int_equal(gp_wait_exit(&restored, WAIT_S), 0);
+    char *t = gp_text(restored.log);
     assert_non_null(t);
-    need(t, "RINGVM-TEST done", restored.name);
-    need_not(t, "FAIL", restored.name);
+    gp_need(t, "RINGVM-TEST done", restored.name);
+    gp_need_not(t, "FAIL", restored.name);
     free(t);
 }
 
@@ -690,14 +589,14 @@ static void test_bzimage_panic(void **state)
 {
     (void)state;
     SKIP_IF_NEEDED();
-    int status = wait_exit(&bz, WAIT_S);
-    char *t = slurp(bz.log), *e = slurp(bz.err);
+    int status = gp_wait_exit(&bz, WAIT_S);
+    char *t = gp_text(bz.log), *e = gp_text(bz.err);
     assert_non_null(t);
     assert_non_null(e);
-    need(t, "RINGVM-TEST init ok", bz.name);
-    need(t, "Kernel panic - not syncing", bz.name);
-    need(e, "the guest kernel panicked", bz.name);
-    need(e, "boot timer: the guest marked", bz.name);
+    gp_need(t, "RINGVM-TEST init ok", bz.name);
+    gp_need(t, "Kernel panic - not syncing", bz.name);
+    gp_need(e, "the guest kernel panicked", bz.name);
+    gp_need(e, "boot timer: the guest marked", bz.name);
     free(t);
     free(e);
     assert_int_equal(status, 123);
@@ -710,16 +609,16 @@ static void test_noacpi_boot(void **state)
     (void)state;
 
     SKIP_IF_NEEDED();
-    assert_int_equal(wait_exit(&noacpi, WAIT_S), 0);
-    char *t = slurp(noacpi.log);
+    assert_int_equal(gp_wait_exit(&noacpi, WAIT_S), 0);
+    char *t = gp_text(noacpi.log);
     assert_non_null(t);
-    need_not(t, "ACPI: RSDP", noacpi.name);
-    need(t, "Intel MultiProcessor Specification v1.4", noacpi.name);
-    need(t, "virtio_mmio.device=0x200@0xd0100000:5", noacpi.name);
-    need(t, "smp: Brought up 1 node, 2 CPUs", noacpi.name);
-    need(t, "RINGVM-TEST cpus ok online 0-1", noacpi.name);
-    need(t, "RINGVM-TEST blk ok", noacpi.name);
-    need(t, "RINGVM-TEST done", noacpi.name);
+    gp_need_not(t, "ACPI: RSDP", noacpi.name);
+    gp_need(t, "Intel MultiProcessor Specification v1.4", noacpi.name);
+    gp_need(t, "virtio_mmio.device=0x200@0xd0100000:5", noacpi.name);
+    gp_need(t, "smp: Brought up 1 node, 2 CPUs", noacpi.name);
+    gp_need(t, "RINGVM-TEST cpus ok online 0-1", noacpi.name);
+    gp_need(t, "RINGVM-TEST blk ok", noacpi.name);
+    gp_need(t, "RINGVM-TEST done", noacpi.name);
     free(t);
     pattern(want, "ringvm O_DIRECT pattern");
     pattern(want + BLOCK, "ringvm page cache pattern");

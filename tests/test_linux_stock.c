@@ -23,21 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/guestproc.h"
 #include "common/testutil.h"
 
 #define CMDLINE_BZ  "console=ttyS0 noxsave clearcpuid=cx16 panic=-1 reboot=k ringvm=bz"
 #define CMDLINE_PVH "console=ttyS0 noxsave clearcpuid=cx16 panic=-1 reboot=k ringvm=pvh"
 #define WAIT_S      540
 
-struct boot {
-    const char *name;
-    pid_t pid;
-    int status; /* once reaped */
-    bool reaped;
-    char log[64], err[64];
-};
-
-static struct boot bz = {.name = "bzImage"}, pvh = {.name = "vmlinux (PVH)"};
+static struct guest_proc bz = {.name = "bzImage"}, pvh = {.name = "vmlinux (PVH)"};
 static char build[PATH_MAX], disk[64];
 static const char *skip_reason;
 
@@ -47,50 +40,33 @@ static bool ring0_emulated(void)
     return access("/sys/module/kvm_pvm", F_OK) == 0;
 }
 
-static void start(struct boot *b, const char *kernel, const char *vcpus, const char *cmdline)
+static void start(struct guest_proc *b, const char *kernel, const char *vcpus, const char *cmdline)
 {
-    char k[PATH_MAX + 32], initrd[PATH_MAX + 32], ringvm[PATH_MAX + 16], d[80];
+    char k[PATH_MAX + 32], initrd[PATH_MAX + 32], ringvm[PATH_MAX + 16];
 
-    snprintf(b->log, sizeof(b->log), "/tmp/ringvm-linux-%d-XXXXXX", (int)getpid());
-    snprintf(b->err, sizeof(b->err), "/tmp/ringvm-linux-err-%d-XXXXXX", (int)getpid());
-    int lfd = mkstemp(b->log), efd = mkstemp(b->err);
-    assert_true(lfd >= 0 && efd >= 0);
-    close(lfd);
+    gp_files(b);
     snprintf(k, sizeof(k), "%s/linux-stock/%s", build, kernel);
     snprintf(initrd, sizeof(initrd), "%s/linux-stock/initrd.img", build);
     snprintf(ringvm, sizeof(ringvm), "%s/ringvm", build);
-    snprintf(d, sizeof(d), "%s", disk);
-    b->pid = fork();
-    assert_true(b->pid >= 0);
-    if (b->pid == 0) {
-        /* A network namespace of its own for the NIC's tap; nothing leaves it. */
-        if (unshare(CLONE_NEWNET) < 0)
-            _exit(126);
-        dup2(efd, 2);
-        execl(ringvm, ringvm, "run", "--kernel", k, "--initrd", initrd, "--mem", "256M", "--vcpus",
-              vcpus, "--disk", d, "--net", "tap=rvmlinux0", "--serial", b->log, "--cmdline",
-              cmdline, (char *)NULL);
-        _exit(127);
-    }
-    close(efd);
+    /* A network namespace of its own for the NIC's tap; nothing leaves it. */
+    gp_spawn(b,
+             (char *[]){ringvm, "run", "--kernel", k, "--initrd", initrd, "--mem", "256M",
+                        "--vcpus", (char *)vcpus, "--disk", disk, "--net", "tap=rvmlinux0",
+                        "--serial", b->log, "--cmdline", (char *)cmdline, NULL},
+             true);
 }
 
 static int group_setup(void **state)
 {
-    char exe[PATH_MAX], cmd[PATH_MAX + 64];
-    ssize_t n;
+    char cmd[PATH_MAX + 64];
     (void)state;
 
     if (!kvm_usable()) {
         skip_reason = "/dev/kvm is missing or not accessible on this host";
         return 0;
     }
-    if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) < 0)
+    if (gp_build_dir(build, sizeof(build)) < 0)
         return -1;
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0'; /* BUILD/tests */
-    *strrchr(exe, '/') = '\0'; /* BUILD */
-    snprintf(build, sizeof(build), "%s", exe);
     if (access("scripts/linux-stock.sh", X_OK) != 0) {
         skip_reason = "scripts/linux-stock.sh not found (run from the source tree: make test)";
         return 0;
@@ -113,65 +89,17 @@ static int group_setup(void **state)
     return 0;
 }
 
-static void stop(struct boot *b)
-{
-    if (b->pid > 0 && !b->reaped) {
-        kill(b->pid, SIGKILL);
-        waitpid(b->pid, &b->status, 0);
-        b->reaped = true;
-    }
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
-    stop(&bz);
-    stop(&pvh);
-    for (int i = 0; i < 2; i++) {
-        struct boot *b = i ? &pvh : &bz;
-        if (b->log[0])
-            unlink(b->log);
-        if (b->err[0])
-            unlink(b->err);
-    }
+    gp_remove(&bz);
+    gp_remove(&pvh);
     if (disk[0])
         unlink(disk);
     return 0;
 }
 
-static char *slurp(const char *path)
-{
-    void *buf;
-    size_t len;
-
-    return bg_read_file(path, &buf, &len) == 0 ? buf : NULL;
-}
-
-/* Waits until the console shows needle or the VM ends; the console's text (malloc'd). */
-static char *wait_for(struct boot *b, const char *needle, int seconds)
-{
-    for (int i = 0; i < seconds; i++) {
-        char *text = slurp(b->log);
-
-        if (text && strstr(text, needle))
-            return text;
-        if (!b->reaped && waitpid(b->pid, &b->status, WNOHANG) == b->pid)
-            b->reaped = true;
-        if (b->reaped)
-            return text ? text : slurp(b->log);
-        free(text);
-        sleep(1);
-    }
-    return slurp(b->log);
-}
-
-static void need_line(const char *text, const char *line, const char *who)
-{
-    if (!strstr(text, line))
-        fail_msg("%s: no \"%s\" on the console:\n%s", who, line, text);
-}
-
-static void early_boot(struct boot *b, const char *cmdline, const char *cpus)
+static void early_boot(struct guest_proc *b, const char *cmdline, const char *cpus)
 {
     char want[256];
 
@@ -179,24 +107,24 @@ static void early_boot(struct boot *b, const char *cmdline, const char *cpus)
         print_message("SKIP: %s\n", skip_reason);
         skip();
     }
-    char *text = wait_for(b, "Memory: ", WAIT_S);
+    char *text = gp_wait_for(b, b->log, "Memory: ", WAIT_S);
     assert_non_null(text);
-    need_line(text, "Linux version ", b->name);
+    gp_need(text, "Linux version ", b->name);
     snprintf(want, sizeof(want), "Command line: %s", cmdline); /* then the devices words */
-    need_line(text, want, b->name);
-    need_line(text, "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable", b->name);
-    need_line(text, "BIOS-e820: [mem 0x000000000009fc00-0x00000000000fffff] reserved", b->name);
-    need_line(text, "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable", b->name);
-    need_line(text, "RAMDISK: [mem 0x", b->name);
-    need_line(text, "ACPI: RSDP 0x00000000000E0000", b->name);
-    need_line(text, "ACPI: DSDT 0x", b->name);
-    need_line(text, "ACPI: Using ACPI (MADT) for SMP configuration information", b->name);
+    gp_need(text, want, b->name);
+    gp_need(text, "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable", b->name);
+    gp_need(text, "BIOS-e820: [mem 0x000000000009fc00-0x00000000000fffff] reserved", b->name);
+    gp_need(text, "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable", b->name);
+    gp_need(text, "RAMDISK: [mem 0x", b->name);
+    gp_need(text, "ACPI: RSDP 0x00000000000E0000", b->name);
+    gp_need(text, "ACPI: DSDT 0x", b->name);
+    gp_need(text, "ACPI: Using ACPI (MADT) for SMP configuration information", b->name);
     snprintf(want, sizeof(want), "smpboot: Allowing %s CPUs", cpus);
-    need_line(text, want, b->name);
-    need_line(text, "Memory: ", b->name);
+    gp_need(text, want, b->name);
+    gp_need(text, "Memory: ", b->name);
     free(text);
     if (ring0_emulated())
-        stop(b); /* it cannot get further here; its time is better spent on the other boot */
+        gp_stop(b); /* it cannot get further here; its time is better spent on the other boot */
 }
 
 static void test_bzimage_early_boot(void **state)
@@ -220,29 +148,23 @@ static void test_full_boot(void **state)
         skip();
     }
     if (ring0_emulated()) {
-        stop(&bz);
+        gp_stop(&bz);
         print_message("SKIP: guest ring 0 is emulated on this host (software-nested KVM, kvm_pvm): "
                       "Linux dies at its int3 self-test after early boot; the full boot runs on "
                       "hosts with hardware virtualization\n");
         skip();
     }
-    char *text = wait_for(&bz, "ringvm: net eth0", WAIT_S);
+    char *text = gp_wait_for(&bz, bz.log, "ringvm: net eth0", WAIT_S);
     assert_non_null(text);
-    need_line(text, "ringvm: init reached", bz.name);
-    need_line(text, "ringvm: cpus 2", bz.name);
-    need_line(text, "ringvm: block vda", bz.name);
-    need_line(text, "ringvm: net eth0", bz.name);
+    gp_need(text, "ringvm: init reached", bz.name);
+    gp_need(text, "ringvm: cpus 2", bz.name);
+    gp_need(text, "ringvm: block vda", bz.name);
+    gp_need(text, "ringvm: net eth0", bz.name);
     free(text);
-    if (!bz.reaped) {
-        for (int i = 0; i < 60 && waitpid(bz.pid, &bz.status, WNOHANG) != bz.pid; i++)
-            sleep(1);
-        bz.reaped = true;
-    }
-    assert_true(WIFEXITED(bz.status));
-    assert_int_equal(WEXITSTATUS(bz.status), 0); /* reboot=k: the i8042 reset */
-    char *err = slurp(bz.err);
+    assert_int_equal(gp_wait_exit(&bz, 60), 0); /* reboot=k: the i8042 reset */
+    char *err = gp_text(bz.err);
     assert_non_null(err);
-    need_line(err, "boot timer: the guest marked", bz.name);
+    gp_need(err, "boot timer: the guest marked", bz.name);
     free(err);
 }
 
