@@ -186,7 +186,6 @@ static void describe_exit(struct rvm_vcpu *v, struct rvm_exit *e)
     }
 }
 
-/* One KVM_RUN. 0: an exit to describe; 1: kicked (counted); -errno: failure. */
 /* Notes the exit in the vCPU's short history (crash reports). */
 static inline void trace_exit(struct rvm_vcpu *v)
 {
@@ -208,6 +207,7 @@ static inline void trace_exit(struct rvm_vcpu *v)
     }
 }
 
+/* One KVM_RUN. 0: an exit to describe; 1: kicked (counted); -errno: failure. */
 static int enter(struct rvm_vcpu *v)
 {
     v->pending = RVM_EXIT_NONE;
@@ -327,7 +327,8 @@ static void dispatch_mmio(struct rvm_vcpu *v)
 
 /*
  * Fills the VM's crash report from this vCPU, stopped after the exit that
- * ends the VM, unless another vCPU's report came first. Logs it.
+ * ends the VM, unless another vCPU's report came first; logs its first line
+ * either way.
  */
 static void capture_crash(struct rvm_vcpu *v)
 {
@@ -337,8 +338,11 @@ static void capture_crash(struct rvm_vcpu *v)
     uint32_t n = v->trace_next < RVM_CRASH_EXITS ? v->trace_next : RVM_CRASH_EXITS;
     int zero = 0;
 
-    if (!c)
+    if (!c) {
+        rvm_err(vm->hv, "vCPU %u: ended the VM (KVM exit %u); no memory for its report", v->id,
+                run->exit_reason);
         return;
+    }
     c->vcpu = v->id;
     c->kvm_reason = run->exit_reason;
     if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
@@ -359,42 +363,24 @@ static void capture_crash(struct rvm_vcpu *v)
     for (uint32_t i = 0; i < n; i++)
         c->exits[i] = v->trace[(v->trace_next - n + i) % RVM_CRASH_EXITS];
     arch_vcpu_crash(v, c);
+    char line[160];
+    rvm_crash_format(c, line, sizeof(line));
+    line[strcspn(line, "\n")] = '\0';
     if (__atomic_compare_exchange_n(&vm->crash_claimed, &zero, 1, false, __ATOMIC_ACQ_REL,
                                     __ATOMIC_RELAXED)) {
-        char line[160];
         vm->crash = *c;
-        rvm_crash_format(c, line, sizeof(line));
-        line[strcspn(line, "\n")] = '\0';
         rvm_err(vm->hv, "%s; the full report is in the VM's result (rvm_crash_format())", line);
+    } else {
+        rvm_err(vm->hv, "%s (another vCPU's report came first)", line);
     }
     free(c);
 }
 
+/* An internal error, a failed entry or an exit nothing handles: the VM ends, reported. */
 static int end_with_error(struct rvm_vcpu *v, const struct rvm_exit *e)
 {
-    struct rvm_vm *vm = v->vm;
-
-    switch (e->reason) {
-    case RVM_EXIT_INTERNAL_ERROR:
-        rvm_err(vm->hv, "vCPU %u: KVM internal error, suberror %u%s (data %u: 0x%llx 0x%llx)",
-                v->id, e->u.internal.suberror,
-                e->u.internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? " (emulation failure)"
-                                                                       : "",
-                e->u.internal.ndata,
-                (unsigned long long)(e->u.internal.ndata > 0 ? e->u.internal.data[0] : 0),
-                (unsigned long long)(e->u.internal.ndata > 1 ? e->u.internal.data[1] : 0));
-        break;
-    case RVM_EXIT_FAIL_ENTRY:
-        rvm_err(vm->hv, "vCPU %u: VM entry failed, hardware reason 0x%llx on CPU %u", v->id,
-                (unsigned long long)e->u.fail_entry.reason, e->u.fail_entry.cpu);
-        break;
-    default:
-        rvm_err(vm->hv, "vCPU %u: unexpected exit %s (KVM reason %u)", v->id,
-                rvm_exit_reason_name(e->reason), e->kvm_reason);
-        break;
-    }
-    capture_crash(v);
-    vm_request_end(vm, RVM_END_ERROR, e->kvm_reason, v->id);
+    capture_crash(v); /* its log line says what happened */
+    vm_request_end(v->vm, RVM_END_ERROR, e->kvm_reason, v->id);
     return 1;
 }
 
