@@ -46,7 +46,8 @@ const char cli_usage[] =
     "  --snapshot-mode full|live|diff\n"
     "                       how (default live; diff: the first is full, then diffs)\n"
     "  --no-acpi            no ACPI tables: virtio devices go on the command line\n"
-    "                       (virtio_mmio.device=), CPUs and IRQs in the MP table only\n"
+    "                       (virtio_mmio.device=), CPUs and IRQs in the MP table only;\n"
+    "                       implied by acpi=off in --cmdline\n"
     "  --cpuid LEAF[.SUB],REG,clear=MASK|set=MASK|value=V\n"
     "                       change a CPUID register of every vCPU (repeatable), e.g.\n"
     "                       0x40000001,eax,clear=0x2880 hides KVM's PV unhalt, PV IPI\n"
@@ -452,6 +453,17 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
     return fail(err, len, "unknown option", NULL);
 }
 
+/* Whether word stands in s as a whole space-separated word. */
+static bool has_word(const char *s, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (const char *p = s; p && (p = strstr(p, word)); p += n)
+        if ((p == s || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+            return true;
+    return false;
+}
+
 int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t len)
 {
     int c;
@@ -521,5 +533,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t len)
         return fail(err, len, "run needs --kernel PATH", NULL);
     if (o->vm.n_cpus && o->vm.numa_node >= 0)
         return fail(err, len, "--cpus and --numa-node exclude each other", NULL);
+    /* A kernel told to ignore ACPI finds its devices only on its command line. */
+    if (has_word(o->cmdline, "acpi=off"))
+        o->no_acpi = true;
     return 0;
 }

@@ -18,8 +18,9 @@ struct cli_opts {
     bool verbose;
     /*
      * How the guest finds its devices: ACPI tables (DSDT) and no command-line
-     * words, or with no_acpi the virtio_mmio.device= words and no ACPI.
-     * The MP table is written either way.
+     * words, or with no_acpi (--no-acpi, or acpi=off in the command line)
+     * the virtio_mmio.device= words and no ACPI. The MP table is written
+     * either way.
      */
     bool no_acpi;
     struct rvm_vm_config vm;

@@ -245,6 +245,11 @@ static void test_cpuid_and_acpi(void **state)
     assert_int_equal(o.vm.cpuid_edits[1].clear, 0x800);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k"), 0);
     assert_false(o.no_acpi); /* ACPI by default */
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--cmdline", "quiet acpi=off"), 0);
+    assert_true(o.no_acpi); /* the kernel would not read the tables */
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--cmdline", "acpi=offx noacpi=off"),
+                     0);
+    assert_false(o.no_acpi);
     assert_int_equal(o.vm.n_cpuid_edits, 0);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--cpuid", "1,ecx"), -EINVAL);
     assert_non_null(strstr(err, "--cpuid"));
