@@ -58,7 +58,7 @@ disks() {
     truncate -s 1M "$work/raw.img"
     yes "ringvm host pattern" | head -c 4096 | dd of="$work/raw.img" conv=notrunc status=none
     rm -f "$work/ext4.img"
-    mke2fs -q -F -t ext4 "$work/ext4.img" 8M
+    mke2fs -q -F -t ext4 "$work/ext4.img" 8M >/dev/null
 }
 
 run_ringvm() {
@@ -95,7 +95,7 @@ done
 
 # The time of a milestone in one run's stamped console ("-" if it never came).
 at() { local t; t=$(grep -F -m1 -- "$2" "$1" | cut -d' ' -f1); echo "${t:--}"; }
-median() { tr ' ' '\n' | grep -v '^-$' | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
+median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
 
 printf '%-14s' "milestone"
 for v in "${vmms[@]}"; do printf ' %12s' "$v s"; done
