@@ -2,7 +2,7 @@
 # Boots the Linux tier's kernel and initramfs (make linux-guest) under ringvm
 # and, where qemu-system-x86_64 is installed, under QEMU's microvm machine:
 # the same kernel, initramfs, command line, two disks and a NIC on a tap,
-# 2 vCPUs, 256 MiB, one VMM after the other, RUNS times (default 3). Prints
+# 2 vCPUs, 256 MiB, one VMM after the other, RUNS times (default 5). Prints
 # the wall time from the VMM's start to each milestone on the console, the
 # median over the runs, and what KVM counted meanwhile (its trace points:
 # exits to the VMM, port and MMIO accesses, instructions emulated, ...), so
@@ -12,7 +12,7 @@
 set -eu
 build=${1:-build}
 ldir=${2:-build/linux}
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 kernel=$ldir/vmlinux
 initrd=$ldir/initramfs.cpio
 [ -s "$kernel" ] && [ -s "$initrd" ] || { echo "no $kernel or $initrd: run make linux-guest" >&2; exit 1; }
@@ -85,8 +85,11 @@ run_qemu() {
 
 vmms=(ringvm)
 command -v qemu-system-x86_64 >/dev/null && vmms+=(qemu)
+# Rounds alternate which VMM goes first: the host's speed drifts over minutes.
 for r in $(seq 1 "$runs"); do
-    for v in "${vmms[@]}"; do
+    order=("${vmms[@]}")
+    [ $((r % 2)) -eq 0 ] && [ ${#vmms[@]} -gt 1 ] && order=("${vmms[1]}" "${vmms[0]}")
+    for v in "${order[@]}"; do
         disks
         "run_$v" "$work/$v.$r"
         grep -q "RINGVM-TEST done" "$work/$v.$r" || echo "linux-boot-compare: $v run $r did not finish" >&2
