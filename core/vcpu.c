@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -186,25 +187,37 @@ static void describe_exit(struct rvm_vcpu *v, struct rvm_exit *e)
     }
 }
 
-/* Notes the exit in the vCPU's short history (crash reports). */
+_Static_assert((RVM_CRASH_EXITS & (RVM_CRASH_EXITS - 1)) == 0, "a power of two");
+_Static_assert(offsetof(struct kvm_run, mmio.is_write) - offsetof(struct kvm_run, io) <
+                   sizeof(((struct exit_raw *)0)->u),
+               "the copied bytes cover mmio up to is_write");
+
+/* Notes the exit in the vCPU's short history: a copy, no decoding on this path. */
 static inline void trace_exit(struct rvm_vcpu *v)
 {
-    const struct kvm_run *run = v->run;
-    struct rvm_exit_trace *t = &v->trace[v->trace_next++ % RVM_CRASH_EXITS];
+    struct exit_raw *t = &v->trace[v->trace_next++ & (RVM_CRASH_EXITS - 1)];
 
-    t->kvm_reason = run->exit_reason;
-    if (run->exit_reason == KVM_EXIT_IO) {
-        t->size = run->io.size;
-        t->write = run->io.direction == KVM_EXIT_IO_OUT;
-        t->addr = run->io.port;
-    } else if (run->exit_reason == KVM_EXIT_MMIO) {
-        t->size = (uint8_t)run->mmio.len;
-        t->write = run->mmio.is_write;
-        t->addr = run->mmio.phys_addr;
-    } else {
-        t->size = t->write = 0;
-        t->addr = 0;
+    t->kvm_reason = v->run->exit_reason;
+    memcpy(t->u, &v->run->io, sizeof(t->u));
+}
+
+/* A noted exit as a report gives it: the port or address, the size, the direction. */
+static struct rvm_exit_trace trace_decode(const struct exit_raw *t)
+{
+    struct kvm_run r; /* only the union is read */
+    struct rvm_exit_trace out = {.kvm_reason = t->kvm_reason};
+
+    memcpy(&r.io, t->u, sizeof(t->u));
+    if (t->kvm_reason == KVM_EXIT_IO) {
+        out.size = r.io.size;
+        out.write = r.io.direction == KVM_EXIT_IO_OUT;
+        out.addr = r.io.port;
+    } else if (t->kvm_reason == KVM_EXIT_MMIO) {
+        out.size = (uint8_t)r.mmio.len;
+        out.write = r.mmio.is_write;
+        out.addr = r.mmio.phys_addr;
     }
+    return out;
 }
 
 /* One KVM_RUN. 0: an exit to describe; 1: kicked (counted); -errno: failure. */
@@ -361,7 +374,7 @@ static void capture_crash(struct rvm_vcpu *v)
     }
     c->nexits = n;
     for (uint32_t i = 0; i < n; i++)
-        c->exits[i] = v->trace[(v->trace_next - n + i) % RVM_CRASH_EXITS];
+        c->exits[i] = trace_decode(&v->trace[(v->trace_next - n + i) & (RVM_CRASH_EXITS - 1)]);
     arch_vcpu_crash(v, c);
     char line[160];
     rvm_crash_format(c, line, sizeof(line));

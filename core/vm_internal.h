@@ -50,10 +50,17 @@ struct rvm_vcpu {
     bool in_manual_run;
     pthread_t manual_runner;
     struct vcpu_dirty_ring dring; /* under vm->dirty.lock */
-    /* The last exits, for crash reports: written by the running thread, read once it has stopped.
+    /*
+     * The last exits, for crash reports: kvm_run's reason and the first bytes
+     * of its exit union, copied as they are (decoded only for a report).
+     * Written by the running thread, read once it has stopped.
      */
     uint32_t trace_next;
-    struct rvm_exit_trace trace[RVM_CRASH_EXITS];
+    struct exit_raw {
+        uint32_t kvm_reason;
+        uint32_t pad;
+        uint64_t u[3]; /* io or mmio: all of io, mmio up to is_write */
+    } trace[RVM_CRASH_EXITS];
 } __attribute__((aligned(64)));
 
 struct recbuf;
