@@ -90,6 +90,29 @@ static const char *why(const struct rvm_crash *c)
     }
 }
 
+/* KVM's exit reasons by name, for the ones a guest's last exits are likely to show. */
+static const char *kvm_exit_name(uint32_t r)
+{
+    switch (r) {
+    case KVM_EXIT_HLT:
+        return "hlt";
+    case KVM_EXIT_SHUTDOWN:
+        return "shutdown";
+    case KVM_EXIT_FAIL_ENTRY:
+        return "fail-entry";
+    case KVM_EXIT_INTR:
+        return "intr";
+    case KVM_EXIT_INTERNAL_ERROR:
+        return "internal-error";
+    case KVM_EXIT_SYSTEM_EVENT:
+        return "system-event";
+    case KVM_EXIT_DIRTY_RING_FULL:
+        return "dirty-ring-full";
+    default:
+        return NULL;
+    }
+}
+
 static void segment(struct out *o, const char *name, const struct kvm_segment *s)
 {
     say(o, "  %-3s %04x base %016llx limit %08x type %x dpl %u %s%s%s%s\n", name, s->selector,
@@ -167,6 +190,8 @@ int rvm_crash_format(const struct rvm_crash *c, char *buf, size_t len)
             else if (t->kvm_reason == KVM_EXIT_MMIO)
                 say(&o, " mmio-%s 0x%llx/%u", t->write ? "write" : "read",
                     (unsigned long long)t->addr, t->size);
+            else if (kvm_exit_name(t->kvm_reason))
+                say(&o, " %s", kvm_exit_name(t->kvm_reason));
             else
                 say(&o, " exit-%u", t->kvm_reason);
         }
