@@ -22,7 +22,7 @@ for c in perf bc mke2fs ip; do
 done
 
 # What this host's emulated guest ring 0 needs (docs/linux-guests.md); harmless elsewhere.
-cmdline="console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=cx16,popcnt,smap vdso32=0"
+cmdline="console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=cx16,popcnt,smap nofsgsbase vdso32=0"
 cmdline+=" GLIBC_TUNABLES=glibc.cpu.hwcaps=-SSE2,-SSE3,-SSSE3,-SSE4_1,-SSE4_2,-AVX,-AVX2,-POPCNT"
 cmdline+=",-MOVBE,-BMI1,-BMI2,-LZCNT,-ERMS,-FMA,-FMA4,-CMOV"
 cmdline+=" rvm_steps=cpus,blk,ext4,arp rvm_cpus=2 rvm_ip=10.0.2.15 rvm_peer=10.0.2.2"

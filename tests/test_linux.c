@@ -55,16 +55,17 @@
 
 /*
  * What this host needs (docs/linux-guests.md): its ring-0 emulator runs
- * neither XSAVE, CMPXCHG16B, POPCNT nor SMAP's STAC/CLAC (its KVM shows the
- * guest the host's CPUID leaf 1 whatever the VMM sets, so the kernel is
- * told on its command line), never returns from a hypercall (KVM's PV
- * unhalt, PV IPI and PV sched-yield, hidden through --cpuid), and runs
- * 32-bit user code without SSE (glibc's string functions must take their
- * plain i386 versions) or the vDSO's fast system call. Harmless on hardware.
+ * neither XSAVE, CMPXCHG16B, POPCNT, SMAP's STAC/CLAC nor the LSL of the NMI
+ * entry with FSGSBASE (its KVM shows the guest the host's CPUID leaf 1
+ * whatever the VMM sets, so the kernel is told on its command line), never
+ * returns from a hypercall (KVM's PV unhalt, PV IPI and PV sched-yield,
+ * hidden through --cpuid), and runs 32-bit user code without SSE (glibc's
+ * string functions must take their plain i386 versions) or the vDSO's fast
+ * system call. Harmless on hardware.
  */
 #define HOST_CPUID "--cpuid", "0x40000001,eax,clear=0x2880"
 #define HOST_CMDLINE                                                                               \
-    "console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=cx16,popcnt,smap vdso32=0 "                \
+    "console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=cx16,popcnt,smap nofsgsbase vdso32=0 "     \
     "GLIBC_TUNABLES=glibc.cpu.hwcaps=-SSE2,-SSE3,-SSSE3,-SSE4_1,-SSE4_2,-AVX,-AVX2,-POPCNT,"       \
     "-MOVBE,-BMI1,-BMI2,-LZCNT,-ERMS,-FMA,-FMA4,-CMOV"
 
@@ -310,7 +311,7 @@ static void start_all(void)
     gp_spawn(&pvh,
              RUN_ARGS(&pvh, kernel, "2", "--disk", raw1, "--disk", ext4img, "--net", "tap=" TAP,
                       "--snapshot-on-signal", snapdir, "--cmdline",
-                      HOST_CMDLINE " rvm_steps=ttys0,cpus,blk,ext4,idle,arp,udp rvm_cpus=2 "
+                      HOST_CMDLINE " rvm_steps=ttys0,cpus,nmi,blk,ext4,idle,arp,udp rvm_cpus=2 "
                                    "rvm_idle=20 rvm_ip=" GUEST_IP " rvm_peer=10.0.2.2"),
              false);
     gp_spawn(&bz, RUN_ARGS(&bz, bzimage, "1", "--cmdline", HOST_CMDLINE " rvm_steps=panic"), false);
@@ -496,6 +497,23 @@ static void test_pvh_ttys0(void **state)
     free(t);
 }
 
+/*
+ * An NMI to each CPU (what the RCU stall detector sends when a loaded host
+ * lets a CPU fall behind) is taken and returned from: before nofsgsbase the
+ * NMI entry's LSL ended the VM here with an emulation failure.
+ */
+static void test_pvh_nmi(void **state)
+{
+    (void)state;
+    SKIP_IF_NEEDED();
+    need_ok(&pvh, pvh.log, "nmi");
+    char *t = gp_text(pvh.log);
+    assert_non_null(t);
+    gp_need(t, "NMI backtrace for cpu 0", pvh.name);
+    gp_need(t, "NMI backtrace for cpu 1", pvh.name);
+    free(t);
+}
+
 /* O_DIRECT and page cache + sync writes, read back in the guest and found on the host. */
 static void test_pvh_block(void **state)
 {
@@ -634,15 +652,11 @@ static void test_noacpi_boot(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pvh_boot),
-        cmocka_unit_test(test_pvh_ttys0),
-        cmocka_unit_test(test_pvh_block),
-        cmocka_unit_test(test_pvh_ext4),
-        cmocka_unit_test(test_pvh_snapshot_restore),
-        cmocka_unit_test(test_pvh_net),
-        cmocka_unit_test(test_pvh_reboot),
-        cmocka_unit_test(test_bzimage_panic),
-        cmocka_unit_test(test_noacpi_boot),
+        cmocka_unit_test(test_pvh_boot),      cmocka_unit_test(test_pvh_ttys0),
+        cmocka_unit_test(test_pvh_nmi),       cmocka_unit_test(test_pvh_block),
+        cmocka_unit_test(test_pvh_ext4),      cmocka_unit_test(test_pvh_snapshot_restore),
+        cmocka_unit_test(test_pvh_net),       cmocka_unit_test(test_pvh_reboot),
+        cmocka_unit_test(test_bzimage_panic), cmocka_unit_test(test_noacpi_boot),
     };
     return cmocka_run_group_tests_name("linux", tests, group_setup, group_teardown);
 }

@@ -10,7 +10,7 @@
 # Words of the kernel command line that the kernel does not know reach this
 # script as environment variables:
 #   rvm_steps=a,b,c   what to run, in order (default: cpus,blk,ext4,arp,udp):
-#                     ttys0 cpus blk ext4 arp udp idle panic
+#                     ttys0 cpus blk ext4 arp udp idle nmi panic
 #   rvm_cpus=N        the CPU count the cpus step expects
 #   rvm_ip=A.B.C.D    eth0's address (a /24); rvm_peer=A.B.C.D the host's
 #   rvm_idle=N        the idle step waits N seconds in a loop (a snapshot
@@ -140,6 +140,14 @@ step_idle() {
     ok idle "$i seconds"
 }
 
+# An NMI to every CPU (sysrq l: a backtrace of each), as the kernel's RCU
+# stall detector sends when a CPU falls behind, which a loaded host makes
+# happen: the NMI entry must survive.
+step_nmi() {
+    echo l > /proc/sysrq-trigger
+    ok nmi
+}
+
 # Ends the kernel with a panic (pvpanic reports it to the VMM).
 step_panic() {
     echo c > /proc/sysrq-trigger
@@ -149,7 +157,7 @@ IFS=,
 for s in ${rvm_steps:-cpus,blk,ext4,arp,udp}; do
     IFS=' '
     case "$s" in
-    ttys0 | cpus | blk | ext4 | arp | udp | idle | panic) "step_$s" ;;
+    ttys0 | cpus | blk | ext4 | arp | udp | idle | nmi | panic) "step_$s" ;;
     *) fail "$s" "no such step" ;;
     esac
 done

@@ -56,7 +56,9 @@ void gp_spawn(struct guest_proc *g, char *const argv[], bool new_netns)
 
 bool gp_reap(struct guest_proc *g)
 {
-    if (!g->reaped && g->pid > 0 && waitpid(g->pid, &g->status, WNOHANG) == g->pid)
+    if (g->pid <= 0) /* never started (an earlier step failed): nothing to wait for */
+        return true;
+    if (!g->reaped && waitpid(g->pid, &g->status, WNOHANG) == g->pid)
         g->reaped = true;
     return g->reaped;
 }
@@ -106,6 +108,8 @@ char *gp_wait_for(struct guest_proc *g, const char *file, const char *needle, in
 
 int gp_wait_exit(struct guest_proc *g, int seconds)
 {
+    if (g->pid <= 0)
+        fail_msg("%s: never started", g->name);
     for (int i = 0; i < seconds * 5 && !gp_reap(g); i++)
         sleep_ms(200);
     if (!g->reaped)

@@ -27,7 +27,7 @@ void gp_files(struct guest_proc *g);
 /* Starts argv[0] with argv, stderr into g->err; in a network namespace of its own if asked. */
 void gp_spawn(struct guest_proc *g, char *const argv[], bool new_netns);
 
-/* Whether g has ended (reaps it without waiting). */
+/* Whether g has ended, or never started (reaps it without waiting). */
 bool gp_reap(struct guest_proc *g);
 
 /* Kills and reaps g if it runs. */
