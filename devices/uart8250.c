@@ -372,8 +372,8 @@ static const struct vm_snap_ops uart_snap = {
  * The UART for the DSDT: PNP0501 (a 16550A) with its eight ports and its
  * IRQ, so that an ACPI kernel's 8250 driver sets the interrupt up (without
  * it a hardware-reduced platform has no legacy IRQ 4, and output written to
- * the tty is lost while the polled console still works). COMn for the four
- * PC ports, UARn otherwise.
+ * the tty is lost while the polled console still works). COMn (_UID n) for
+ * the four PC ports, UARn (n from 5) otherwise.
  */
 static int describe(struct rvm_vm *vm, const struct rvm_uart *u)
 {
@@ -383,7 +383,7 @@ static int describe(struct rvm_vm *vm, const struct rvm_uart *u)
                                 .base = u->base,
                                 .len = 8,
                                 .gsi = u->irq < 24 ? (int32_t)u->irq : -1};
-    unsigned n = vm_fw_devs(vm, NULL, 0) % 10;
+    unsigned n = 5 + vm_fw_devs(vm, NULL, 0) % 5; /* UAR5-UAR9: clear of COM1-COM4's _UIDs */
 
     for (unsigned i = 0; i < 4; i++)
         if (u->base == com[i])

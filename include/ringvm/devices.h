@@ -73,6 +73,7 @@ int rvm_i8042_attach(struct rvm_vm *vm);
  * mark.
  */
 int rvm_boot_timer_attach(struct rvm_vm *vm, uint16_t port);
+int rvm_vm_boot_time(const struct rvm_vm *vm, uint64_t *ns);
 
 /*
  * A pvpanic device (QEMU's ISA pvpanic) at port (0: RVM_PVPANIC_PORT),
@@ -82,6 +83,5 @@ int rvm_boot_timer_attach(struct rvm_vm *vm, uint16_t port);
  * runs on. Reads return both bits.
  */
 int rvm_pvpanic_attach(struct rvm_vm *vm, uint16_t port);
-int rvm_vm_boot_time(const struct rvm_vm *vm, uint64_t *ns);
 
 #endif
