@@ -9,7 +9,8 @@
 
 const char cli_usage[] =
     "usage: ringvm run --kernel PATH [options]   run a guest until it ends\n"
-    "       ringvm restore DIR [--lazy|--eager] [--serial ...] [--hugepages ...] [-v]\n"
+    "       ringvm restore DIR [--lazy|--eager] [--verify] [--max-mem SIZE] [--serial ...]\n"
+    "                      [--hugepages ...] [-v]\n"
     "                                            resume a snapshot's VM until it ends\n"
     "       ringvm snapshot-merge DIR OUT        write the full snapshot a diff chain makes\n"
     "       ringvm caps                          print what this host's KVM offers\n"
@@ -53,6 +54,12 @@ const char cli_usage[] =
     "                       0x40000001,eax,clear=0x2880 hides KVM's PV unhalt, PV IPI\n"
     "                       and PV sched-yield, whose hypercalls some hosts cannot run\n"
     "  -v, --verbose        log debug messages to stderr\n"
+    "\n"
+    "restore options:\n"
+    "  --lazy, --eager      map the memory file (pages load on first touch) or read it\n"
+    "                       all before the guest runs (default: eager, every chunk checked)\n"
+    "  --verify             lazy: check every memory chunk's sum first (reads the file)\n"
+    "  --max-mem SIZE       refuse a snapshot of more guest RAM (default: the host's RAM)\n"
     "\n"
     "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4), a debug-exit port at 0xf4, the\n"
     "i8042 reset line (0x64), a boot timer (0x440), pvpanic (0x505), and virtio-mmio\n"
@@ -316,7 +323,9 @@ enum {
     OPT_EAGER,
     OPT_NET,
     OPT_NO_ACPI,
-    OPT_CPUID
+    OPT_CPUID,
+    OPT_VERIFY,
+    OPT_MAX_MEM,
 };
 
 static const struct option long_opts[] = {
@@ -333,6 +342,8 @@ static const struct option long_opts[] = {
     {"lazy", no_argument, NULL, OPT_LAZY},
     {"net", required_argument, NULL, OPT_NET},
     {"eager", no_argument, NULL, OPT_EAGER},
+    {"verify", no_argument, NULL, OPT_VERIFY},
+    {"max-mem", required_argument, NULL, OPT_MAX_MEM},
     {"numa-node", required_argument, NULL, OPT_NUMA},
     {"hugepages", required_argument, NULL, OPT_HUGE},
     {"prefault", no_argument, NULL, OPT_PREFAULT},
@@ -439,6 +450,13 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
     case OPT_LAZY:
     case OPT_EAGER:
         o->lazy = c == OPT_LAZY;
+        return 0;
+    case OPT_VERIFY:
+        o->verify = true;
+        return 0;
+    case OPT_MAX_MEM:
+        if (cli_parse_size(arg, &o->max_mem) < 0 || o->max_mem == 0)
+            return fail(err, len, "bad --max-mem size '%s' (e.g. 4G)", arg);
         return 0;
     case OPT_NUMA:
         if (parse_uint(arg, 1023, &v) < 0)

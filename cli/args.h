@@ -37,9 +37,10 @@ struct cli_opts {
     /* run: SIGUSR1 writes a snapshot into snap_dir/snap-N (full or live first, then as asked) */
     const char *snap_dir;
     enum rvm_snapshot_mode snap_mode;
-    /* restore DIR [--lazy] / snapshot-merge DIR OUT */
+    /* restore DIR [--lazy] [--verify] [--max-mem SIZE] / snapshot-merge DIR OUT */
     const char *dir, *out;
-    bool lazy;
+    bool lazy, verify;
+    uint64_t max_mem; /* 0: the library's default */
 };
 
 /*

@@ -215,6 +215,8 @@ static int restore(const struct cli_opts *o)
     if (serial_out(o->serial, &p.uart, &fd) < 0)
         return EXIT_RINGVM;
     p.lazy = o->lazy;
+    p.verify_memory = o->verify;
+    p.max_mem = o->max_mem;
     p.backing = o->vm.mem.backing;
     p.numa_node = o->vm.numa_node;
     p.track_dirty = o->snap_dir != NULL;

@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* A snapshot chain merged into one full snapshot, without a VM. */
+/*
+ * A snapshot chain merged into one full snapshot, without a VM: the base's
+ * memory with every diff's pages over it, each source chunk checked against
+ * its sum as it is copied (a merge never launders a damaged snapshot into a
+ * valid-looking one), and the newest state.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -10,139 +15,106 @@
 #include <ringvm/snapshot.h>
 
 #include "log.h"
-#include "snaprec.h"
 #include "snapshot_internal.h"
 #include "vm_internal.h"
 
-static double now_s(void)
-{
-    return (double)vm_now_ns() * 1e-9;
-}
-
-/* ---- merge ------------------------------------------------------------- */
-
-/* Copies [off, off + len) of from into to at the same offset. */
-static int copy_range(int from, int to, uint64_t off, uint64_t len, char *buf, size_t blen)
+static int pread_all(int fd, char *buf, size_t len, uint64_t off)
 {
     while (len) {
-        size_t n = len < blen ? (size_t)len : blen;
-        ssize_t r = pread(from, buf, n, (off_t)off);
-
+        ssize_t r = pread(fd, buf, len, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             return r < 0 ? -errno : -ENODATA;
-        if (pwrite(to, buf, (size_t)r, (off_t)off) != r)
-            return errno ? -errno : -EIO;
-        off += (uint64_t)r, len -= (uint64_t)r;
+        buf += r, off += (uint64_t)r, len -= (size_t)r;
     }
     return 0;
 }
 
-int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out)
+static int pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
 {
-    struct snap_open *chain;
-    struct snap_manifest *m = NULL;
-    char tmp[PATH_MAX], *buf = NULL;
-    void *state = NULL;
-    size_t slen;
-    int n = 0, r, dfd = -1, mfd = -1, sfd = -1;
+    while (len) {
+        ssize_t r = pwrite(fd, buf, len, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        buf += r, off += (uint64_t)r, len -= (size_t)r;
+    }
+    return 0;
+}
 
-    if (!dir || !out)
-        return -EINVAL;
-    if (!(chain = calloc(SNAP_MAX_CHAIN, sizeof(*chain))) || !(buf = malloc(SNAP_CHUNK))) {
-        free(chain);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < SNAP_MAX_CHAIN; i++)
-        chain[i].dfd = -1;
-    for (const char *d = dir;; d = chain[n - 1].m->parent) {
-        if (n == SNAP_MAX_CHAIN) {
-            r = -ELOOP;
-            goto out;
+/*
+ * Chunk c of snapshot s (its present pages, in order) copied from sfd into
+ * mfd at the same offsets, summed on the way and checked against the
+ * snapshot's sum for it. buf holds a chunk.
+ */
+static int merge_chunk(struct rvm_hv *hv, const struct snap_open *s, int sfd, int mfd, uint64_t c,
+                       char *buf, XXH3_state_t *st)
+{
+    uint64_t lo = c * SNAP_CHUNK / SNAP_PAGE;
+    uint64_t hi = (c + 1) * SNAP_CHUNK < s->m->mem_size ? (c + 1) * SNAP_CHUNK / SNAP_PAGE
+                                                        : s->m->mem_size / SNAP_PAGE;
+    bool any = false;
+    int r;
+
+    XXH3_64bits_reset(st);
+    for (uint64_t p = lo; p < hi;) {
+        if (!snap_page_present(s, p)) {
+            p++;
+            continue;
         }
-        if ((r = snap_open(hv, d, &chain[n++])) < 0)
-            goto out;
-        if (n > 1 && (chain[n - 2].m->parent_id != chain[n - 1].m->id ||
-                      chain[n - 2].m->mem_size != chain[n - 1].m->mem_size ||
-                      chain[n - 2].m->nregions != chain[n - 1].m->nregions ||
-                      memcmp(chain[n - 2].m->region, chain[n - 1].m->region,
-                             sizeof(chain[n - 1].m->region)) != 0)) {
-            rvm_err(hv, "%s: is not the parent %s was taken from", d, chain[n - 2].dir);
-            r = -EBADMSG;
-            goto out;
-        }
-        if (chain[n - 1].m->kind == SNAP_FULL)
-            break;
+        uint64_t e = p + 1;
+        while (e < hi && snap_page_present(s, e))
+            e++;
+        size_t len = (size_t)((e - p) * SNAP_PAGE);
+        if ((r = pread_all(sfd, buf, len, p * SNAP_PAGE)) < 0 ||
+            (r = pwrite_all(mfd, buf, len, p * SNAP_PAGE)) < 0)
+            return r;
+        XXH3_64bits_update(st, buf, len);
+        any = true;
+        p = e;
     }
-    if ((r = snap_read_file(chain[0].dfd, "state", &state, &slen, 1ULL << 30)) < 0 ||
-        slen != chain[0].m->state_size || XXH3_64bits(state, slen) != chain[0].m->state_sum) {
-        rvm_err(hv, "%s: state missing, truncated or damaged", dir);
-        r = r < 0 ? r : -EBADMSG;
+    /* A diff's chunk without pages has the sum 0, as the snapshot wrote it. */
+    if ((any ? XXH3_64bits_digest(st) : 0) != s->sums[c]) {
+        rvm_err(hv, "%s: memory chunk %llu checksum mismatch", s->dir, (unsigned long long)c);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+/* Every present page of s over mfd, checked. */
+static int merge_layer(struct rvm_hv *hv, const struct snap_open *s, int mfd, char *buf)
+{
+    struct stat sst;
+    XXH3_state_t *st = XXH3_createState();
+    int sfd = snap_open_file(s->dfd, "memory", 0, &sst), r = 0;
+
+    if (!st || sfd < 0) {
+        r = sfd < 0 ? sfd : -ENOMEM;
         goto out;
     }
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", out, (int)getpid(), (unsigned long)(now_s() * 1e6));
-    if (mkdir(tmp, 0700) < 0) {
-        r = -errno;
-        goto out;
-    }
-    if ((dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        r = -errno;
-        goto out_rm;
-    }
-    m = malloc(sizeof(*m));
-    if (!m) {
-        r = -ENOMEM;
-        goto out_rm;
-    }
-    *m = *chain[0].m; /* the newest state and layout, as a full snapshot */
-    m->kind = SNAP_FULL;
-    m->parent_id = 0;
-    memset(m->parent, 0, sizeof(m->parent));
-    m->pages_present = m->mem_size / SNAP_PAGE;
-    m->pages_sum = 0;
-    mfd = openat(dfd, "memory", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (mfd < 0 || ftruncate(mfd, (off_t)m->mem_size) < 0) {
-        r = -errno;
-        goto out_rm;
-    }
-    /* The base, then each diff's pages over it, oldest first. */
-    for (int i = n - 1; i >= 0 && r == 0; i--) {
-        const struct snap_open *s = &chain[i];
-        uint64_t pages = s->m->mem_size / SNAP_PAGE;
-
-        if ((sfd = openat(s->dfd, "memory", O_RDONLY | O_CLOEXEC)) < 0) {
-            r = -errno;
-            break;
-        }
-        for (uint64_t p = 0; p < pages && r == 0;) {
-            if (!snap_page_present(s, p)) {
-                p++;
-                continue;
-            }
-            uint64_t e = p + 1;
-            while (e < pages && snap_page_present(s, e))
-                e++;
-            r = copy_range(sfd, mfd, p * SNAP_PAGE, (e - p) * SNAP_PAGE, buf, SNAP_CHUNK);
-            p = e;
-        }
+    for (uint64_t c = 0; c < s->m->nchunks && r == 0; c++)
+        r = merge_chunk(hv, s, sfd, mfd, c, buf, st);
+out:
+    if (sfd >= 0)
         close(sfd);
-        sfd = -1;
-    }
-    if (r < 0)
-        goto out_rm;
-    /* Sums of the merged file, chunk by chunk. */
+    XXH3_freeState(st);
+    return r;
+}
+
+/* The merged memory file's own sums, chunk by chunk, written as "sums". */
+static int merge_sums(int dfd, int mfd, struct snap_manifest *m, char *buf)
+{
     uint64_t *sums = calloc(m->nchunks, sizeof(uint64_t));
-    if (!sums) {
-        r = -ENOMEM;
-        goto out_rm;
-    }
+    int r = 0;
+
+    if (!sums)
+        return -ENOMEM;
     for (uint64_t c = 0; c < m->nchunks && r == 0; c++) {
         uint64_t len =
             c * SNAP_CHUNK + SNAP_CHUNK <= m->mem_size ? SNAP_CHUNK : m->mem_size - c * SNAP_CHUNK;
-        if (pread(mfd, buf, len, (off_t)(c * SNAP_CHUNK)) != (ssize_t)len)
-            r = -EIO;
-        else
+        if ((r = pread_all(mfd, buf, len, c * SNAP_CHUNK)) == 0)
             sums[c] = XXH3_64bits(buf, len);
     }
     if (r == 0 && fsync(mfd) < 0)
@@ -151,31 +123,87 @@ int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out)
     if (r == 0)
         r = snap_write_file(dfd, "sums", sums, m->nchunks * sizeof(uint64_t));
     free(sums);
+    return r;
+}
+
+/* The merged snapshot's files in tmp (already created). */
+static int merge_into(struct rvm_hv *hv, const struct snap_chain *chain, const void *state,
+                      size_t slen, const char *tmp, char *buf)
+{
+    struct snap_manifest m = *chain->s[0].m; /* the newest state and layout, as a full snapshot */
+    int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC), mfd = -1, r = 0;
+
+    if (dfd < 0)
+        return -errno;
+    m.kind = SNAP_FULL;
+    m.parent_id = 0;
+    memset(m.parent, 0, sizeof(m.parent));
+    m.pages_present = m.mem_size / SNAP_PAGE;
+    m.pages_sum = 0;
+    mfd = openat(dfd, "memory", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (mfd < 0 || ftruncate(mfd, (off_t)m.mem_size) < 0)
+        r = -errno;
+    /* The base, then each diff's pages over it, oldest first. */
+    for (int i = chain->n - 1; i >= 0 && r == 0; i--)
+        r = merge_layer(hv, &chain->s[i], mfd, buf);
+    if (r == 0)
+        r = merge_sums(dfd, mfd, &m, buf);
     if (r == 0)
         r = snap_write_file(dfd, "state", state, slen);
-    m->self_sum = snap_manifest_sum(m);
+    m.self_sum = snap_manifest_sum(&m);
     if (r == 0)
-        r = snap_write_file(dfd, "manifest", m, sizeof(*m));
-    if (r == 0)
-        r = snap_fsync_path(tmp);
-    if (r == 0)
-        r = snap_publish(tmp, out);
-    if (r == 0)
+        r = snap_write_file(dfd, "manifest", &m, sizeof(m));
+    if (mfd >= 0)
+        close(mfd);
+    close(dfd);
+    return r;
+}
+
+int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out)
+{
+    struct snap_chain *chain = NULL;
+    char tmp[PATH_MAX], *buf = NULL;
+    void *state = NULL;
+    size_t slen;
+    int r;
+
+    if (!dir || !out)
+        return -EINVAL;
+    if ((r = snap_chain_open(hv, dir, UINT64_MAX, &chain)) < 0)
+        return r;
+    if ((r = snap_replaceable(hv, out)) < 0)
         goto out;
-out_rm:
+    /* out may be dir itself (same id, same contents), never a parent another link needs. */
+    if (snap_chain_holds(chain, 1, out)) {
+        rvm_err(hv, "%s is in the chain of %s: not replaced", out, dir);
+        r = -EEXIST;
+        goto out;
+    }
+    if ((r = snap_read_file(chain->s[0].dfd, "state", &state, &slen, SNAP_MAX_STATE)) < 0 ||
+        slen != chain->s[0].m->state_size || XXH3_64bits(state, slen) != chain->s[0].m->state_sum) {
+        rvm_err(hv, "%s: state missing, truncated or damaged", dir);
+        r = r < 0 ? r : -EBADMSG;
+        goto out;
+    }
+    if (!(buf = malloc(SNAP_CHUNK))) {
+        r = -ENOMEM;
+        goto out;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%llx", out, (int)getpid(),
+             (unsigned long long)(vm_now_ns() / 1000));
+    if (mkdir(tmp, 0700) < 0) {
+        r = -errno;
+        rvm_err(hv, "merging %s: cannot create %s: %s", dir, tmp, strerror(-r));
+        goto out;
+    }
+    if ((r = merge_into(hv, chain, state, slen, tmp, buf)) == 0 &&
+        (r = snap_fsync_path(tmp)) == 0 && (r = snap_publish(tmp, out)) == 0)
+        goto out;
     rvm_err(hv, "merging %s into %s: %s", dir, out, strerror(-r));
     snap_remove_dir(tmp);
 out:
-    if (mfd >= 0)
-        close(mfd);
-    if (dfd >= 0)
-        close(dfd);
-    for (int i = 0; i < SNAP_MAX_CHAIN; i++)
-        if (chain[i].m || chain[i].dfd >= 0)
-            snap_close(&chain[i]);
-    free(chain);
+    snap_chain_free(chain);
     free(state);
     free(buf);
-    free(m);
     return r;
 }

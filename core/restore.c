@@ -33,7 +33,6 @@ static double now_s(void)
 void rvm_restore_params_init(struct rvm_restore_params *p)
 {
     memset(p, 0, sizeof(*p));
-    p->verify_memory = true;
     p->backing = RVM_MEM_ANON;
     p->uart.out_fd = -1;
     p->numa_node = -1;
@@ -98,9 +97,9 @@ static int restore_memory(struct rvm_vm *vm, const struct snap_open *s, bool map
     if ((!map || verify) && (r = restore_plan(vm, s, &p)) < 0)
         goto out;
     if (map) {
-        fd = openat(s->dfd, "memory", O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            r = -errno;
+        struct stat st;
+        if ((fd = snap_open_file(s->dfd, "memory", 0, &st)) < 0) {
+            r = fd;
             goto out;
         }
         for (uint32_t i = 0; i < s->m->nregions && r == 0; i++) {
@@ -114,11 +113,12 @@ static int restore_memory(struct rvm_vm *vm, const struct snap_open *s, bool map
             r = check_sums(vm->hv, s, &p);
         goto out;
     }
-    fd = openat(s->dfd, "memory", O_RDONLY | O_CLOEXEC | O_DIRECT);
-    if (fd < 0 && errno == EINVAL)
-        fd = openat(s->dfd, "memory", O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    fd = snap_open_file(s->dfd, "memory", O_DIRECT, &st);
+    if (fd == -EINVAL) /* no O_DIRECT here (tmpfs): the page cache then */
+        fd = snap_open_file(s->dfd, "memory", 0, &st);
     if (fd < 0) {
-        r = -errno;
+        r = fd;
         goto out;
     }
     struct summer sum;
@@ -137,19 +137,88 @@ out:
     return r;
 }
 
-static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
-                           const struct rvm_restore_params *params)
+struct rec_key {
+    uint32_t type, instance;
+};
+
+static int rec_key_cmp(const void *a, const void *b)
+{
+    const struct rec_key *x = a, *y = b;
+
+    if (x->type != y->type)
+        return x->type < y->type ? -1 : 1;
+    return x->instance < y->instance ? -1 : x->instance > y->instance;
+}
+
+/* Whether record (type, instance) has an owner: a vCPU, the VM, or the device at that index. */
+static bool rec_owned(const struct rec_hdr *h, uint32_t nvcpus, const uint32_t *kinds, uint32_t n)
+{
+    if (h->type >= REC_VCPU_REGS && h->type <= REC_VCPU_CPUID)
+        return h->instance < nvcpus;
+    if (h->type >= REC_VM_IRQCHIP && h->type <= REC_VM_TSC_KHZ)
+        return h->instance < 16;
+    if (h->type >= REC_DEV_UART && h->type < REC_DEVICES)
+        return h->instance < n && kinds[h->instance] == h->type;
+    return h->type == REC_DEVICES && h->instance == 0;
+}
+
+/*
+ * The whole state in one pass before any of it is used: well formed, every
+ * record of a known type with an owner (no record for a device the list
+ * does not have, no device list that drops a device whose record is there),
+ * none twice. The device kinds, oldest first, through kinds/n.
+ */
+static int check_state(struct rvm_hv *hv, const char *dir, const uint8_t *st, size_t len,
+                       uint32_t nvcpus, uint32_t *kinds, uint32_t *n)
 {
     const void *p;
     uint32_t l;
+    size_t off = 0, nkeys = 0, cap = len / sizeof(struct rec_hdr);
+    struct rec_key *keys;
+    struct rec_hdr h;
     int r;
 
-    if (rec_find(st, len, REC_DEVICES, 0, &p, &l) < 0 || l % sizeof(uint32_t))
+    if (rec_find(st, len, REC_DEVICES, 0, &p, &l) < 0 || l % sizeof(uint32_t) ||
+        l / sizeof(uint32_t) > SNAP_MAX_DEVICES) {
+        rvm_err(hv, "%s: the state has no device list, or a malformed one", dir);
         return -EBADMSG;
-    for (uint32_t k = 0; k < l / sizeof(uint32_t); k++) {
-        uint32_t kind;
+    }
+    *n = l / sizeof(uint32_t);
+    memcpy(kinds, p, l);
+    if (!(keys = malloc((cap ? cap : 1) * sizeof(*keys))))
+        return -ENOMEM;
+    while ((r = rec_next(st, len, &off, &h, &p)) == 1) {
+        if (!rec_owned(&h, nvcpus, kinds, *n)) {
+            rvm_err(hv, "%s: a state record (type %u, instance %u) that nothing owns", dir, h.type,
+                    h.instance);
+            r = -EBADMSG;
+            break;
+        }
+        keys[nkeys++] = (struct rec_key){h.type, h.instance};
+    }
+    if (r == 0) {
+        qsort(keys, nkeys, sizeof(*keys), rec_key_cmp);
+        for (size_t i = 1; i < nkeys && r == 0; i++)
+            if (!rec_key_cmp(&keys[i - 1], &keys[i])) {
+                rvm_err(hv, "%s: a state record (type %u, instance %u) twice", dir, keys[i].type,
+                        keys[i].instance);
+                r = -EBADMSG;
+            }
+    } else if (r < 0 && r != -EBADMSG) {
+        r = -EBADMSG;
+    }
+    free(keys);
+    return r;
+}
 
-        memcpy(&kind, (const char *)p + k * sizeof(uint32_t), sizeof(kind));
+static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len, const uint32_t *kinds,
+                           uint32_t ndev, const struct rvm_restore_params *params)
+{
+    int r;
+
+    for (uint32_t k = 0; k < ndev; k++) {
+        uint32_t kind = kinds[k];
+
         switch (kind) {
         case REC_DEV_UART:
             r = rvm_uart_attach(vm, &params->uart, NULL);
@@ -197,10 +266,10 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
             return r;
     }
     /* Now their state, in the same order (the list is newest first). */
-    struct vm_device *devs[256], *d;
+    struct vm_device *devs[SNAP_MAX_DEVICES], *d;
     uint32_t n = 0;
     pthread_mutex_lock(&vm->dev_lock);
-    for (d = vm->devices; d && n < 256; d = d->next)
+    for (d = vm->devices; d && n < SNAP_MAX_DEVICES; d = d->next)
         devs[n++] = d;
     pthread_mutex_unlock(&vm->dev_lock);
     for (uint32_t k = 0; k < n; k++) {
@@ -211,18 +280,27 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len,
     return 0;
 }
 
+/* The most guest RAM a restore may allocate: the caller's limit, or the host's RAM. */
+static uint64_t mem_limit(const struct rvm_restore_params *params)
+{
+    if (params->max_mem)
+        return params->max_mem;
+    return (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_params *params,
                    struct rvm_vm **out, struct rvm_snapshot_stats *stats)
 {
     struct rvm_restore_params defaults;
-    struct snap_open *chain;
+    struct snap_chain *chain = NULL;
     struct rvm_vm_config c;
     struct rvm_vm *vm = NULL;
     uint8_t *state = NULL;
+    uint32_t kinds[SNAP_MAX_DEVICES], ndev = 0;
     size_t slen = 0;
     uint64_t bytes = 0;
     double t0 = now_s();
-    int n = 0, r;
+    int r;
 
     if (!hv || !dir || !out)
         return -EINVAL;
@@ -230,39 +308,13 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
         rvm_restore_params_init(&defaults);
         params = &defaults;
     }
-    if (!(chain = calloc(SNAP_MAX_CHAIN, sizeof(*chain))))
-        return -ENOMEM;
-    for (int i = 0; i < SNAP_MAX_CHAIN; i++)
-        chain[i].dfd = -1;
-
-    /* The chain: dir, its parent, ..., down to a full snapshot. */
-    for (const char *d = dir;; d = chain[n - 1].m->parent) {
-        if (n == SNAP_MAX_CHAIN) {
-            rvm_err(hv, "%s: more than %d snapshots in the chain", dir, SNAP_MAX_CHAIN);
-            r = -ELOOP;
-            goto out;
-        }
-        if ((r = snap_open(hv, d, &chain[n++])) < 0)
-            goto out;
-        const struct snap_manifest *m = chain[n - 1].m;
-        if (n > 1) {
-            const struct snap_manifest *child = chain[n - 2].m;
-            if (child->parent_id != m->id || child->mem_size != m->mem_size ||
-                child->nregions != m->nregions ||
-                memcmp(child->region, m->region, sizeof(m->region)) != 0) {
-                rvm_err(hv, "%s: is not the parent %s was taken from", d, chain[n - 2].dir);
-                r = -EBADMSG;
-                goto out;
-            }
-        }
-        if (m->kind == SNAP_FULL)
-            break;
-    }
+    if ((r = snap_chain_open(hv, dir, mem_limit(params), &chain)) < 0)
+        goto out;
 
     /* The state, from the newest. */
-    const struct snap_manifest *top = chain[0].m;
+    const struct snap_manifest *top = chain->s[0].m;
     void *sp;
-    if ((r = snap_read_file(chain[0].dfd, "state", &sp, &slen, 1ULL << 30)) < 0 ||
+    if ((r = snap_read_file(chain->s[0].dfd, "state", &sp, &slen, SNAP_MAX_STATE)) < 0 ||
         slen != top->state_size) {
         if (r == 0)
             free(sp);
@@ -271,11 +323,13 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
         goto out;
     }
     state = sp;
-    if (XXH3_64bits(state, slen) != top->state_sum || rec_check(state, slen) < 0) {
-        rvm_err(hv, "%s: state checksum mismatch or malformed state", dir);
+    if (XXH3_64bits(state, slen) != top->state_sum) {
+        rvm_err(hv, "%s: state checksum mismatch", dir);
         r = -EBADMSG;
         goto out;
     }
+    if ((r = check_state(hv, dir, state, slen, top->nvcpus, kinds, &ndev)) < 0)
+        goto out;
 
     rvm_vm_config_init(&c);
     c.vcpus = top->nvcpus;
@@ -304,8 +358,8 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
     }
 
     /* Memory: the full base, then each diff over it, oldest first. */
-    for (int i = n - 1; i >= 0 && r == 0; i--)
-        r = restore_memory(vm, &chain[i], params->lazy && i == n - 1,
+    for (int i = chain->n - 1; i >= 0 && r == 0; i--)
+        r = restore_memory(vm, &chain->s[i], params->lazy && i == chain->n - 1,
                            !params->lazy || params->verify_memory, &bytes);
     if (r < 0)
         goto out;
@@ -321,7 +375,7 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
     if (r == 0 && params->track_dirty)
         r = rvm_vm_dirty_enable(vm);
     if (r == 0)
-        r = restore_devices(vm, state, slen, params);
+        r = restore_devices(vm, state, slen, kinds, ndev, params);
     if (r < 0) {
         rvm_err(hv, "%s: restoring the machine state: %s", dir, strerror(-r));
         goto out;
@@ -342,9 +396,6 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
 out:
     rvm_vm_destroy(vm);
     free(state);
-    for (int i = 0; i < SNAP_MAX_CHAIN; i++)
-        if (chain[i].m || chain[i].dfd >= 0)
-            snap_close(&chain[i]);
-    free(chain);
+    snap_chain_free(chain);
     return r;
 }

@@ -97,17 +97,48 @@ int snap_write_file(int dfd, const char *name, const void *p, size_t n)
     return r;
 }
 
-/* Reads a whole small file (at most max bytes). -ENODATA when missing or too short. */
+/*
+ * Opens name in dfd for reading: a regular file and nothing else. It is
+ * looked at before it is opened (a device or FIFO is never opened: opening
+ * one can block or act), opened without following a symlink and without
+ * blocking, and must still be the file looked at. -ENODATA when missing,
+ * -EBADMSG when it is anything but a regular file.
+ */
+int snap_open_file(int dfd, const char *name, int flags, struct stat *st)
+{
+    struct stat before;
+    int fd;
+
+    if (fstatat(dfd, name, &before, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? -ENODATA : -errno;
+    if (!S_ISREG(before.st_mode))
+        return -EBADMSG;
+    fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | flags);
+    if (fd < 0)
+        return errno == ENOENT ? -ENODATA : errno == ELOOP ? -EBADMSG : -errno;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || st->st_ino != before.st_ino ||
+        st->st_dev != before.st_dev) {
+        close(fd);
+        return -EBADMSG;
+    }
+    return fd;
+}
+
+/*
+ * Reads a whole small file of at most max bytes. -ENODATA when missing,
+ * -EBADMSG when larger than max or not a regular file; *len may be short
+ * of the file's size only if the file shrank meanwhile.
+ */
 int snap_read_file(int dfd, const char *name, void **out, size_t *len, size_t max)
 {
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
     struct stat st;
+    int fd = snap_open_file(dfd, name, 0, &st);
     char *p;
     size_t got = 0;
 
     if (fd < 0)
-        return errno == ENOENT ? -ENODATA : -errno;
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size > max) {
+        return fd;
+    if ((uint64_t)st.st_size > max) {
         close(fd);
         return -EBADMSG;
     }
@@ -130,17 +161,26 @@ int snap_read_file(int dfd, const char *name, void **out, size_t *len, size_t ma
     return 0;
 }
 
-/* rm -r of a snapshot directory we made (flat: files only). */
+/* The files a snapshot directory holds; nothing else is ever removed. */
+static const char *const snap_files[] = {"manifest", "state", "memory", "sums", "pages"};
+
+static bool snap_file_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(snap_files) / sizeof(snap_files[0]); i++)
+        if (!strcmp(name, snap_files[i]))
+            return true;
+    return false;
+}
+
+/* Removes a snapshot's own files, then the directory (which fails if anything else is in it). */
 void snap_remove_dir(const char *path)
 {
-    DIR *d = opendir(path);
-    struct dirent *e;
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-    if (d) {
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-                unlinkat(dirfd(d), e->d_name, 0);
-        closedir(d);
+    if (dfd >= 0) {
+        for (size_t i = 0; i < sizeof(snap_files) / sizeof(snap_files[0]); i++)
+            unlinkat(dfd, snap_files[i], 0);
+        close(dfd);
     }
     rmdir(path);
 }
@@ -170,7 +210,55 @@ static void parent_of(const char *path, char *out, size_t len)
         snprintf(out, len, "%.*s", (int)(slash - path), path);
 }
 
-/* tmp replaces dir atomically: rename, or exchange then remove the old one. */
+/*
+ * Whether dir may be replaced by a snapshot: 0 when it does not exist or is
+ * a ringvm snapshot (a directory of snapshot files only, its manifest
+ * starting with the magic), -EEXIST for anything else: a directory that
+ * holds anything more is someone's data, never emptied.
+ */
+int snap_replaceable(struct rvm_hv *hv, const char *dir)
+{
+    struct stat st;
+    struct dirent *e;
+    char magic[8] = {0};
+    bool manifest = false, other = false;
+    int dfd, fd;
+    DIR *d;
+
+    if (lstat(dir, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISDIR(st.st_mode)) {
+        rvm_err(hv, "%s exists and is not a snapshot directory: not replaced", dir);
+        return -EEXIST;
+    }
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return -errno;
+    if (!(d = fdopendir(dfd))) {
+        close(dfd);
+        return -errno;
+    }
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            other |= !snap_file_name(e->d_name);
+    if (!other && (fd = snap_open_file(dirfd(d), "manifest", 0, &st)) >= 0) {
+        manifest = read(fd, magic, sizeof(magic)) == (ssize_t)sizeof(magic) &&
+                   !memcmp(magic, SNAP_MAGIC, sizeof(magic));
+        close(fd);
+    }
+    closedir(d);
+    if (other || !manifest) {
+        rvm_err(hv, "%s exists and is not a ringvm snapshot: not replaced", dir);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+/*
+ * tmp replaces dir atomically: rename, or exchange then remove the old one.
+ * The caller checked dir with snap_replaceable(); should it have changed
+ * since, only snapshot files are removed from what was swapped out, and a
+ * directory holding anything else stays (under tmp's name).
+ */
 int snap_publish(const char *tmp, const char *dir)
 {
     char parent[PATH_MAX];
@@ -186,6 +274,8 @@ int snap_publish(const char *tmp, const char *dir)
     return snap_fsync_path(parent);
 }
 
+static int snap_check_memory(struct rvm_hv *hv, const struct snap_open *s);
+
 void snap_close(struct snap_open *s)
 {
     if (s->dfd >= 0)
@@ -198,7 +288,7 @@ void snap_close(struct snap_open *s)
 }
 
 /* Opens dir and checks its manifest, sums and pages files. */
-int snap_open(struct rvm_hv *hv, const char *dir, struct snap_open *s)
+int snap_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_open *s)
 {
     size_t len;
     void *p;
@@ -212,6 +302,11 @@ int snap_open(struct rvm_hv *hv, const char *dir, struct snap_open *s)
         rvm_err(hv, "%s: %s", dir, strerror(-r));
         return r == -ENOENT ? -ENODATA : r;
     }
+    struct stat st;
+    if (fstat(s->dfd, &st) < 0)
+        return -errno;
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
     if ((r = snap_read_file(s->dfd, "manifest", &p, &len, sizeof(*s->m))) < 0 ||
         len != sizeof(*s->m)) {
         if (r == 0)
@@ -222,6 +317,16 @@ int snap_open(struct rvm_hv *hv, const char *dir, struct snap_open *s)
     s->m = p;
     if ((r = snap_manifest_check(s->m, hv, dir)) < 0)
         return r;
+    if (s->m->mem_size > max_mem) {
+        rvm_err(hv, "%s: %llu MiB of guest memory, above the limit of %llu MiB", dir,
+                (unsigned long long)(s->m->mem_size >> 20), (unsigned long long)(max_mem >> 20));
+        return -E2BIG;
+    }
+    if (s->m->state_size > SNAP_MAX_STATE) {
+        rvm_err(hv, "%s: a state of %llu bytes, above %llu", dir,
+                (unsigned long long)s->m->state_size, (unsigned long long)SNAP_MAX_STATE);
+        return -EBADMSG;
+    }
     if ((r = snap_read_file(s->dfd, "sums", &p, &len, s->m->nchunks * sizeof(uint64_t))) < 0 ||
         len != s->m->nchunks * sizeof(uint64_t)) {
         if (r == 0)
@@ -248,11 +353,112 @@ int snap_open(struct rvm_hv *hv, const char *dir, struct snap_open *s)
             return -EBADMSG;
         }
     }
+    return snap_check_memory(hv, s);
+}
+
+/*
+ * The memory file: exactly the manifest's size, and a full snapshot's
+ * without holes (ringvm writes every byte of one; a sparse file claiming a
+ * huge guest costs nothing to make).
+ */
+static int snap_check_memory(struct rvm_hv *hv, const struct snap_open *s)
+{
     struct stat st;
-    if (fstatat(s->dfd, "memory", &st, 0) < 0 || (uint64_t)st.st_size != s->m->mem_size) {
-        rvm_err(hv, "%s: memory file missing or not %llu bytes", dir,
+    int fd = snap_open_file(s->dfd, "memory", 0, &st), r = 0;
+
+    if (fd < 0) {
+        rvm_err(hv, "%s: memory file missing or not a regular file", s->dir);
+        return fd;
+    }
+    if ((uint64_t)st.st_size != s->m->mem_size) {
+        rvm_err(hv, "%s: memory file is not %llu bytes", s->dir,
                 (unsigned long long)s->m->mem_size);
-        return -ENODATA;
+        r = -ENODATA;
+    } else if (s->m->kind == SNAP_FULL) {
+        off_t hole = lseek(fd, 0, SEEK_HOLE);
+        if (hole >= 0 && (uint64_t)hole < s->m->mem_size) {
+            rvm_err(hv, "%s: a full snapshot's memory file has holes", s->dir);
+            r = -EBADMSG;
+        }
+    }
+    close(fd);
+    return r;
+}
+
+void snap_chain_free(struct snap_chain *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++)
+        snap_close(&c->s[i]);
+    free(c);
+}
+
+/* Whether the directory s is already open as one of c's first n. */
+static bool snap_chain_loops(const struct snap_chain *c, int n, const struct snap_open *s)
+{
+    for (int i = 0; i < n; i++)
+        if (c->s[i].dev == s->dev && c->s[i].ino == s->ino)
+            return true;
+    return false;
+}
+
+/* A diff's parent must be the very snapshot it was taken over, with the same layout. */
+static int snap_chain_link(struct rvm_hv *hv, const struct snap_open *child,
+                           const struct snap_open *parent)
+{
+    const struct snap_manifest *a = child->m, *b = parent->m;
+
+    if (a->parent_id != b->id || a->mem_size != b->mem_size || a->nregions != b->nregions ||
+        a->nvcpus != b->nvcpus || memcmp(a->region, b->region, sizeof(a->region)) != 0) {
+        rvm_err(hv, "%s: is not the parent %s was taken from", parent->dir, child->dir);
+        return -EBADMSG;
     }
     return 0;
+}
+
+int snap_chain_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_chain **out)
+{
+    struct snap_chain *c = calloc(1, sizeof(*c));
+    int r;
+
+    *out = NULL;
+    if (!c)
+        return -ENOMEM;
+    for (const char *d = dir;; d = c->s[c->n - 1].m->parent) {
+        if (c->n == SNAP_MAX_CHAIN) {
+            rvm_err(hv, "%s: more than %d snapshots in the chain", dir, SNAP_MAX_CHAIN);
+            r = -ELOOP;
+            goto fail;
+        }
+        struct snap_open *s = &c->s[c->n++];
+        if ((r = snap_open(hv, d, max_mem, s)) < 0)
+            goto fail;
+        if (snap_chain_loops(c, c->n - 1, s)) {
+            rvm_err(hv, "%s: the chain comes back to %s", dir, d);
+            r = -ELOOP;
+            goto fail;
+        }
+        if (c->n > 1 && (r = snap_chain_link(hv, &c->s[c->n - 2], s)) < 0)
+            goto fail;
+        if (s->m->kind == SNAP_FULL)
+            break;
+    }
+    *out = c;
+    return 0;
+fail:
+    snap_chain_free(c);
+    return r;
+}
+
+bool snap_chain_holds(const struct snap_chain *c, int from, const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) < 0)
+        return false;
+    for (int i = from; i < c->n; i++)
+        if (c->s[i].dev == st.st_dev && c->s[i].ino == st.st_ino)
+            return true;
+    return false;
 }

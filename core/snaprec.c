@@ -65,6 +65,21 @@ static int walk(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, 
     return -EBADMSG; /* no end record */
 }
 
+int rec_next(const uint8_t *p, size_t len, size_t *off, struct rec_hdr *h, const void **data)
+{
+    if (*off + sizeof(*h) > len)
+        return -EBADMSG;
+    memcpy(h, p + *off, sizeof(*h));
+    *off += sizeof(*h);
+    if (h->type == REC_END)
+        return h->len == 0 && *off == len ? 0 : -EBADMSG;
+    if (h->len > len - *off || ALIGN8(h->len) > len - *off)
+        return -EBADMSG;
+    *data = p + *off;
+    *off += ALIGN8(h->len);
+    return 1;
+}
+
 int rec_find(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, const void **data,
              uint32_t *dlen)
 {

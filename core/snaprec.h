@@ -73,6 +73,12 @@ int rec_get(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, void
 int rec_put_port(struct recbuf *b, uint32_t type, uint32_t instance, uint16_t port);
 int rec_check_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, uint16_t port);
 
+/*
+ * The record at *off (start at 0), its header and payload; *off moves past
+ * it. 1 for a record, 0 at a well-formed end, -EBADMSG when malformed.
+ */
+int rec_next(const uint8_t *p, size_t len, size_t *off, struct rec_hdr *h, const void **data);
+
 /* Checks the whole sequence is well formed. 0 or -EBADMSG. */
 int rec_check(const uint8_t *p, size_t len);
 

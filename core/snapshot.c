@@ -84,7 +84,7 @@ static void devices_each(struct rvm_vm *vm, bool stop)
 
 static int save_state(struct rvm_vm *vm, struct recbuf *b)
 {
-    struct vm_device *devs[256], *d;
+    struct vm_device *devs[SNAP_MAX_DEVICES], *d;
     uint32_t n = 0;
     int r;
 
@@ -94,11 +94,11 @@ static int save_state(struct rvm_vm *vm, struct recbuf *b)
     if ((r = arch_vm_save(vm, b)) < 0)
         return r;
     pthread_mutex_lock(&vm->dev_lock);
-    for (d = vm->devices; d && n < 256; d = d->next)
+    for (d = vm->devices; d && n < SNAP_MAX_DEVICES; d = d->next)
         devs[n++] = d;
     pthread_mutex_unlock(&vm->dev_lock);
     /* Oldest first: a restore creates them in this order. */
-    uint32_t kinds[256];
+    uint32_t kinds[SNAP_MAX_DEVICES];
     for (uint32_t k = 0; k < n; k++) {
         d = devs[n - 1 - k];
         kinds[k] = d->snap->kind;
@@ -111,6 +111,34 @@ static int save_state(struct rvm_vm *vm, struct recbuf *b)
 }
 
 /* The pieces of memory to write (whole RAM, or the pages in bits) and each chunk's sum. */
+
+/*
+ * dir may receive the snapshot: absent, or a ringvm snapshot that no chain
+ * of this VM needs. The VM's chain (its last snapshot and that one's
+ * parents) needs all of its members: a diff replaces none of them, a full
+ * snapshot only the newest (no snapshot of this VM names it as parent).
+ */
+static int check_target(struct rvm_vm *vm, const char *dir, bool diff)
+{
+    struct snap_chain *chain;
+    int r = snap_replaceable(vm->hv, dir);
+
+    if (r < 0 || !vm->snap.have_parent)
+        return r;
+    if ((r = snap_chain_open(vm->hv, vm->snap.parent, UINT64_MAX, &chain)) < 0) {
+        if (!diff)
+            return 0; /* the old chain is gone or damaged: nothing of it to protect */
+        rvm_err(vm->hv, "diff snapshot: its parent %s no longer opens", vm->snap.parent);
+        return r;
+    }
+    if (snap_chain_holds(chain, diff ? 0 : 1, dir)) {
+        rvm_err(vm->hv, "snapshot: %s is in the chain of this VM's snapshot %s: not replaced", dir,
+                vm->snap.parent);
+        r = -EEXIST;
+    }
+    snap_chain_free(chain);
+    return r;
+}
 
 static int live_round(struct rvm_vm *vm, int fd, const struct snap_manifest *m,
                       struct memplan *plan, uint64_t *sums)
@@ -204,13 +232,8 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         rvm_err(vm->hv, "diff snapshot: no parent (take a full snapshot first)");
         return -EINVAL;
     }
-    if (diff) { /* replacing its own parent would leave the chain without it */
-        char abs[PATH_MAX];
-        if (realpath(dir, abs) && !strcmp(abs, vm->snap.parent)) {
-            rvm_err(vm->hv, "diff snapshot: %s is its own parent's directory", dir);
-            return -EINVAL;
-        }
-    }
+    if ((r = check_target(vm, dir, diff)) < 0)
+        return r;
     pthread_mutex_lock(&vm->dev_lock);
     for (d = vm->devices; d; d = d->next)
         if (!d->snap)

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <xxhash.h>
 #include <ringvm/mem.h>
 
@@ -26,10 +27,12 @@ struct rvm_vm;
 #define SNAP_FULL    1
 #define SNAP_DIFF    2
 
-#define SNAP_PAGE      4096ULL
-#define SNAP_CHUNK     (1ULL << 20) /* checksum granule of the memory file, and the largest I/O */
-#define SNAP_ARCH_X86  1
-#define SNAP_MAX_CHAIN 64
+#define SNAP_PAGE        4096ULL
+#define SNAP_CHUNK       (1ULL << 20) /* checksum granule of the memory file, and the largest I/O */
+#define SNAP_ARCH_X86    1
+#define SNAP_MAX_CHAIN   64
+#define SNAP_MAX_DEVICES 256
+#define SNAP_MAX_STATE   (64ULL << 20) /* the state file: 1,024 vCPUs' records fit many times */
 
 /* The manifest file: this struct, little-endian, as is. */
 struct snap_manifest {
@@ -56,6 +59,8 @@ uint64_t snap_manifest_sum(const struct snap_manifest *m);
 /* Checks magic, version, checksum, architecture and layout. 0, -EPROTO or -EBADMSG (logged). */
 int snap_manifest_check(const struct snap_manifest *m, struct rvm_hv *hv, const char *dir);
 
+/* name in dfd opened for reading if it is a regular file (never a symlink, FIFO or device). */
+int snap_open_file(int dfd, const char *name, int flags, struct stat *st);
 /* A whole small file into a malloc'd buffer. */
 int snap_read_file(int dfd, const char *name, void **out, size_t *len, size_t max);
 /* name in dfd, created (mode 0600), written and fsynced. */
@@ -63,6 +68,8 @@ int snap_write_file(int dfd, const char *name, const void *p, size_t n);
 int snap_fsync_path(const char *path);
 /* Removes a snapshot directory's own files and then the directory. */
 void snap_remove_dir(const char *path);
+/* 0 when dir is absent or a ringvm snapshot, -EEXIST when it is anything else (logged). */
+int snap_replaceable(struct rvm_hv *hv, const char *dir);
 /* tmp (a complete snapshot) replaces dir atomically. */
 int snap_publish(const char *tmp, const char *dir);
 
@@ -70,13 +77,31 @@ int snap_publish(const char *tmp, const char *dir);
 struct snap_open {
     char dir[PATH_MAX];
     int dfd;
+    dev_t dev; /* the directory's, to recognise it under another name */
+    ino_t ino;
     struct snap_manifest *m;
     uint64_t *sums;
     unsigned long *pages; /* diff only */
 };
 
-int snap_open(struct rvm_hv *hv, const char *dir, struct snap_open *s);
+/* Refuses more guest RAM than max_mem (-E2BIG) before reading anything sized by the manifest. */
+int snap_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_open *s);
 void snap_close(struct snap_open *s);
+
+/* A snapshot and its parents, newest first, down to a full snapshot. */
+struct snap_chain {
+    int n;
+    struct snap_open s[SNAP_MAX_CHAIN];
+};
+
+/*
+ * Opens the chain ending in dir, every link checked (ids, layout), a loop
+ * refused (-ELOOP). *out is freed with snap_chain_free().
+ */
+int snap_chain_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_chain **out);
+void snap_chain_free(struct snap_chain *c);
+/* Whether dir (by inode, whatever its spelling) is one of the chain's, from index from on. */
+bool snap_chain_holds(const struct snap_chain *c, int from, const char *dir);
 
 static inline bool snap_page_present(const struct snap_open *s, uint64_t fpage)
 {

@@ -283,9 +283,30 @@ static void test_help_version(void **state)
         "--cpus",          "--numa-node", "--hugepages",    "--prefault",   "--serial",
         "--io-cpus",       "--disk",      "--net",          "--dirty-ring", "--snapshot-on-signal",
         "--snapshot-mode", "restore",     "snapshot-merge", "--lazy",       "--no-acpi",
-        "--cpuid"};
+        "--cpuid",         "--verify",    "--max-mem"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         assert_non_null(strstr(cli_usage, opts[i]));
+}
+
+/* restore: lazy verification only when asked, a memory limit when given. */
+static void test_restore_args(void **state)
+{
+    struct cli_opts o;
+    char err[256];
+    (void)state;
+
+    assert_int_equal(PARSE(&o, err, "restore", "snap", "--lazy"), 0);
+    assert_int_equal(o.cmd, CLI_RESTORE);
+    assert_string_equal(o.dir, "snap");
+    assert_true(o.lazy);
+    assert_false(o.verify);
+    assert_int_equal(o.max_mem, 0);
+    assert_int_equal(PARSE(&o, err, "restore", "--lazy", "--verify", "--max-mem", "4G", "snap"), 0);
+    assert_true(o.lazy && o.verify);
+    assert_int_equal(o.max_mem, 4ULL << 30);
+    assert_int_equal(PARSE(&o, err, "restore", "snap", "--max-mem", "0"), -EINVAL);
+    assert_non_null(strstr(err, "--max-mem"));
+    assert_int_equal(PARSE(&o, err, "restore", "snap", "--max-mem", "lots"), -EINVAL);
 }
 
 int main(void)
@@ -295,7 +316,7 @@ int main(void)
         cmocka_unit_test(test_cpu_lists),      cmocka_unit_test(test_full_run),
         cmocka_unit_test(test_defaults),       cmocka_unit_test(test_errors),
         cmocka_unit_test(test_help_version),   cmocka_unit_test(test_disks),
-        cmocka_unit_test(test_cpuid_and_acpi),
+        cmocka_unit_test(test_cpuid_and_acpi), cmocka_unit_test(test_restore_args),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -66,11 +66,18 @@ struct rvm_restore_params {
      */
     bool lazy;
     /*
-     * Check every memory chunk's checksum before the VM runs. Always done
-     * when eager; lazy restores skip it when this is false (the manifest,
-     * the state and the files' sizes are always checked).
+     * Lazy restores: also check every memory chunk's checksum before the VM
+     * runs, which reads all of the memory file (off by default: a lazy
+     * restore then checks the manifest, the state, the sums and the files'
+     * sizes, and guest pages load unchecked as they are touched). Eager
+     * restores always check every chunk, as they read it.
      */
     bool verify_memory;
+    /*
+     * The most guest memory the snapshot may ask for, in bytes, checked
+     * before anything is allocated (-E2BIG above it). 0: the host's RAM.
+     */
+    uint64_t max_mem;
     enum rvm_mem_backing backing; /* RVM_MEM_ANON (default), THP or hugepages */
     struct rvm_uart_config uart;  /* where the restored UART's output goes */
     int numa_node;                /* -1 for none (0 means node 0: set it) */
@@ -82,7 +89,9 @@ struct rvm_restore_params {
     bool track_dirty;
 };
 
-/* Defaults: eager, verify, anonymous memory, UART output discarded, no NUMA binding, no tracking.
+/*
+ * Defaults: eager, no lazy verification, no memory limit beyond the host's
+ * RAM, anonymous memory, UART output discarded, no NUMA binding, no tracking.
  */
 void rvm_restore_params_init(struct rvm_restore_params *p);
 

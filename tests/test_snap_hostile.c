@@ -1,0 +1,658 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hostile snapshots: directories crafted from a real snapshot (a bench guest
+ * with a UART, the debug-exit port and a virtio-blk disk; a full snapshot
+ * and a diff over it), each changed in one way a careless or hostile maker
+ * could: bad and huge sizes, sparse, truncated and oversized files, FIFOs,
+ * symlinks and directories in place of files, parents that are not
+ * snapshots or lead back to themselves, and every state record of the
+ * sample with a wrong length. Each must be refused with its documented
+ * errno (ringvm/snapshot.h), logged, without a hang (a FIFO is never
+ * opened), without an fd left open and without allocating what the
+ * snapshot asks beyond the caller's limit.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "../core/snaprec.h"
+#include "../core/snapshot_internal.h"
+#include "../guest/abi.h"
+#include "common/testutil.h"
+
+#define MEM (32ULL << 20)
+
+static char root[64];
+static bool have_sample;
+
+static const char *path(const char *name)
+{
+    static char p[8][160];
+    static int i;
+
+    i = (i + 1) % 8;
+    snprintf(p[i], sizeof(p[i]), "%s/%s", root, name);
+    return p[i];
+}
+
+static const char *file(const char *dir, const char *name)
+{
+    static char p[4][256];
+    static int i;
+
+    i = (i + 1) % 4;
+    snprintf(p[i], sizeof(p[i]), "%s/%s", dir, name);
+    return p[i];
+}
+
+static void sh(const char *fmt, ...)
+{
+    char cmd[800];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* The samples: "full" (a full snapshot) and "diff" over it, of a guest with a disk. */
+static int make_samples(void)
+{
+    struct rvm_vm_config c;
+    struct rvm_blk_config bc = {.path = path("disk")};
+    struct rvm_uart_config uc = {.out = NULL};
+    struct rvm_pvh_params pp = {.cmdline = "test=mem-dirty ws=64 passes=0"};
+    struct rvm_hv *hv;
+    struct rvm_vm *vm;
+    int fd = open(bc.path, O_CREAT | O_RDWR | O_TRUNC, 0600), r;
+
+    if (fd < 0 || ftruncate(fd, 8 << 20) < 0)
+        return -1;
+    close(fd);
+    rvm_vm_config_init(&c);
+    c.mem.size = MEM;
+    if (rvm_hv_open(NULL, &hv) < 0)
+        return -1;
+    r = rvm_vm_create(hv, &c, &vm);
+    if (r == 0)
+        r = rvm_uart_attach(vm, &uc, NULL);
+    if (r == 0)
+        r = rvm_debug_exit_attach(vm, 0);
+    if (r == 0)
+        r = rvm_vm_add_virtio_blk(vm, &bc, NULL, 0);
+    if (r == 0)
+        r = rvm_vm_load_pvh_file(vm, guest_path(), &pp, NULL);
+    if (r == 0)
+        r = rvm_vm_start(vm);
+    volatile uint64_t *st = rvm_mem_hva(rvm_vm_mem(vm), BG_MEM_STATE, 4096);
+    for (int i = 0; r == 0 && i < 30000 && st[BG_MEM_ST_PASSES_DONE] < 1; i++)
+        sleep_ms(1);
+    if (r == 0)
+        r = rvm_vm_snapshot(vm, path("full"), RVM_SNAPSHOT_FULL, NULL);
+    for (int i = 0; r == 0 && i < 30000 && st[BG_MEM_ST_PASSES_DONE] < 3; i++)
+        sleep_ms(1);
+    if (r == 0)
+        r = rvm_vm_snapshot(vm, path("diff"), RVM_SNAPSHOT_DIFF, NULL);
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+    return r;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    strcpy(root, "/var/tmp/ringvm-hostile-XXXXXX");
+    if (!mkdtemp(root))
+        return -1;
+    have_sample = kvm_usable() && make_samples() == 0;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    sh("rm -rf '%s'", root);
+    return 0;
+}
+
+#define NEED_SAMPLE()                                                                              \
+    do {                                                                                           \
+        SKIP_WITHOUT_KVM();                                                                        \
+        assert_true(have_sample);                                                                  \
+    } while (0)
+
+/* A fresh copy of sample ("full" or "diff") named name; its path. */
+static const char *crafted_as(const char *sample, const char *name)
+{
+    const char *bad = path(name);
+
+    sh("rm -rf '%s' && cp -r '%s' '%s'", bad, path(sample), bad);
+    return bad;
+}
+
+static const char *crafted(const char *sample)
+{
+    return crafted_as(sample, "bad");
+}
+
+static struct snap_manifest read_manifest(const char *dir)
+{
+    struct snap_manifest m;
+    int fd = open(file(dir, "manifest"), O_RDONLY);
+
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, &m, sizeof(m)), sizeof(m));
+    close(fd);
+    return m;
+}
+
+/* Writes m as dir's manifest with a valid checksum: only the checks behind it can refuse. */
+static void write_manifest(const char *dir, struct snap_manifest *m)
+{
+    int fd = open(file(dir, "manifest"), O_WRONLY | O_TRUNC);
+
+    m->self_sum = XXH3_64bits(m, offsetof(struct snap_manifest, self_sum));
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, m, sizeof(*m)), sizeof(*m));
+    close(fd);
+}
+
+struct attempt {
+    bool lazy, verify;
+    uint64_t max_mem;
+};
+
+/* Restores dir as asked; the errno. A refusal must be logged, and leave no fd open. */
+static int try_restore_as(const char *dir, const struct attempt *a)
+{
+    struct logbuf log = {.count = 0};
+    struct rvm_hv_config hc = {.log = log_to_buf, .log_opaque = &log, .log_level = RVM_LOG_ERROR};
+    struct rvm_restore_params p;
+    struct rvm_hv *hv;
+    struct rvm_vm *vm = NULL;
+    int fds, r;
+
+    assert_int_equal(rvm_hv_open(&hc, &hv), 0);
+    fds = open_fds();
+    rvm_restore_params_init(&p);
+    p.lazy = a->lazy;
+    p.verify_memory = a->verify;
+    p.max_mem = a->max_mem;
+    r = rvm_vm_restore(hv, dir, &p, &vm, NULL);
+    if (r < 0) {
+        assert_null(vm);
+        assert_true(log.count > 0);
+        assert_int_equal(open_fds(), fds);
+    }
+    rvm_vm_destroy(vm);
+    rvm_hv_close(hv);
+    return r;
+}
+
+static int try_restore(const char *dir)
+{
+    struct attempt a = {.lazy = false};
+    return try_restore_as(dir, &a);
+}
+
+static int try_lazy(const char *dir)
+{
+    struct attempt a = {.lazy = true};
+    return try_restore_as(dir, &a);
+}
+
+static void test_samples_restore(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    assert_int_equal(try_restore(path("full")), 0);
+    assert_int_equal(try_lazy(path("full")), 0);
+    assert_int_equal(try_restore(path("diff")), 0);
+}
+
+/* ---- files that are not what they claim ---- */
+
+static void test_missing_files(void **state)
+{
+    const char *names[] = {"manifest", "state", "memory", "sums"};
+    (void)state;
+    NEED_SAMPLE();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *bad = crafted("full");
+        assert_int_equal(unlink(file(bad, names[i])), 0);
+        assert_int_equal(try_restore(bad), -ENODATA);
+    }
+    const char *bad = crafted("diff");
+    assert_int_equal(unlink(file(bad, "pages")), 0);
+    assert_int_equal(try_restore(bad), -ENODATA);
+    assert_int_equal(try_restore(path("nowhere")), -ENODATA);
+}
+
+/* A FIFO where a file should be: refused at once (opening one to read blocks until a writer). */
+static void test_fifos(void **state)
+{
+    const char *names[] = {"manifest", "state", "memory", "sums"};
+    (void)state;
+    NEED_SAMPLE();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *bad = crafted("full");
+        assert_int_equal(unlink(file(bad, names[i])), 0);
+        assert_int_equal(mkfifo(file(bad, names[i]), 0600), 0);
+        assert_int_equal(try_restore(bad), -EBADMSG);
+        assert_int_equal(try_lazy(bad), -EBADMSG);
+    }
+}
+
+/* A symlink, even to the very file it replaces: a snapshot's files are its own. */
+static void test_symlinks(void **state)
+{
+    const char *names[] = {"manifest", "state", "memory", "sums"};
+    (void)state;
+    NEED_SAMPLE();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *bad = crafted("full");
+        assert_int_equal(unlink(file(bad, names[i])), 0);
+        assert_int_equal(symlink(file(path("full"), names[i]), file(bad, names[i])), 0);
+        assert_int_equal(try_restore(bad), -EBADMSG);
+    }
+    /* /dev/zero for memory: endless, and never opened. */
+    const char *bad = crafted("full");
+    assert_int_equal(unlink(file(bad, "memory")), 0);
+    assert_int_equal(symlink("/dev/zero", file(bad, "memory")), 0);
+    assert_int_equal(try_lazy(bad), -EBADMSG);
+}
+
+static void test_directories_for_files(void **state)
+{
+    const char *names[] = {"manifest", "state", "memory"};
+    (void)state;
+    NEED_SAMPLE();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *bad = crafted("full");
+        assert_int_equal(unlink(file(bad, names[i])), 0);
+        assert_int_equal(mkdir(file(bad, names[i]), 0700), 0);
+        assert_int_equal(try_restore(bad), -EBADMSG);
+    }
+}
+
+static void test_truncated_and_oversized(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    const char *bad = crafted("full");
+    assert_int_equal(truncate(file(bad, "manifest"), sizeof(struct snap_manifest) - 1), 0);
+    assert_int_equal(try_restore(bad), -ENODATA);
+    bad = crafted("full");
+    assert_int_equal(truncate(file(bad, "manifest"), sizeof(struct snap_manifest) + 4096), 0);
+    assert_int_equal(try_restore(bad), -EBADMSG);
+    bad = crafted("full");
+    assert_int_equal(truncate(file(bad, "sums"), 8), 0);
+    assert_int_equal(try_restore(bad), -ENODATA);
+    bad = crafted("full");
+    assert_int_equal(truncate(file(bad, "state"), 64), 0);
+    assert_int_equal(try_restore(bad), -ENODATA);
+    bad = crafted("full");
+    assert_int_equal(truncate(file(bad, "memory"), MEM / 2), 0);
+    assert_int_equal(try_lazy(bad), -ENODATA);
+    bad = crafted("full");
+    assert_int_equal(truncate(file(bad, "memory"), MEM * 2), 0); /* longer than the manifest says */
+    assert_int_equal(try_lazy(bad), -ENODATA);
+}
+
+/* A hole punched into a full snapshot's memory: refused even lazily, without verification. */
+static void test_sparse_full_memory(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    const char *bad = crafted("full");
+    int fd = open(file(bad, "memory"), O_RDWR);
+    assert_true(fd >= 0);
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 << 20, 1 << 20) < 0) {
+        close(fd);
+        print_message("SKIP: this file system cannot punch holes\n");
+        skip();
+    }
+    close(fd);
+    assert_int_equal(try_lazy(bad), -EBADMSG);
+    assert_int_equal(try_restore(bad), -EBADMSG);
+}
+
+/* ---- manifests that lie (each with a valid checksum) ---- */
+
+/* Case i changes m as a crafted manifest would; its expected errno (0: no more cases). */
+static int manifest_case(int i, struct snap_manifest *m, const char **what)
+{
+    switch (i) {
+    case 0:
+        *what = "bad magic";
+        memcpy(m->magic, "RVMSNAP0", 8);
+        return -EBADMSG;
+    case 1:
+        *what = "a newer format";
+        m->version = SNAP_VERSION + 1;
+        return -EPROTO;
+    case 2:
+        *what = "another architecture";
+        m->arch = 2;
+        return -EPROTO;
+    case 3:
+        *what = "no regions";
+        m->nregions = 0;
+        return -EBADMSG;
+    case 4:
+        *what = "too many regions";
+        m->nregions = RVM_MEM_MAX_REGIONS + 1;
+        return -EBADMSG;
+    case 5:
+        *what = "no vCPUs";
+        m->nvcpus = 0;
+        return -EBADMSG;
+    case 6:
+        *what = "5,000 vCPUs";
+        m->nvcpus = 5000;
+        return -EBADMSG;
+    case 7:
+        *what = "another chunk size";
+        m->chunk = 4096;
+        return -EBADMSG;
+    case 8:
+        *what = "an unknown kind";
+        m->kind = 7;
+        return -EBADMSG;
+    case 9:
+        *what = "a region at the wrong file offset";
+        m->region[0].file_off = 4096;
+        return -EBADMSG;
+    case 10:
+        *what = "a region size not in pages";
+        m->region[0].size -= 100, m->mem_size -= 100;
+        return -EBADMSG;
+    case 11:
+        *what = "a chunk count that does not fit";
+        m->nchunks = 1;
+        return -EBADMSG;
+    case 12:
+        *what = "more pages present than RAM holds";
+        m->pages_present = m->mem_size / 4096 + 1;
+        return -EBADMSG;
+    case 13:
+        *what = "a parent name without its NUL";
+        memset(m->parent, 'a', sizeof(m->parent));
+        return -EBADMSG;
+    case 14:
+        *what = "a state of 2 GiB";
+        m->state_size = 2ULL << 30;
+        return -EBADMSG;
+    case 15:
+        *what = "a state of the wrong size";
+        m->state_size += 8;
+        return -ENODATA;
+    case 16:
+        *what = "a state checksum that does not match";
+        m->state_sum ^= 1;
+        return -EBADMSG;
+    case 17:
+        *what = "a sums checksum that does not match";
+        m->sums_sum ^= 1;
+        return -EBADMSG;
+    case 18:
+        *what = "less RAM than the sums file covers";
+        m->region[m->nregions - 1].size -= 1 << 20, m->mem_size -= 1 << 20, m->nchunks--;
+        return -EBADMSG;
+    default:
+        return 0;
+    }
+}
+
+static void test_manifest_fields(void **state)
+{
+    const char *what;
+    (void)state;
+    NEED_SAMPLE();
+    for (int i = 0;; i++) {
+        const char *bad = crafted("full");
+        struct snap_manifest m = read_manifest(bad);
+        int want = manifest_case(i, &m, &what);
+        if (!want)
+            break;
+        write_manifest(bad, &m);
+        int got = try_restore(bad);
+        if (got != want)
+            print_message("manifest with %s: %d, expected %d\n", what, got, want);
+        assert_int_equal(got, want);
+        assert_int_equal(try_lazy(bad), want);
+    }
+}
+
+/*
+ * A manifest claiming 8 TiB of guest RAM over a sparse memory file of that
+ * size (free to make; ext4 stops files at 16 TiB): refused against the
+ * host's RAM before any of it is allocated, and against a caller's limit
+ * below the sample's 32 MiB.
+ */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    const char *bad = crafted("full");
+    struct snap_manifest m = read_manifest(bad);
+    uint64_t huge = 8ULL << 40;
+    if (m.nregions != 1) { /* the sample's 32 MiB is one region below the PCI hole */
+        print_message("sample has %u regions\n", m.nregions);
+        fail();
+    }
+    m.region[0].size = huge;
+    m.mem_size = huge;
+    m.nchunks = huge / SNAP_CHUNK;
+    write_manifest(bad, &m);
+    assert_int_equal(truncate(file(bad, "memory"), (off_t)huge), 0);
+    assert_int_equal(try_lazy(bad), -E2BIG);
+    assert_int_equal(try_restore(bad), -E2BIG);
+
+    struct attempt a = {.max_mem = 16 << 20};
+    assert_int_equal(try_restore_as(path("full"), &a), -E2BIG);
+    a.max_mem = MEM;
+    assert_int_equal(try_restore_as(path("full"), &a), 0);
+}
+
+/* ---- chains ---- */
+
+static void test_bad_parents(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    /* A parent that is not there, one that is no snapshot, and one outside that is. */
+    const char *parents[] = {"/nonexistent/ringvm", "/etc", "/"};
+    const int want[] = {-ENODATA, -ENODATA, -ENODATA};
+    for (size_t i = 0; i < 3; i++) {
+        const char *bad = crafted("diff");
+        struct snap_manifest m = read_manifest(bad);
+        snprintf(m.parent, sizeof(m.parent), "%s", parents[i]);
+        write_manifest(bad, &m);
+        assert_int_equal(try_restore(bad), want[i]);
+    }
+    /* A parent with another id, and another layout. */
+    const char *bad = crafted("diff");
+    struct snap_manifest m = read_manifest(bad);
+    m.parent_id ^= 1;
+    write_manifest(bad, &m);
+    assert_int_equal(try_restore(bad), -EBADMSG);
+}
+
+/* A diff naming itself as its parent (its own id too): a loop, refused at once. */
+static void test_chain_loop(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    const char *bad = crafted("diff");
+    struct snap_manifest m = read_manifest(bad);
+    char abs[512];
+    assert_non_null(realpath(bad, abs));
+    snprintf(m.parent, sizeof(m.parent), "%.500s", abs);
+    m.parent_id = m.id;
+    write_manifest(bad, &m);
+    assert_int_equal(try_restore(bad), -ELOOP);
+    /* Two diffs naming each other (ids matching too). */
+    const char *a = crafted_as("diff", "loop-a"), *b = crafted_as("diff", "loop-b");
+    struct snap_manifest ma = read_manifest(a), mb = read_manifest(b);
+    char abs_a[PATH_MAX], abs_b[PATH_MAX];
+    assert_true(strlen(root) < 200);
+    assert_non_null(realpath(a, abs_a));
+    assert_non_null(realpath(b, abs_b));
+    mb.id = ma.id + 1;
+    ma.parent_id = mb.id, mb.parent_id = ma.id;
+    snprintf(ma.parent, sizeof(ma.parent), "%.500s", abs_b);
+    snprintf(mb.parent, sizeof(mb.parent), "%.500s", abs_a);
+    write_manifest(a, &ma);
+    write_manifest(b, &mb);
+    assert_int_equal(try_restore(a), -ELOOP);
+}
+
+/* The diff's page bitmap: flipped, or a FIFO. */
+static void test_diff_pages(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    const char *bad = crafted("diff");
+    int fd = open(file(bad, "pages"), O_RDWR);
+    uint8_t b;
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &b, 1, 10), 1);
+    b ^= 1;
+    assert_int_equal(pwrite(fd, &b, 1, 10), 1);
+    close(fd);
+    assert_int_equal(try_restore(bad), -EBADMSG);
+    bad = crafted("diff");
+    assert_int_equal(unlink(file(bad, "pages")), 0);
+    assert_int_equal(mkfifo(file(bad, "pages"), 0600), 0);
+    assert_int_equal(try_restore(bad), -EBADMSG);
+}
+
+/* ---- state records ---- */
+
+struct rec {
+    struct rec_hdr h;
+    const uint8_t *data;
+};
+
+/* The sample's state split into its records (at most max); their number. */
+static size_t split_state(const uint8_t *p, size_t len, struct rec *out, size_t max)
+{
+    size_t off = 0, n = 0;
+
+    while (off + sizeof(struct rec_hdr) <= len && n < max) {
+        memcpy(&out[n].h, p + off, sizeof(struct rec_hdr));
+        out[n].data = p + off + sizeof(struct rec_hdr);
+        off += sizeof(struct rec_hdr) + ((out[n].h.len + 7) & ~7u);
+        if (out[n++].h.type == REC_END)
+            break;
+    }
+    return n;
+}
+
+/* The records again, record k's payload len bytes long (cut, or padded with zeros). */
+static void write_state(const char *dir, const struct rec *r, size_t n, size_t k, uint32_t len)
+{
+    struct recbuf b = {0};
+    uint8_t *pad = calloc(1, len + 8);
+
+    assert_non_null(pad);
+    for (size_t i = 0; i < n; i++) {
+        if (i != k) {
+            rec_put(&b, r[i].h.type, r[i].h.instance, r[i].data, r[i].h.len);
+            continue;
+        }
+        memcpy(pad, r[i].data, len < r[i].h.len ? len : r[i].h.len);
+        rec_put(&b, r[i].h.type, r[i].h.instance, pad, len);
+    }
+    assert_int_equal(b.err, 0);
+    int fd = open(file(dir, "state"), O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b.p, b.len), (ssize_t)b.len);
+    close(fd);
+    struct snap_manifest m = read_manifest(dir);
+    m.state_size = b.len;
+    m.state_sum = XXH3_64bits(b.p, b.len);
+    write_manifest(dir, &m);
+    rec_free(&b);
+    free(pad);
+}
+
+/*
+ * Every record of the sample's state, cut short and made longer (checksums
+ * valid): the restore refuses each, whatever the record.
+ */
+static void test_state_record_lengths(void **state)
+{
+    static struct rec recs[512];
+    uint8_t *st;
+    size_t len, n, refused = 0;
+    (void)state;
+    NEED_SAMPLE();
+
+    int dfd = open(path("full"), O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
+    close(dfd);
+    n = split_state(st, len, recs, 512);
+    assert_true(n > 10 && recs[n - 1].h.type == REC_END);
+    for (size_t k = 0; k + 1 < n; k++) {
+        uint32_t l = recs[k].h.len;
+        uint32_t lens[2] = {l >= 8 ? l - 8 : (l ? l - 1 : 0), l + 8};
+        for (int j = 0; j < 2; j++) {
+            if (lens[j] == l)
+                continue; /* an empty record cannot be cut */
+            const char *bad = crafted("full");
+            write_state(bad, recs, n, k, lens[j]);
+            int r = try_restore(bad);
+            if (r == 0)
+                print_message("record type %u instance %u with %u bytes instead of %u: accepted\n",
+                              recs[k].h.type, recs[k].h.instance, lens[j], l);
+            assert_true(r < 0);
+            refused++;
+        }
+    }
+    print_message("    %zu crafted record lengths refused over %zu records\n", refused, n - 1);
+    free(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_samples_restore),
+        cmocka_unit_test(test_missing_files),
+        cmocka_unit_test(test_fifos),
+        cmocka_unit_test(test_symlinks),
+        cmocka_unit_test(test_directories_for_files),
+        cmocka_unit_test(test_truncated_and_oversized),
+        cmocka_unit_test(test_sparse_full_memory),
+        cmocka_unit_test(test_manifest_fields),
+        cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_bad_parents),
+        cmocka_unit_test(test_chain_loop),
+        cmocka_unit_test(test_diff_pages),
+        cmocka_unit_test(test_state_record_lengths),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
