@@ -104,9 +104,14 @@ static void reset_locked(struct virtio_mmio *t)
     }
 }
 
-/* DRIVER_OK: every enabled queue checked and set up, then the device activated. */
+/*
+ * DRIVER_OK: every enabled queue checked and set up, then the device
+ * activated. Never twice: a device already live would get a second worker.
+ */
 static int activate_locked(struct virtio_mmio *t)
 {
+    if (t->active)
+        return -EBUSY;
     bool event_idx = t->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
     bool indirect = t->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 
@@ -328,19 +333,36 @@ static void transport_destroy(void *p)
 
 /* ---- snapshots ---------------------------------------------------------- */
 
-struct mmio_queue_state {
-    uint64_t desc, avail, used;
-    uint16_t num, last_avail, used_idx, signalled_used;
-    uint8_t ready, signalled_valid, broken, pad;
-    uint32_t pad2;
-};
+#define STATUS_KNOWN                                                                               \
+    (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK |            \
+     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED)
+#define STATUS_LIVE (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK)
 
-struct mmio_state {
-    uint64_t base, driver_features;
-    uint32_t gsi, device_id, status, isr, dev_feat_sel, drv_feat_sel, queue_sel, nq;
-    uint8_t active, pad[7];
-    struct mmio_queue_state q[VIRTIO_MMIO_MAX_QUEUES];
-};
+/*
+ * A saved transport as only a real one could be: known status bits; live
+ * only with FEATURES_OK and DRIVER_OK and a modern driver; DRIVER_OK and not
+ * live only with NEEDS_RESET (its activation failed); FEATURES_OK only over
+ * VERSION_1; ISR and ready flags within their bits.
+ */
+static bool saved_state_valid(const struct mmio_state *s, uint32_t nq)
+{
+    bool modern = s->driver_features & (1ULL << VIRTIO_F_VERSION_1);
+
+    if ((s->status & ~STATUS_KNOWN) || s->active > 1 || s->nq != nq ||
+        (s->isr & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)))
+        return false;
+    if (s->active && ((s->status & STATUS_LIVE) != STATUS_LIVE || !modern))
+        return false;
+    if (!s->active && (s->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+        !(s->status & VIRTIO_CONFIG_S_NEEDS_RESET))
+        return false;
+    if ((s->status & VIRTIO_CONFIG_S_FEATURES_OK) && !modern)
+        return false;
+    for (uint32_t i = 0; i < nq && i < VIRTIO_MMIO_MAX_QUEUES; i++)
+        if (s->q[i].ready > 1 || s->q[i].signalled_valid > 1 || s->q[i].broken > 1)
+            return false;
+    return true;
+}
 
 /* Quiesced first (the device's worker stopped), so the queues hold still. */
 static int transport_save(void *p, struct recbuf *b, uint32_t index)
@@ -390,7 +412,8 @@ static int transport_load(void *p, const uint8_t *st, size_t len, uint32_t index
     struct mmio_state s;
     int r = 0;
 
-    if (rec_get(st, len, REC_DEV_VIRTIO_MMIO, index, &s, sizeof(s)) < 0)
+    if (rec_get(st, len, REC_DEV_VIRTIO_MMIO, index, &s, sizeof(s)) < 0 ||
+        !saved_state_valid(&s, t->ops->num_queues))
         return -EBADMSG;
     if (s.base != t->base || s.gsi != t->gsi || s.device_id != t->ops->device_id ||
         s.nq != t->ops->num_queues || (s.driver_features & ~offered(t)))

@@ -70,4 +70,19 @@ int virtio_mmio_next_slot(struct rvm_vm *vm, uint64_t *base, uint32_t *gsi);
 /* Writes "virtio_mmio.device=<size>@<base>:<irq>" (Linux's form) into buf. */
 int virtio_mmio_cmdline(uint64_t base, uint32_t gsi, char *buf, size_t len);
 
+/* A transport's state record (REC_DEV_VIRTIO_MMIO), as saved; the tests craft them. */
+struct mmio_queue_state {
+    uint64_t desc, avail, used;
+    uint16_t num, last_avail, used_idx, signalled_used;
+    uint8_t ready, signalled_valid, broken, pad;
+    uint32_t pad2;
+};
+
+struct mmio_state {
+    uint64_t base, driver_features;
+    uint32_t gsi, device_id, status, isr, dev_feat_sel, drv_feat_sel, queue_sel, nq;
+    uint8_t active, pad[7];
+    struct mmio_queue_state q[VIRTIO_MMIO_MAX_QUEUES];
+};
+
 #endif
