@@ -282,54 +282,91 @@ static bool on_vcpu_thread_locked(struct rvm_vm *vm)
     return false;
 }
 
-int rvm_vm_pause(struct rvm_vm *vm)
+/* Pauses the VM (caller holds ctl); *flipped: this call stopped a running VM. */
+static int pause_locked(struct rvm_vm *vm, bool *flipped)
 {
-    int st, r = 0;
+    int st;
 
-    pthread_mutex_lock(&vm->ctl);
-    if (on_vcpu_thread_locked(vm)) {
-        r = -EDEADLK; /* it would wait for itself to park */
-        goto out;
-    }
+    *flipped = false;
+    if (on_vcpu_thread_locked(vm))
+        return -EDEADLK; /* it would wait for itself to park */
     st = __atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED);
     if ((st != RVM_VM_RUNNING && st != RVM_VM_PAUSED) ||
-        __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) == RUN_STOP) {
-        r = -EINVAL; /* not started, or ended */
-        goto out;
-    }
+        __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) == RUN_STOP)
+        return -EINVAL; /* not started, or ended */
     if (__atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE) {
         __atomic_store_n(&vm->run_state, RUN_PAUSE, __ATOMIC_SEQ_CST);
         kick_all_locked(vm);
+        *flipped = true;
     }
     /* A second pauser waits for the same condition as the first. */
     while (vm->threads_parked < vm->threads_alive &&
            __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) == RUN_PAUSE)
         pthread_cond_wait(&vm->cond, &vm->ctl);
     if (__atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE)
-        r = -ECANCELED; /* ended, or resumed by another thread, while pausing */
-    else
-        __atomic_store_n(&vm->lifecycle, RVM_VM_PAUSED, __ATOMIC_RELEASE);
-out:
+        return -ECANCELED; /* ended, or resumed by another thread, while pausing */
+    __atomic_store_n(&vm->lifecycle, RVM_VM_PAUSED, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int resume_locked(struct rvm_vm *vm)
+{
+    /* Only a paused VM that has not ended: an end leaves run_state at STOP for good. */
+    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) != RVM_VM_PAUSED ||
+        __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE)
+        return -EINVAL;
+    __atomic_store_n(&vm->run_state, RUN_GO, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&vm->lifecycle, RVM_VM_RUNNING, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&vm->cond);
+    return 0;
+}
+
+int rvm_vm_pause(struct rvm_vm *vm)
+{
+    bool flipped;
+    int r;
+
+    pthread_mutex_lock(&vm->ctl);
+    r = pause_locked(vm, &flipped);
     pthread_mutex_unlock(&vm->ctl);
     return r;
 }
 
 int rvm_vm_resume(struct rvm_vm *vm)
 {
-    int r = 0;
+    int r;
 
     pthread_mutex_lock(&vm->ctl);
-    /* Only a paused VM that has not ended: an end leaves run_state at STOP for good. */
-    if (__atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED) != RVM_VM_PAUSED ||
-        __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED) != RUN_PAUSE) {
-        r = -EINVAL;
-    } else {
-        __atomic_store_n(&vm->run_state, RUN_GO, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&vm->lifecycle, RVM_VM_RUNNING, __ATOMIC_RELEASE);
-        pthread_cond_broadcast(&vm->cond);
-    }
+    /* A snapshot owns the pause until its memory and sums are written. */
+    r = vm->snap.hold ? -EBUSY : resume_locked(vm);
     pthread_mutex_unlock(&vm->ctl);
     return r;
+}
+
+void vm_hold_begin(struct rvm_vm *vm)
+{
+    pthread_mutex_lock(&vm->ctl);
+    vm->snap.hold = true;
+    pthread_mutex_unlock(&vm->ctl);
+}
+
+int vm_hold_pause(struct rvm_vm *vm, bool *paused)
+{
+    int r;
+
+    pthread_mutex_lock(&vm->ctl);
+    r = pause_locked(vm, paused);
+    pthread_mutex_unlock(&vm->ctl);
+    return r;
+}
+
+void vm_hold_end(struct rvm_vm *vm, bool resume)
+{
+    pthread_mutex_lock(&vm->ctl);
+    vm->snap.hold = false;
+    if (resume)
+        resume_locked(vm);
+    pthread_mutex_unlock(&vm->ctl);
 }
 
 int rvm_vm_stop(struct rvm_vm *vm)

@@ -210,24 +210,12 @@ fail:
     return r;
 }
 
-int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode mode,
-                    struct rvm_snapshot_stats *stats)
+/* Whether the VM can be snapshotted into dir as asked; its state through *st. */
+static int check_snapshot(struct rvm_vm *vm, const char *dir, bool diff, enum rvm_vm_state *st)
 {
-    struct snap_manifest *m = NULL;
-    struct recbuf b = {0};
-    struct memplan plan = {0};
-    unsigned long *bits = NULL, *live_taken = NULL;
-    char tmp[PATH_MAX];
-    double t0 = now_s(), tp = 0, tr = 0;
-    bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, live = mode == RVM_SNAPSHOT_LIVE;
-    bool taken = false, overflowed = false, quiesced = false;
-    uint64_t written = 0;
-    uint32_t rounds = 0;
-    int dfd = -1, mfd = -1, r;
     struct vm_device *d;
+    int r;
 
-    if (!vm || !dir || (mode != RVM_SNAPSHOT_FULL && !diff && !live))
-        return -EINVAL;
     if (diff && (!vm->snap.have_parent || rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF)) {
         rvm_err(vm->hv, "diff snapshot: no parent (take a full snapshot first)");
         return -EINVAL;
@@ -243,31 +231,17 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         rvm_err(vm->hv, "snapshot: the VM has a device whose state cannot be saved yet");
         return -EOPNOTSUPP;
     }
-    enum rvm_vm_state st = rvm_vm_state(vm);
-    if (st != RVM_VM_RUNNING && st != RVM_VM_PAUSED) {
+    *st = rvm_vm_state(vm);
+    if (*st != RVM_VM_RUNNING && *st != RVM_VM_PAUSED) {
         rvm_err(vm->hv, "snapshot: the VM is neither running nor paused");
         return -EINVAL;
     }
-    live = live && st == RVM_VM_RUNNING; /* a paused VM is simply copied */
-    if (live && rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF && (r = rvm_vm_dirty_enable(vm)) < 0)
-        return r;
+    return 0;
+}
 
-    /* Everything goes into a sibling temporary directory first. */
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(), (unsigned long)(now_s() * 1e6));
-    if (mkdir(tmp, 0700) < 0) {
-        r = -errno;
-        rvm_err(vm->hv, "snapshot: cannot create %s: %s", tmp, strerror(-r));
-        return r;
-    }
-    dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        r = -errno;
-        goto out_rm;
-    }
-    if (!(m = calloc(1, sizeof(*m)))) {
-        r = -ENOMEM;
-        goto out_rm;
-    }
+/* The new snapshot's manifest, but for what only its writing tells (sums, counts). */
+static void manifest_init(struct rvm_vm *vm, struct snap_manifest *m, bool diff, double t0)
+{
     memcpy(m->magic, SNAP_MAGIC, sizeof(m->magic));
     m->version = SNAP_VERSION;
     m->arch = SNAP_ARCH_X86;
@@ -288,6 +262,47 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         m->parent_id = vm->snap.parent_id;
         memcpy(m->parent, vm->snap.parent, sizeof(m->parent));
     }
+}
+
+static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode mode,
+                         struct rvm_snapshot_stats *stats)
+{
+    struct snap_manifest *m = NULL;
+    struct recbuf b = {0};
+    struct memplan plan = {0};
+    unsigned long *bits = NULL, *live_taken = NULL;
+    char tmp[PATH_MAX];
+    double t0 = now_s(), tp = 0, tr = 0;
+    bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, live = mode == RVM_SNAPSHOT_LIVE;
+    bool taken = false, overflowed = false, quiesced = false;
+    uint64_t written = 0;
+    uint32_t rounds = 0;
+    int dfd = -1, mfd = -1, r;
+    enum rvm_vm_state st;
+
+    if ((r = check_snapshot(vm, dir, diff, &st)) < 0)
+        return r;
+    live = live && st == RVM_VM_RUNNING; /* a paused VM is simply copied */
+    if (live && rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF && (r = rvm_vm_dirty_enable(vm)) < 0)
+        return r;
+
+    /* Everything goes into a sibling temporary directory first. */
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(), (unsigned long)(now_s() * 1e6));
+    if (mkdir(tmp, 0700) < 0) {
+        r = -errno;
+        rvm_err(vm->hv, "snapshot: cannot create %s: %s", tmp, strerror(-r));
+        return r;
+    }
+    dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        r = -errno;
+        goto out_rm;
+    }
+    if (!(m = calloc(1, sizeof(*m)))) {
+        r = -ENOMEM;
+        goto out_rm;
+    }
+    manifest_init(vm, m, diff, t0);
     plan.npages = m->mem_size / SNAP_PAGE;
     plan.pages = diff ? calloc((plan.npages + 63) / 64, sizeof(unsigned long)) : NULL;
     plan.sums = calloc(m->nchunks, sizeof(uint64_t));
@@ -305,12 +320,10 @@ int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode m
         goto out_rm;
     }
 
-    if (st == RVM_VM_RUNNING) {
-        if ((r = rvm_vm_pause(vm)) < 0)
-            goto out_rm;
-        paused = true;
-        tp = now_s();
-    }
+    /* Paused by us, unless the VM was (or someone paused it meanwhile): we resume only our own. */
+    tp = now_s();
+    if ((r = vm_hold_pause(vm, &paused)) < 0)
+        goto out_rm;
     if ((r = complete_io(vm)) < 0)
         goto out_rm;
     devices_each(vm, true);
@@ -388,10 +401,8 @@ out:
         close(dfd);
     if (quiesced)
         devices_each(vm, false);
-    if (paused) {
-        tr = now_s();
-        rvm_vm_resume(vm);
-    }
+    tr = now_s();
+    vm_hold_end(vm, paused);
     if (stats) {
         memset(stats, 0, sizeof(*stats));
         stats->seconds = now_s() - t0;
@@ -408,5 +419,29 @@ out:
     plan_free(&plan);
     rec_free(&b);
     free(m);
+    return r;
+}
+
+/*
+ * One snapshot at a time per VM (-EBUSY), and while it runs it owns the
+ * pause: rvm_vm_resume() is refused until memory and sums are written.
+ */
+int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode mode,
+                    struct rvm_snapshot_stats *stats)
+{
+    int idle = 0, r;
+
+    if (!vm || !dir ||
+        (mode != RVM_SNAPSHOT_FULL && mode != RVM_SNAPSHOT_DIFF && mode != RVM_SNAPSHOT_LIVE))
+        return -EINVAL;
+    if (!__atomic_compare_exchange_n(&vm->snap.busy, &idle, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED)) {
+        rvm_err(vm->hv, "snapshot: another snapshot of this VM is under way");
+        return -EBUSY;
+    }
+    vm_hold_begin(vm);
+    r = take_snapshot(vm, dir, mode, stats);
+    vm_hold_end(vm, false); /* if it returned before its own end (which resumes what it paused) */
+    __atomic_store_n(&vm->snap.busy, 0, __ATOMIC_RELEASE);
     return r;
 }

@@ -132,8 +132,14 @@ struct rvm_vm {
 
     struct vm_dirty dirty;
 
-    /* The VM's latest snapshot: a diff's parent. Under the snapshot caller's care. */
+    /*
+     * The VM's latest snapshot: a diff's parent. busy (atomic) is held by the
+     * one snapshot that may run at a time, and guards the rest; hold (under
+     * ctl) refuses rvm_vm_resume() while a snapshot owns the VM's pause.
+     */
     struct {
+        int busy;
+        bool hold;
         bool have_parent;
         uint64_t parent_id;
         char parent[1024];
@@ -175,6 +181,16 @@ void vm_kick_all(struct rvm_vm *vm);
 
 /* rvm_vm_request_end() naming the vCPU that ended the VM. */
 void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint32_t vcpu);
+
+/*
+ * A snapshot's hold on the VM: from vm_hold_begin() on, rvm_vm_resume()
+ * fails with -EBUSY; vm_hold_pause() pauses a running VM (*paused: whether
+ * it was this call that paused it); vm_hold_end() lets go and resumes the VM
+ * if resume, in one step under the lifecycle lock.
+ */
+void vm_hold_begin(struct rvm_vm *vm);
+int vm_hold_pause(struct rvm_vm *vm, bool *paused);
+void vm_hold_end(struct rvm_vm *vm, bool resume);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t vm_now_ns(void);

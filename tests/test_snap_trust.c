@@ -4,7 +4,9 @@
  * snapshot code found, each named after what it guards against. Each failed
  * on the code before its fix.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,6 +271,87 @@ static void test_lazy_restore_reads_no_memory_unless_asked(void **state)
     assert_int_equal(restore_with(path("l-snap"), false, false), -EBADMSG);
 }
 
+struct snap_job {
+    struct rvm_vm *vm;
+    const char *dir;
+    enum rvm_snapshot_mode mode;
+    int r;
+};
+
+static void *snap_thread(void *p)
+{
+    struct snap_job *j = p;
+    __atomic_store_n(&j->r, rvm_vm_snapshot(j->vm, j->dir, j->mode, NULL), __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Whether a temporary directory of a snapshot into root/name is there (it is under way). */
+static bool under_way(const char *name)
+{
+    DIR *d = opendir(root);
+    struct dirent *e;
+    size_t n = strlen(name);
+    bool found = false;
+
+    assert_non_null(d);
+    while (!found && (e = readdir(d)))
+        found = !strncmp(e->d_name, name, n) && !strncmp(e->d_name + n, ".tmp-", 5);
+    closedir(d);
+    return found;
+}
+
+/*
+ * Defect 2: a snapshot of a paused VM did not own the pause, so an
+ * embedder's rvm_vm_resume() (or a second snapshot) let the guest run while
+ * memory and sums were written. While one runs, another is -EBUSY and so is
+ * resume; afterwards the VM is as it was (paused), and resumes.
+ */
+static void test_snapshot_owns_the_pause(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    struct rvm_vm_config c;
+    struct tvm t;
+    bool seen = false;
+
+    rvm_vm_config_init(&c);
+    c.mem.size = 512 << 20;
+    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    sleep_ms(50);
+    for (int attempt = 0; attempt < 5 && !seen; attempt++) {
+        struct snap_job j = {t.vm, path("o-snap"),
+                             attempt % 2 ? RVM_SNAPSHOT_LIVE : RVM_SNAPSHOT_FULL, 1};
+        pthread_t th;
+        bool was_paused = attempt % 2 == 0;
+
+        if (was_paused)
+            assert_int_equal(rvm_vm_pause(t.vm), 0);
+        assert_int_equal(pthread_create(&th, NULL, snap_thread, &j), 0);
+        while (!under_way("o-snap") && __atomic_load_n(&j.r, __ATOMIC_ACQUIRE) == 1)
+            usleep(50);
+        if (under_way("o-snap")) {
+            int second = rvm_vm_snapshot(t.vm, path("o-other"), RVM_SNAPSHOT_FULL, NULL);
+            int resumed = rvm_vm_resume(t.vm);
+            seen = under_way("o-snap"); /* both were asked while it ran */
+            if (seen) {
+                assert_int_equal(second, -EBUSY);
+                assert_int_equal(resumed, was_paused ? -EBUSY : -EINVAL);
+            }
+        }
+        pthread_join(th, NULL);
+        assert_int_equal(j.r, 0);
+        assert_int_equal(rvm_vm_state(t.vm), was_paused ? RVM_VM_PAUSED : RVM_VM_RUNNING);
+        if (was_paused)
+            assert_int_equal(rvm_vm_resume(t.vm), 0);
+    }
+    if (!seen)
+        print_message("the snapshots ended before they could be caught under way\n");
+    assert_true(seen);
+    tvm_destroy(&t);
+    assert_int_equal(restore_with(path("o-snap"), false, false), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_never_replaces_a_chain_member),
         cmocka_unit_test(test_merge_never_launders_corruption),
         cmocka_unit_test(test_lazy_restore_reads_no_memory_unless_asked),
+        cmocka_unit_test(test_snapshot_owns_the_pause),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
