@@ -45,7 +45,9 @@ int vm_dirty_init(struct rvm_vm *vm)
     d->reap_us = vm->config.dirty_reap_us == 0 ? DEFAULT_REAP : vm->config.dirty_reap_us;
     d->words = (mem_map_pages(vm->mem) + 63) / 64;
     d->acc = calloc(d->words ? d->words : 1, sizeof(unsigned long));
-    if (!d->acc)
+    for (int k = 0; k < DIRTY_CONSUMERS; k++)
+        d->view[k] = calloc(d->words ? d->words : 1, sizeof(unsigned long));
+    if (!d->acc || !d->view[DIRTY_EMBEDDER] || !d->view[DIRTY_SNAPSHOT])
         return -ENOMEM;
     if (n) {
         struct kvm_enable_cap cap = {
@@ -204,11 +206,29 @@ static void reaper_stop(struct rvm_vm *vm)
     d->reaper_running = false;
 }
 
+void vm_dirty_free(struct vm_dirty *d)
+{
+    free(d->acc);
+    d->acc = NULL;
+    for (int c = 0; c < DIRTY_CONSUMERS; c++) {
+        free(d->view[c]);
+        d->view[c] = NULL;
+    }
+}
+
+/* Nothing harvested, nothing pending for anyone (under lock). */
+static void clear_all(struct vm_dirty *d)
+{
+    memset(d->acc, 0, d->words * sizeof(unsigned long));
+    for (int c = 0; c < DIRTY_CONSUMERS; c++)
+        memset(d->view[c], 0, d->words * sizeof(unsigned long));
+    d->broken_pending = 0;
+}
+
 void vm_dirty_fini(struct rvm_vm *vm)
 {
     reaper_stop(vm);
-    free(vm->dirty.acc);
-    vm->dirty.acc = NULL;
+    vm_dirty_free(&vm->dirty);
     pthread_mutex_destroy(&vm->dirty.lock);
 }
 
@@ -229,7 +249,7 @@ int rvm_vm_dirty_enable(struct rvm_vm *vm)
         pthread_mutex_unlock(&d->lock);
         return r;
     }
-    memset(d->acc, 0, d->words * sizeof(unsigned long));
+    clear_all(d);
     mem_dirty_clear(vm->mem);
     __atomic_store_n(&d->mode, d->ring_entries ? RVM_DIRTY_RING : RVM_DIRTY_BITMAP,
                      __ATOMIC_RELEASE);
@@ -257,7 +277,7 @@ int rvm_vm_dirty_disable(struct rvm_vm *vm)
     vm->snap.have_parent = false; /* writes from now on go unseen: no diff can follow */
     vm_register_memory(vm, 0);
     harvest_all(vm); /* what was in flight: recycled, not reported */
-    memset(d->acc, 0, d->words * sizeof(unsigned long));
+    clear_all(d);
     pthread_mutex_unlock(&d->lock);
     return 0;
 }
@@ -303,7 +323,17 @@ static int bitmap_harvest(struct rvm_vm *vm)
     return 0;
 }
 
-int vm_dirty_take(struct rvm_vm *vm, unsigned long *bits, bool *overflowed)
+/* All of RAM's pages set in bits (entries were lost). */
+static void set_all(struct rvm_vm *vm, unsigned long *bits)
+{
+    for (unsigned i = 0; i < rvm_mem_region_count(vm->mem); i++) {
+        uint64_t first = mem_region_first_page(vm->mem, i);
+        for (uint64_t p = 0; p < rvm_mem_region(vm->mem, i)->size / PAGE; p++)
+            set_bit64(bits, first + p);
+    }
+}
+
+int vm_dirty_take(struct rvm_vm *vm, enum dirty_consumer who, unsigned long *bits, bool *overflowed)
 {
     struct vm_dirty *d = &vm->dirty;
     int mode, r = 0;
@@ -318,30 +348,30 @@ int vm_dirty_take(struct rvm_vm *vm, unsigned long *bits, bool *overflowed)
         r = bitmap_harvest(vm);
     if (r == 0) {
         mem_dirty_take(vm->mem, d->acc);
-        *overflowed = d->broken_pending;
-        if (d->broken_pending) {
-            for (unsigned i = 0; i < rvm_mem_region_count(vm->mem); i++) {
-                uint64_t first = mem_region_first_page(vm->mem, i);
-                for (uint64_t p = 0; p < rvm_mem_region(vm->mem, i)->size / PAGE; p++)
-                    set_bit64(d->acc, first + p);
-            }
-            d->broken_pending = false;
-        }
-        for (uint64_t w = 0; w < d->words; w++)
-            bits[w] |= d->acc[w];
+        /* What was harvested is every consumer's; who's own view is what it takes. */
+        for (int c = 0; c < DIRTY_CONSUMERS; c++)
+            for (uint64_t w = 0; w < d->words; w++)
+                d->view[c][w] |= d->acc[w];
         memset(d->acc, 0, d->words * sizeof(unsigned long));
+        *overflowed = d->broken_pending & (1u << who);
+        if (*overflowed)
+            set_all(vm, d->view[who]);
+        d->broken_pending &= ~(1u << who);
+        for (uint64_t w = 0; w < d->words; w++)
+            bits[w] |= d->view[who][w];
+        memset(d->view[who], 0, d->words * sizeof(unsigned long));
     }
     pthread_mutex_unlock(&d->lock);
     return r;
 }
 
-void vm_dirty_put_back(struct rvm_vm *vm, const unsigned long *bits)
+void vm_dirty_put_back(struct rvm_vm *vm, enum dirty_consumer who, const unsigned long *bits)
 {
     struct vm_dirty *d = &vm->dirty;
 
     pthread_mutex_lock(&d->lock);
     for (uint64_t w = 0; w < d->words; w++)
-        d->acc[w] |= bits[w];
+        d->view[who][w] |= bits[w];
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -394,13 +424,13 @@ int rvm_vm_dirty_collect(struct rvm_vm *vm, rvm_dirty_range_fn fn, void *opaque,
     bits = calloc(vm->dirty.words ? vm->dirty.words : 1, sizeof(unsigned long));
     if (!bits)
         return -ENOMEM;
-    if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0) {
+    if ((r = vm_dirty_take(vm, DIRTY_EMBEDDER, bits, &overflowed)) < 0) {
         free(bits);
         return r;
     }
     r = vm_dirty_walk(vm, bits, fn, opaque, &pages, &ranges);
     if (r)
-        vm_dirty_put_back(vm, bits);
+        vm_dirty_put_back(vm, DIRTY_EMBEDDER, bits);
     if (stats) {
         pthread_mutex_lock(&vm->dirty.lock);
         stats->harvested = vm->dirty.harvested;
@@ -470,9 +500,10 @@ int vcpu_dirty_ring_full(struct rvm_vcpu *v)
             if (!d->broken_pending)
                 rvm_warn(vm->hv, "vCPU %u: dirty ring overran; resynchronising, all RAM dirty",
                          v->id);
-            d->broken_pending = true; /* entries were lost: report everything once */
+            d->broken_pending = DIRTY_ALL; /* entries were lost: report everything once */
         } else {
-            broken = d->broken = d->broken_pending = true;
+            broken = d->broken = true;
+            d->broken_pending = DIRTY_ALL;
         }
     }
     dr->at_last_full = dr->harvested;

@@ -21,15 +21,24 @@ struct vcpu_dirty_ring {
     uint32_t resyncs;           /* resynchronisation steps since the last progress */
 };
 
+/*
+ * Who takes dirty pages: each has its own view, so that one's take never
+ * hides pages from the other (an embedder's collection between two
+ * snapshots must not shrink the next diff, nor a snapshot the embedder's).
+ */
+enum dirty_consumer { DIRTY_EMBEDDER, DIRTY_SNAPSHOT, DIRTY_CONSUMERS };
+#define DIRTY_ALL ((1u << DIRTY_CONSUMERS) - 1)
+
 struct vm_dirty {
     pthread_mutex_t lock; /* harvests, collections, enable/disable */
     int mode;             /* enum rvm_dirty_mode while on, RVM_DIRTY_OFF otherwise; __atomic */
     uint32_t ring_entries;
-    bool manual_protect; /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
-    bool broken;         /* a ring stopped making progress */
-    bool broken_pending; /* entries were lost: the next collection is all of RAM */
-    unsigned long *acc;  /* harvested, not yet collected: one bit per map page */
-    uint64_t words;      /* of acc */
+    bool manual_protect;     /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled */
+    bool broken;             /* a ring stopped making progress */
+    unsigned broken_pending; /* per consumer (bit): entries were lost, its next take is all RAM */
+    unsigned long *acc;      /* harvested, not yet handed to the views: one bit per map page */
+    unsigned long *view[DIRTY_CONSUMERS]; /* per consumer: harvested, not yet taken by it */
+    uint64_t words;                       /* of acc and each view */
     uint64_t harvested, full_exits;
     int reap_us;  /* reaper period; < 0: no reaper */
     int stop_efd; /* wakes the reaper to stop */
@@ -47,12 +56,16 @@ int vcpu_dirty_init(struct rvm_vcpu *v);
 void vcpu_dirty_fini(struct rvm_vcpu *v);
 
 /*
- * The pages dirtied since the last take, ORed into bits (vm_dirty_words()
- * words, one bit per map page), and a new interval begun. -EINVAL when off.
+ * The pages dirtied since who's last take, ORed into bits (vm_dirty_words()
+ * words, one bit per map page), and a new interval begun for who only.
+ * -EINVAL when off.
  */
-int vm_dirty_take(struct rvm_vm *vm, unsigned long *bits, bool *overflowed);
-/* Puts taken bits back (what a failed consumer did not persist). */
-void vm_dirty_put_back(struct rvm_vm *vm, const unsigned long *bits);
+int vm_dirty_take(struct rvm_vm *vm, enum dirty_consumer who, unsigned long *bits,
+                  bool *overflowed);
+/* Puts taken bits back into who's view (what a failed consumer did not persist). */
+void vm_dirty_put_back(struct rvm_vm *vm, enum dirty_consumer who, const unsigned long *bits);
+/* Frees the bitmaps (at destruction, or a failed creation). */
+void vm_dirty_free(struct vm_dirty *d);
 uint64_t vm_dirty_words(const struct rvm_vm *vm);
 /* bits as guest-physical runs to fn, region by region; fn's nonzero stops the walk. */
 int vm_dirty_walk(struct rvm_vm *vm, const unsigned long *bits,

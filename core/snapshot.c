@@ -177,7 +177,8 @@ static int live_precopy(struct rvm_vm *vm, int dfd, const struct snap_manifest *
     if (fd < 0)
         return fd;
     memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
-    if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0) /* the interval starts here */
+    if ((r = vm_dirty_take(vm, DIRTY_SNAPSHOT, bits, &overflowed)) <
+        0) /* the interval starts here */
         goto fail;
     for (uint64_t w = 0; w < words; w++) /* what a failed snapshot must give back */
         taken[w] |= bits[w];
@@ -188,7 +189,7 @@ static int live_precopy(struct rvm_vm *vm, int dfd, const struct snap_manifest *
     *written += plan->present;
     for (*rounds = 1; *rounds < LIVE_MAX_ROUNDS; (*rounds)++) {
         memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
-        if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0)
+        if ((r = vm_dirty_take(vm, DIRTY_SNAPSHOT, bits, &overflowed)) < 0)
             goto fail;
         for (uint64_t w = 0; w < words; w++)
             taken[w] |= bits[w];
@@ -196,7 +197,7 @@ static int live_precopy(struct rvm_vm *vm, int dfd, const struct snap_manifest *
         if ((r = plan_bits(vm, m, plan, bits, overflowed)) < 0)
             goto fail;
         if (plan->present <= threshold || (plan->present >= prev && *rounds >= 3)) {
-            vm_dirty_put_back(vm, bits); /* for the paused round */
+            vm_dirty_put_back(vm, DIRTY_SNAPSHOT, bits); /* for the paused round */
             break;
         }
         if ((r = live_round(vm, fd, m, plan, plan->sums)) < 0)
@@ -340,7 +341,7 @@ static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_m
     /* Memory: what changed since the parent (or the last live round), or everything. */
     memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
     if (rvm_vm_dirty_mode(vm) != RVM_DIRTY_OFF) {
-        if ((r = vm_dirty_take(vm, bits, &overflowed)) < 0)
+        if ((r = vm_dirty_take(vm, DIRTY_SNAPSHOT, bits, &overflowed)) < 0)
             goto out_rm;
         taken = true;
     }
@@ -392,9 +393,10 @@ out_rm:
     snap_remove_dir(tmp);
 out:
     if (taken)
-        vm_dirty_put_back(vm, bits); /* not persisted: the next snapshot takes them */
+        vm_dirty_put_back(vm, DIRTY_SNAPSHOT,
+                          bits); /* not persisted: the next snapshot takes them */
     if (r < 0 && live_taken)
-        vm_dirty_put_back(vm, live_taken); /* the rounds' takes too */
+        vm_dirty_put_back(vm, DIRTY_SNAPSHOT, live_taken); /* the rounds' takes too */
     if (mfd >= 0)
         close(mfd);
     if (dfd >= 0)

@@ -127,7 +127,7 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
     return 0;
 
 err_dirty:
-    free(vm->dirty.acc);
+    vm_dirty_free(&vm->dirty);
     pthread_mutex_destroy(&vm->dirty.lock);
 err_mem:
     rvm_mem_destroy(vm->mem);
