@@ -9,7 +9,8 @@
 
 const char cli_usage[] =
     "usage: ringvm run --kernel PATH [options]   run a guest until it ends\n"
-    "       ringvm restore DIR [--lazy|--eager] [--verify] [--max-mem SIZE] [--serial ...]\n"
+    "       ringvm restore DIR [--disk PATH]... [--net ...]... [--trust-snapshot-paths]\n"
+    "                      [--lazy|--eager] [--verify] [--max-mem SIZE] [--serial ...]\n"
     "                      [--hugepages ...] [-v]\n"
     "                                            resume a snapshot's VM until it ends\n"
     "       ringvm snapshot-merge DIR OUT        write the full snapshot a diff chain makes\n"
@@ -60,6 +61,14 @@ const char cli_usage[] =
     "                       all before the guest runs (default: eager, every chunk checked)\n"
     "  --verify             lazy: check every memory chunk's sum first (reads the file)\n"
     "  --max-mem SIZE       refuse a snapshot of more guest RAM (default: the host's RAM)\n"
+    "  --disk PATH          the backend of the snapshot's next virtio-blk disk, in the order\n"
+    "                       they were added; it must be the very file saved, unchanged\n"
+    "  --net tap=NAME|unix=PATH\n"
+    "                       the backend of the snapshot's next virtio-net device\n"
+    "  --trust-snapshot-paths\n"
+    "                       open the disk paths and tap names the snapshot records, and\n"
+    "                       follow its parents' absolute paths (only for snapshots this host\n"
+    "                       made; a restore otherwise opens only what it is given)\n"
     "\n"
     "Devices: a 16550A UART on COM1 (0x3f8, IRQ 4), a debug-exit port at 0xf4, the\n"
     "i8042 reset line (0x64), a boot timer (0x440), pvpanic (0x505), and virtio-mmio\n"
@@ -326,6 +335,7 @@ enum {
     OPT_CPUID,
     OPT_VERIFY,
     OPT_MAX_MEM,
+    OPT_TRUST_PATHS,
 };
 
 static const struct option long_opts[] = {
@@ -344,6 +354,7 @@ static const struct option long_opts[] = {
     {"eager", no_argument, NULL, OPT_EAGER},
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"max-mem", required_argument, NULL, OPT_MAX_MEM},
+    {"trust-snapshot-paths", no_argument, NULL, OPT_TRUST_PATHS},
     {"numa-node", required_argument, NULL, OPT_NUMA},
     {"hugepages", required_argument, NULL, OPT_HUGE},
     {"prefault", no_argument, NULL, OPT_PREFAULT},
@@ -453,6 +464,9 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         return 0;
     case OPT_VERIFY:
         o->verify = true;
+        return 0;
+    case OPT_TRUST_PATHS:
+        o->trust_paths = true;
         return 0;
     case OPT_MAX_MEM:
         if (cli_parse_size(arg, &o->max_mem) < 0 || o->max_mem == 0)

@@ -39,7 +39,7 @@ struct cli_opts {
     enum rvm_snapshot_mode snap_mode;
     /* restore DIR [--lazy] [--verify] [--max-mem SIZE] / snapshot-merge DIR OUT */
     const char *dir, *out;
-    bool lazy, verify;
+    bool lazy, verify, trust_paths;
     uint64_t max_mem; /* 0: the library's default */
 };
 

@@ -198,8 +198,29 @@ static int serial_out(const char *serial, struct rvm_uart_config *uc, int *fd)
     return 0;
 }
 
+static int unix_link(const char *path);
+
+/* The backends --disk and --net name, in their order, for the snapshot's devices. */
+static int restore_backends(const struct cli_opts *o, struct rvm_restore_disk *disks,
+                            struct rvm_restore_net *nets)
+{
+    for (unsigned i = 0; i < o->ndisks; i++)
+        disks[i] = (struct rvm_restore_disk){.path = o->disks[i].path, .fd = -1};
+    for (unsigned i = 0; i < o->nnets; i++) {
+        nets[i] = (struct rvm_restore_net){.tap = o->nets[i].tap, .fd = -1};
+        if (o->nets[i].unix_path && (nets[i].fd = unix_link(o->nets[i].unix_path)) < 0) {
+            fprintf(stderr, "ringvm: --net unix=%s: %s\n", o->nets[i].unix_path,
+                    strerror(-nets[i].fd));
+            return nets[i].fd;
+        }
+    }
+    return 0;
+}
+
 static int restore(const struct cli_opts *o)
 {
+    struct rvm_restore_disk disks[RVM_VIRTIO_MAX_DEVICES];
+    struct rvm_restore_net nets[RVM_VIRTIO_MAX_DEVICES];
     struct rvm_hv_config hc = {.log = log_stderr,
                                .log_level = o->verbose ? RVM_LOG_DEBUG : RVM_LOG_WARN};
     struct rvm_restore_params p;
@@ -217,6 +238,13 @@ static int restore(const struct cli_opts *o)
     p.lazy = o->lazy;
     p.verify_memory = o->verify;
     p.max_mem = o->max_mem;
+    p.trust_snapshot_paths = o->trust_paths;
+    if (restore_backends(o, disks, nets) < 0)
+        goto out;
+    p.disks = disks;
+    p.ndisks = o->ndisks;
+    p.nets = nets;
+    p.nnets = o->nnets;
     p.backing = o->vm.mem.backing;
     p.numa_node = o->vm.numa_node;
     p.track_dirty = o->snap_dir != NULL;

@@ -169,7 +169,8 @@ int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out)
 
     if (!dir || !out)
         return -EINVAL;
-    if ((r = snap_chain_open(hv, dir, UINT64_MAX, &chain)) < 0)
+    struct snap_lookup lookup = {.trust = false}; /* parents beside their children */
+    if ((r = snap_chain_open(hv, dir, UINT64_MAX, &lookup, &chain)) < 0)
         return r;
     if ((r = snap_replaceable(hv, out)) < 0)
         goto out;

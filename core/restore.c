@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +13,9 @@
 #include <unistd.h>
 #include <ringvm/dirty.h>
 #include <ringvm/snapshot.h>
-#include <ringvm/virtio.h>
 
 #include "../arch/x86_64/arch.h"
 #include "../mem/mem_internal.h"
-#include "../virtio/blk.h"
-#include "../virtio/net.h"
 #include "log.h"
 #include "snaprec.h"
 #include "snapshot_internal.h"
@@ -211,58 +207,28 @@ static int check_state(struct rvm_hv *hv, const char *dir, const uint8_t *st, si
     return r;
 }
 
+/*
+ * Every device of the snapshot made again by its kind, oldest first, each on
+ * the backend the caller handed for it; then the VM's device list must be
+ * exactly the snapshot's (a transport right after its device), before any
+ * state is loaded into it.
+ */
 static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len, const uint32_t *kinds,
                            uint32_t ndev, const struct rvm_restore_params *params)
 {
     int r;
 
     for (uint32_t k = 0; k < ndev; k++) {
-        uint32_t kind = kinds[k];
+        const struct vm_snap_ops *ops = vm_device_kind(kinds[k]);
+        struct dev_restore dr = {st, len, k, 0, params};
 
-        switch (kind) {
-        case REC_DEV_UART:
-            r = rvm_uart_attach(vm, &params->uart, NULL);
-            break;
-        case REC_DEV_DEBUG_EXIT:
-        case REC_DEV_BOOT_TIMER:
-        case REC_DEV_PVPANIC: { /* a port is all they have */
-            uint16_t port;
-            if ((r = rec_get(st, len, kind, k, &port, sizeof(port))) == 0)
-                r = kind == REC_DEV_DEBUG_EXIT   ? rvm_debug_exit_attach(vm, port)
-                    : kind == REC_DEV_BOOT_TIMER ? rvm_boot_timer_attach(vm, port)
-                                                 : rvm_pvpanic_attach(vm, port);
-            break;
-        }
-        case REC_DEV_I8042:
-            r = rvm_i8042_attach(vm);
-            break;
-        case REC_DEV_VIRTIO_BLK: {
-            struct rvm_blk_config bc;
-            char *bpath = malloc(PATH_MAX);
-            if (!bpath)
-                return -ENOMEM;
-            r = virtio_blk_config_from_state(st, len, k, &bc, bpath, PATH_MAX);
-            if (r == 0)
-                r = rvm_vm_add_virtio_blk(vm, &bc, NULL, 0); /* with its transport, next */
-            free(bpath);
-            break;
-        }
-        case REC_DEV_VIRTIO_NET: {
-            struct rvm_net_config nc;
-            char tap[IFNAMSIZ];
-            r = virtio_net_config_from_state(st, len, k, &nc, tap, sizeof(tap));
-            if (r == 0)
-                r = rvm_vm_add_virtio_net(vm, &nc, NULL, 0); /* the tap by name, in our namespace */
-            break;
-        }
-        case REC_DEV_VIRTIO_MMIO:
-            r = 0; /* made with its device, just before */
-            break;
-        default:
-            rvm_err(vm->hv, "snapshot has a device (kind %u) this ringvm cannot restore", kind);
+        if (!ops) {
+            rvm_err(vm->hv, "snapshot has a device (kind %u) this ringvm cannot restore", kinds[k]);
             return -EOPNOTSUPP;
         }
-        if (r < 0)
+        for (uint32_t j = 0; j < k; j++)
+            dr.ordinal += kinds[j] == kinds[k];
+        if (ops->recreate && (r = ops->recreate(vm, &dr)) < 0)
             return r;
     }
     /* Now their state, in the same order (the list is newest first). */
@@ -272,9 +238,18 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len, con
     for (d = vm->devices; d && n < SNAP_MAX_DEVICES; d = d->next)
         devs[n++] = d;
     pthread_mutex_unlock(&vm->dev_lock);
+    if (n != ndev) {
+        rvm_err(vm->hv, "restore: %u devices made for the snapshot's %u", n, ndev);
+        return -EBADMSG;
+    }
+    for (uint32_t k = 0; k < n; k++)
+        if (!devs[n - 1 - k]->snap || devs[n - 1 - k]->snap->kind != kinds[k]) {
+            rvm_err(vm->hv, "restore: device %u is not of the kind the snapshot says", k);
+            return -EBADMSG;
+        }
     for (uint32_t k = 0; k < n; k++) {
         d = devs[n - 1 - k];
-        if (d->snap && (r = d->snap->load(d->dev, st, len, k)) < 0)
+        if ((r = d->snap->load(d->dev, st, len, k)) < 0)
             return r;
     }
     return 0;
@@ -308,7 +283,8 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
         rvm_restore_params_init(&defaults);
         params = &defaults;
     }
-    if ((r = snap_chain_open(hv, dir, mem_limit(params), &chain)) < 0)
+    struct snap_lookup lookup = {params->trust_snapshot_paths, params->parents, params->nparents};
+    if ((r = snap_chain_open(hv, dir, mem_limit(params), &lookup, &chain)) < 0)
         goto out;
 
     /* The state, from the newest. */

@@ -417,15 +417,73 @@ static int snap_chain_link(struct rvm_hv *hv, const struct snap_open *child,
     return 0;
 }
 
-int snap_chain_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_chain **out)
+/* Whether the manifest in dir is a valid one of snapshot id. */
+static bool snap_has_id(const char *dir, uint64_t id)
+{
+    struct snap_manifest m;
+    struct stat st;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd;
+    bool yes = false;
+
+    if (dfd < 0)
+        return false;
+    if ((fd = snap_open_file(dfd, "manifest", 0, &st)) >= 0) {
+        yes = st.st_size == (off_t)sizeof(m) && read(fd, &m, sizeof(m)) == (ssize_t)sizeof(m) &&
+              !memcmp(m.magic, SNAP_MAGIC, sizeof(m.magic)) &&
+              snap_manifest_sum(&m) == m.self_sum && m.id == id;
+        close(fd);
+    }
+    close(dfd);
+    return yes;
+}
+
+/*
+ * Where child's parent is: the recorded path when trusted; else the caller's
+ * directory whose snapshot has the parent's id; else beside the child (the
+ * recorded directory's last name, in the directory that holds the child).
+ */
+static int snap_parent_path(struct rvm_hv *hv, const struct snap_lookup *lk,
+                            const struct snap_open *child, char *out, size_t len)
+{
+    const char *rec = child->m->parent, *base = strrchr(rec, '/');
+    char up[PATH_MAX];
+
+    if (!lk || lk->trust) {
+        snprintf(out, len, "%s", rec);
+        return 0;
+    }
+    if (lk->dirs) {
+        for (uint32_t i = 0; i < lk->ndirs; i++)
+            if (lk->dirs[i] && snap_has_id(lk->dirs[i], child->m->parent_id)) {
+                snprintf(out, len, "%s", lk->dirs[i]);
+                return 0;
+            }
+        rvm_err(hv, "%s: its parent (id %016llx) is none of the directories given", child->dir,
+                (unsigned long long)child->m->parent_id);
+        return -ENODATA;
+    }
+    base = base ? base + 1 : rec;
+    if (!*base || !strcmp(base, ".") || !strcmp(base, "..")) {
+        rvm_err(hv, "%s: its parent's name '%s' is not a directory name", child->dir, rec);
+        return -EBADMSG;
+    }
+    parent_of(child->dir, up, sizeof(up));
+    if ((size_t)snprintf(out, len, "%s/%s", up, base) >= len)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int snap_chain_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem,
+                    const struct snap_lookup *lk, struct snap_chain **out)
 {
     struct snap_chain *c = calloc(1, sizeof(*c));
+    char next[PATH_MAX];
     int r;
 
     *out = NULL;
     if (!c)
         return -ENOMEM;
-    for (const char *d = dir;; d = c->s[c->n - 1].m->parent) {
+    for (const char *d = dir;; d = next) {
         if (c->n == SNAP_MAX_CHAIN) {
             rvm_err(hv, "%s: more than %d snapshots in the chain", dir, SNAP_MAX_CHAIN);
             r = -ELOOP;
@@ -443,6 +501,8 @@ int snap_chain_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct
             goto fail;
         if (s->m->kind == SNAP_FULL)
             break;
+        if ((r = snap_parent_path(hv, lk, s, next, sizeof(next))) < 0)
+            goto fail;
     }
     *out = c;
     return 0;

@@ -125,7 +125,7 @@ static int check_target(struct rvm_vm *vm, const char *dir, bool diff)
 
     if (r < 0 || !vm->snap.have_parent)
         return r;
-    if ((r = snap_chain_open(vm->hv, vm->snap.parent, UINT64_MAX, &chain)) < 0) {
+    if ((r = snap_chain_open(vm->hv, vm->snap.parent, UINT64_MAX, NULL, &chain)) < 0) {
         if (!diff)
             return 0; /* the old chain is gone or damaged: nothing of it to protect */
         rvm_err(vm->hv, "diff snapshot: its parent %s no longer opens", vm->snap.parent);

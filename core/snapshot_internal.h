@@ -94,11 +94,20 @@ struct snap_chain {
     struct snap_open s[SNAP_MAX_CHAIN];
 };
 
+/* How a diff's parent is found (rvm_restore_params: parents, trust_snapshot_paths). */
+struct snap_lookup {
+    bool trust;              /* the recorded absolute path */
+    const char *const *dirs; /* else one of these, by id; else beside the child */
+    uint32_t ndirs;
+};
+
 /*
  * Opens the chain ending in dir, every link checked (ids, layout), a loop
- * refused (-ELOOP). *out is freed with snap_chain_free().
+ * refused (-ELOOP); lk NULL trusts the recorded paths (the VM's own chain).
+ * *out is freed with snap_chain_free().
  */
-int snap_chain_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_chain **out);
+int snap_chain_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem,
+                    const struct snap_lookup *lk, struct snap_chain **out);
 void snap_chain_free(struct snap_chain *c);
 /* Whether dir (by inode, whatever its spelling) is one of the chain's, from index from on. */
 bool snap_chain_holds(const struct snap_chain *c, int from, const char *dir);

@@ -64,10 +64,27 @@ struct rvm_vcpu {
 } __attribute__((aligned(64)));
 
 struct recbuf;
+struct rvm_restore_params;
+
+/* What a device kind gets to re-create one of its devices from a snapshot. */
+struct dev_restore {
+    const uint8_t *state; /* the whole state, checked */
+    size_t len;
+    uint32_t index;   /* the device's place in the snapshot's device list */
+    uint32_t ordinal; /* its place among the snapshot's devices of its kind */
+    const struct rvm_restore_params *params;
+};
 
 /* How a device's state goes into a snapshot and comes back (kind: enum rec_type). */
 struct vm_snap_ops {
     uint32_t kind;
+    /*
+     * A device of this kind added to vm as the snapshot had it, its backend
+     * from params (never from the state, unless trust_snapshot_paths); its
+     * state comes later, through load. NULL: the device is made with another
+     * (a transport with its device, just before it in the list).
+     */
+    int (*recreate)(struct rvm_vm *vm, const struct dev_restore *r);
     int (*save)(void *dev, struct recbuf *b, uint32_t index);
     int (*load)(void *dev, const uint8_t *state, size_t len, uint32_t index);
     /*
@@ -78,6 +95,9 @@ struct vm_snap_ops {
     void (*quiesce)(void *dev);
     void (*resume)(void *dev);
 };
+
+/* The snapshot ops of a device kind (devices/kinds.c), or NULL for none. */
+const struct vm_snap_ops *vm_device_kind(uint32_t kind);
 
 /* A device owned by the VM: notified when the VM ends, freed with it. */
 struct vm_device {

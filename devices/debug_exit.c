@@ -35,8 +35,19 @@ static int debug_exit_load(void *dev, const uint8_t *st, size_t len, uint32_t in
     return rec_check_port(st, len, REC_DEV_DEBUG_EXIT, index, ((struct debug_exit *)dev)->port);
 }
 
-static const struct vm_snap_ops debug_exit_snap = {
-    .kind = REC_DEV_DEBUG_EXIT, .save = debug_exit_save, .load = debug_exit_load};
+static int debug_exit_recreate(struct rvm_vm *vm, const struct dev_restore *r)
+{
+    uint16_t port;
+
+    if (rec_get(r->state, r->len, REC_DEV_DEBUG_EXIT, r->index, &port, sizeof(port)) < 0)
+        return -EBADMSG;
+    return rvm_debug_exit_attach(vm, port);
+}
+
+const struct vm_snap_ops debug_exit_snap = {.kind = REC_DEV_DEBUG_EXIT,
+                                            .recreate = debug_exit_recreate,
+                                            .save = debug_exit_save,
+                                            .load = debug_exit_load};
 
 int rvm_debug_exit_attach(struct rvm_vm *vm, uint16_t port)
 {

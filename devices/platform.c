@@ -65,8 +65,14 @@ static int i8042_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     return rec_find(st, len, REC_DEV_I8042, index, &p, &l) < 0 ? -EBADMSG : 0;
 }
 
-static const struct vm_snap_ops i8042_snap = {
-    .kind = REC_DEV_I8042, .save = i8042_save, .load = i8042_load};
+static int i8042_recreate(struct rvm_vm *vm, const struct dev_restore *r)
+{
+    (void)r;
+    return rvm_i8042_attach(vm);
+}
+
+const struct vm_snap_ops i8042_snap = {
+    .kind = REC_DEV_I8042, .recreate = i8042_recreate, .save = i8042_save, .load = i8042_load};
 
 int rvm_i8042_attach(struct rvm_vm *vm)
 {
@@ -133,8 +139,19 @@ static int boot_timer_load(void *dev, const uint8_t *st, size_t len, uint32_t in
     return rec_check_port(st, len, REC_DEV_BOOT_TIMER, index, ((struct boot_timer *)dev)->port);
 }
 
-static const struct vm_snap_ops boot_timer_snap = {
-    .kind = REC_DEV_BOOT_TIMER, .save = boot_timer_save, .load = boot_timer_load};
+static int boot_timer_recreate(struct rvm_vm *vm, const struct dev_restore *r)
+{
+    uint16_t port;
+
+    if (rec_get(r->state, r->len, REC_DEV_BOOT_TIMER, r->index, &port, sizeof(port)) < 0)
+        return -EBADMSG;
+    return rvm_boot_timer_attach(vm, port);
+}
+
+const struct vm_snap_ops boot_timer_snap = {.kind = REC_DEV_BOOT_TIMER,
+                                            .recreate = boot_timer_recreate,
+                                            .save = boot_timer_save,
+                                            .load = boot_timer_load};
 
 int rvm_boot_timer_attach(struct rvm_vm *vm, uint16_t port)
 {

@@ -58,8 +58,19 @@ static int pvpanic_load(void *dev, const uint8_t *st, size_t len, uint32_t index
     return rec_check_port(st, len, REC_DEV_PVPANIC, index, ((struct pvpanic *)dev)->port);
 }
 
-static const struct vm_snap_ops pvpanic_snap = {
-    .kind = REC_DEV_PVPANIC, .save = pvpanic_save, .load = pvpanic_load};
+static int pvpanic_recreate(struct rvm_vm *vm, const struct dev_restore *r)
+{
+    uint16_t port;
+
+    if (rec_get(r->state, r->len, REC_DEV_PVPANIC, r->index, &port, sizeof(port)) < 0)
+        return -EBADMSG;
+    return rvm_pvpanic_attach(vm, port);
+}
+
+const struct vm_snap_ops pvpanic_snap = {.kind = REC_DEV_PVPANIC,
+                                         .recreate = pvpanic_recreate,
+                                         .save = pvpanic_save,
+                                         .load = pvpanic_load};
 
 int rvm_pvpanic_attach(struct rvm_vm *vm, uint16_t port)
 {

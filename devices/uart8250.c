@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ringvm/snapshot.h>
 #include <ringvm/devices.h>
 #include <ringvm/vm.h>
 
@@ -365,8 +366,14 @@ static int uart_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     return 0;
 }
 
-static const struct vm_snap_ops uart_snap = {
-    .kind = REC_DEV_UART, .save = uart_save, .load = uart_load};
+/* Its output goes where the restore's caller says. */
+static int uart_recreate(struct rvm_vm *vm, const struct dev_restore *r)
+{
+    return rvm_uart_attach(vm, &r->params->uart, NULL);
+}
+
+const struct vm_snap_ops uart_snap = {
+    .kind = REC_DEV_UART, .recreate = uart_recreate, .save = uart_save, .load = uart_load};
 
 /*
  * The UART for the DSDT: PNP0501 (a 16550A) with its eight ports and its

@@ -278,12 +278,14 @@ static void test_help_version(void **state)
     assert_int_equal(PARSE(&o, err, "caps"), 0);
     assert_int_equal(o.cmd, CLI_CAPS);
     /* --help documents every run option. */
-    const char *opts[] = {
-        "--kernel",        "--cmdline",   "--initrd",       "--mem",        "--vcpus",
-        "--cpus",          "--numa-node", "--hugepages",    "--prefault",   "--serial",
-        "--io-cpus",       "--disk",      "--net",          "--dirty-ring", "--snapshot-on-signal",
-        "--snapshot-mode", "restore",     "snapshot-merge", "--lazy",       "--no-acpi",
-        "--cpuid",         "--verify",    "--max-mem"};
+    const char *opts[] = {"--kernel",        "--cmdline",    "--initrd",
+                          "--mem",           "--vcpus",      "--cpus",
+                          "--numa-node",     "--hugepages",  "--prefault",
+                          "--serial",        "--io-cpus",    "--disk",
+                          "--net",           "--dirty-ring", "--snapshot-on-signal",
+                          "--snapshot-mode", "restore",      "snapshot-merge",
+                          "--lazy",          "--no-acpi",    "--cpuid",
+                          "--verify",        "--max-mem",    "--trust-snapshot-paths"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         assert_non_null(strstr(cli_usage, opts[i]));
 }

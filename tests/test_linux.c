@@ -573,7 +573,11 @@ static void test_pvh_snapshot_restore(void **state)
     free(t);
 
     snprintf(dir, sizeof(dir), "%s/snap-1", snapdir);
-    gp_spawn(&restored, (char *[]){ringvm, "restore", dir, "--serial", restored.log, NULL}, false);
+    /* The backends named again, in the order the first run added them. */
+    gp_spawn(&restored,
+             (char *[]){ringvm, "restore", dir, "--disk", raw1, "--disk", ext4img, "--net",
+                        "tap=" TAP, "--serial", restored.log, NULL},
+             false);
     need_ok(&restored, restored.log, "idle");
 }
 

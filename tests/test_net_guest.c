@@ -338,6 +338,11 @@ static void test_snapshot_restore(void **state)
     struct rvm_restore_params rp;
     rvm_restore_params_init(&rp);
     rp.uart = (struct rvm_uart_config){.out = console_out, .out_opaque = &con2};
+    /* Without a backend for the NIC the restore opens nothing of the snapshot's. */
+    assert_int_equal(rvm_vm_restore(g.t.hv, path, &rp, &vm2, NULL), -ENODEV);
+    struct rvm_restore_net nic = {.tap = TAP, .fd = -1};
+    rp.nets = &nic;
+    rp.nnets = 1;
     assert_int_equal(rvm_vm_restore(g.t.hv, path, &rp, &vm2, NULL), 0);
     assert_int_equal(bg_if_up(TAP, BG_NET_HOST_IP, 24), 0); /* the tap is new */
     assert_int_equal(rvm_vm_start(vm2), 0);

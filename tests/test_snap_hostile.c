@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -179,8 +180,11 @@ static void write_manifest(const char *dir, struct snap_manifest *m)
 }
 
 struct attempt {
-    bool lazy, verify;
+    bool lazy, verify, no_disk, trust, other_copy;
     uint64_t max_mem;
+    const char *disk;           /* default: the sample's disk */
+    const char *const *parents; /* rvm_restore_params.parents */
+    uint32_t nparents;
 };
 
 /* Restores dir as asked; the errno. A refusal must be logged, and leave no fd open. */
@@ -199,6 +203,15 @@ static int try_restore_as(const char *dir, const struct attempt *a)
     p.lazy = a->lazy;
     p.verify_memory = a->verify;
     p.max_mem = a->max_mem;
+    p.trust_snapshot_paths = a->trust;
+    p.parents = a->parents;
+    p.nparents = a->nparents;
+    struct rvm_restore_disk disk = {
+        .path = a->disk ? a->disk : path("disk"), .fd = -1, .other_copy = a->other_copy};
+    if (!a->no_disk) {
+        p.disks = &disk;
+        p.ndisks = 1;
+    }
     r = rvm_vm_restore(hv, dir, &p, &vm, NULL);
     if (r < 0) {
         assert_null(vm);
@@ -482,10 +495,14 @@ static void test_bad_parents(void **state)
 {
     (void)state;
     NEED_SAMPLE();
-    /* A parent that is not there, one that is no snapshot, and one outside that is. */
-    const char *parents[] = {"/nonexistent/ringvm", "/etc", "/"};
-    const int want[] = {-ENODATA, -ENODATA, -ENODATA};
-    for (size_t i = 0; i < 3; i++) {
+    /*
+     * Parents are looked up beside the diff by their directory's last name:
+     * one not there, one outside ("/etc" is looked for as a sibling named
+     * etc), and names that are no directory name.
+     */
+    const char *parents[] = {"/nonexistent/ringvm", "/etc", "/", "..", "a/."};
+    const int want[] = {-ENODATA, -ENODATA, -EBADMSG, -EBADMSG, -EBADMSG};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const char *bad = crafted("diff");
         struct snap_manifest m = read_manifest(bad);
         snprintf(m.parent, sizeof(m.parent), "%s", parents[i]);
@@ -637,6 +654,102 @@ static void test_state_record_lengths(void **state)
     free(st);
 }
 
+/* Replaces the path in the sample's virtio-blk record (the state's first such record). */
+static void craft_disk_path(const char *dir, const char *host_path)
+{
+    static struct rec recs[512];
+    uint8_t *st;
+    size_t len, n, k;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+
+    assert_true(dfd >= 0);
+    assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
+    close(dfd);
+    n = split_state(st, len, recs, 512);
+    for (k = 0; k < n && recs[k].h.type != REC_DEV_VIRTIO_BLK; k++)
+        ;
+    assert_true(k < n);
+    uint8_t *copy = malloc(recs[k].h.len);
+    assert_non_null(copy);
+    memcpy(copy, recs[k].data, recs[k].h.len);
+    /* The record: capacity, poll, queues, size, ro and padding (24 bytes), then the path. */
+    memset(copy + 24, 0, 4096);
+    snprintf((char *)copy + 24, 4096, "%s", host_path);
+    recs[k].data = copy;
+    write_state(dir, recs, n, n, 0);
+    free(copy);
+    free(st);
+}
+
+/*
+ * Defect 3: restore opened the disk path (read-write), the tap name and the
+ * parents' absolute paths that the state said, so a crafted snapshot could
+ * attach any host file as a writable disk. A restore opens what the caller
+ * hands it: a disk named in the snapshot is never opened (inotify watches
+ * it), a device without a backend is -ENODEV, the handed disk must be the
+ * one saved (-ESTALE for a copy, a rewritten one or another size, unless
+ * the caller vouches for a copy), and parents are found beside the
+ * snapshot or among the caller's directories, never at the recorded path.
+ */
+static void test_restore_opens_only_what_it_is_given(void **state)
+{
+    (void)state;
+    NEED_SAMPLE();
+    struct attempt a = {.lazy = false};
+    const char *victim = path("victim");
+    char buf[4096];
+
+    int fd = open(victim, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    assert_true(fd >= 0 && ftruncate(fd, 8 << 20) == 0);
+    close(fd);
+    const char *bad = crafted("full");
+    craft_disk_path(bad, victim);
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    assert_true(in >= 0);
+    assert_true(inotify_add_watch(in, victim, IN_OPEN | IN_ACCESS | IN_MODIFY) >= 0);
+    a.no_disk = true;
+    assert_int_equal(try_restore_as(bad, &a), -ENODEV);
+    a.no_disk = false;
+    assert_int_equal(try_restore_as(bad, &a), 0); /* the handed disk, whatever the record says */
+    assert_int_equal(read(in, buf, sizeof(buf)), -1); /* the victim was never opened */
+    assert_int_equal(errno, EAGAIN);
+    /* Trusted, the recorded path is used: that is what trusting means (and it is not the disk). */
+    a.trust = true, a.no_disk = true;
+    assert_int_equal(try_restore_as(bad, &a), -ESTALE);
+    assert_true(read(in, buf, sizeof(buf)) > 0);
+    close(in);
+    a.trust = false, a.no_disk = false;
+
+    /* The disk's identity: a copy, a copy vouched for, a rewritten disk, another size. */
+    sh("cp '%s' '%s'", path("disk"), path("disk-copy"));
+    a.disk = path("disk-copy");
+    assert_int_equal(try_restore_as(path("full"), &a), -ESTALE);
+    a.other_copy = true;
+    assert_int_equal(try_restore_as(path("full"), &a), 0);
+    assert_int_equal(truncate(path("disk-copy"), 4 << 20), 0);
+    assert_int_equal(try_restore_as(path("full"), &a), -ESTALE); /* size is always checked */
+    a.disk = NULL, a.other_copy = false;
+    assert_int_equal(try_restore_as(path("full"), &a), 0);
+    sh("cp '%s' '%s' && touch -d '2001-01-01' '%s' && cp -r '%s' '%s' && touch '%s'", path("disk"),
+       path("disk-save"), path("disk-save"), path("full"), path("full-save"), path("disk"));
+    assert_int_equal(try_restore_as(path("full"), &a), -ESTALE); /* written since */
+    /* (The sample's own disk is now newer than its snapshots; the rest hand a vouched copy.) */
+
+    /* Parents: beside the diff, or among the caller's directories; never the recorded path. */
+    a.disk = path("disk-save"), a.other_copy = true;
+    const char *moved = path("elsewhere");
+    sh("rm -rf '%s' && mkdir '%s' && cp -r '%s' '%s/diff'", moved, moved, path("diff"), moved);
+    char moved_diff[200];
+    snprintf(moved_diff, sizeof(moved_diff), "%s/diff", moved);
+    assert_int_equal(try_restore_as(moved_diff, &a), -ENODATA); /* no "full" beside it */
+    const char *parents[] = {path("nowhere"), path("full")};
+    a.parents = parents, a.nparents = 2;
+    assert_int_equal(try_restore_as(moved_diff, &a), 0);
+    a.parents = NULL, a.nparents = 0;
+    a.trust = true; /* its recorded absolute path: the sample's "full" */
+    assert_int_equal(try_restore_as(moved_diff, &a), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -653,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_chain_loop),
         cmocka_unit_test(test_diff_pages),
         cmocka_unit_test(test_state_record_lengths),
+        cmocka_unit_test(test_restore_opens_only_what_it_is_given),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

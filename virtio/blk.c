@@ -17,6 +17,7 @@
 #include <linux/virtio_mmio.h>
 
 #include <stdio.h>
+#include <ringvm/snapshot.h>
 #include <ringvm/virtio.h>
 #include <ringvm/vm.h>
 
@@ -55,7 +56,8 @@ struct virtio_blk {
     uint16_t nq;
     uint64_t poll_ns;   /* device-side polling window; 0: none */
     bool ring_disabled; /* created disabled, enabled by the worker */
-    char path[4096];    /* the backing file, absolute: what a restore reopens */
+    char path[4096];    /* the backing file, absolute ("" when handed as an fd) */
+    bool other_copy;    /* restored onto a disk the caller vouched for: identity not compared */
 
     /* Set at activate, used by the worker alone until reset. */
     struct vq *vqs;
@@ -395,14 +397,24 @@ static void blk_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
     memcpy(buf, (const uint8_t *)&((struct virtio_blk *)dev)->cfg + off, len);
 }
 
-/* What a restore needs to re-create the device; the queues are the transport's. */
+/*
+ * What a restore needs to re-create the device (the queues are the
+ * transport's), and the disk's identity when it was saved: its size, and
+ * its inode and modification time (a restore onto another disk, or onto
+ * this one after someone wrote it, would hand the guest a file system
+ * that is not the one its caches describe). Snapshots made before the
+ * identity was recorded end at path.
+ */
 struct blk_state {
     uint64_t capacity;
     uint32_t poll_us;
     uint16_t queues, queue_size;
     uint8_t ro, pad[7];
     char path[4096];
+    uint64_t dev, ino;
+    int64_t mtime_sec, mtime_nsec;
 };
+#define BLK_STATE_V1 offsetof(struct blk_state, dev)
 
 static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
 {
@@ -417,53 +429,118 @@ static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
     s->queue_size = b->ops.queue_max;
     s->ro = b->ro;
     memcpy(s->path, b->path, sizeof(s->path));
+    struct stat st; /* quiesced: every write the guest made has landed */
+    if (fstat(b->fd_buffered, &st) < 0) {
+        free(s);
+        return -errno;
+    }
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    s->mtime_sec = st.st_mtim.tv_sec;
+    s->mtime_nsec = st.st_mtim.tv_nsec;
     rec_put(rb, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s));
     free(s);
     return rb->err;
 }
 
-/* The device was re-created from the record: check the disk is still the one saved. */
-/* Device index's record, whole and with its path terminated. */
-static int blk_state_get(const uint8_t *st, size_t len, uint32_t index, struct blk_state *s)
+/* Device index's record, whole (or of the first format), its path terminated; *v1: no identity. */
+static int blk_state_get(const uint8_t *st, size_t len, uint32_t index, struct blk_state *s,
+                         bool *v1)
 {
-    if (rec_get(st, len, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s)) < 0)
+    const void *p;
+    uint32_t l;
+
+    memset(s, 0, sizeof(*s));
+    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 ||
+        (l != sizeof(*s) && l != BLK_STATE_V1))
         return -EBADMSG;
-    return s->path[sizeof(s->path) - 1] ? -EBADMSG : 0;
+    memcpy(s, p, l);
+    *v1 = l == BLK_STATE_V1;
+    if (s->path[sizeof(s->path) - 1] || s->ro > 1 || s->queues == 0 ||
+        s->queues > VIRTIO_MMIO_MAX_QUEUES)
+        return -EBADMSG;
+    return 0;
 }
 
+/* Whether the disk behind fd is the one the record describes (beyond its size). */
+static bool same_disk(int fd, const struct blk_state *s)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino &&
+           st.st_mtim.tv_sec == s->mtime_sec && st.st_mtim.tv_nsec == s->mtime_nsec;
+}
+
+/* The device was re-created from the record: check the disk is still the one saved. */
 static int blk_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
     struct virtio_blk *b = dev;
     struct blk_state s;
+    bool v1;
 
-    if (blk_state_get(st, len, index, &s) < 0)
+    if (blk_state_get(st, len, index, &s, &v1) < 0)
         return -EBADMSG;
     if (s.capacity != b->capacity) {
         rvm_err(b->vm->hv, "virtio-blk: %s has %llu sectors, %llu when saved", b->path,
                 (unsigned long long)b->capacity, (unsigned long long)s.capacity);
-        return -EINVAL;
+        return -ESTALE;
+    }
+    if (!b->other_copy && (v1 || !same_disk(b->fd_buffered, &s))) {
+        rvm_err(b->vm->hv,
+                "virtio-blk: disk %u (%s) is not the one saved%s: another file, or written since",
+                index, b->path[0] ? b->path : "an fd",
+                v1 ? " (the snapshot predates disk identities)" : "");
+        return -ESTALE;
     }
     return 0;
 }
 
-int virtio_blk_config_from_state(const uint8_t *st, size_t len, uint32_t index,
-                                 struct rvm_blk_config *c, char *path, size_t plen)
+/*
+ * The device again, on the disk the caller hands for it (the ordinal-th
+ * disk), or on the recorded path only when the caller trusts the snapshot's
+ * paths: a crafted snapshot never makes ringvm open a host file.
+ */
+static int blk_recreate(struct rvm_vm *vm, const struct dev_restore *r)
 {
-    struct blk_state s;
+    const struct rvm_restore_params *p = r->params;
+    const struct rvm_restore_disk *disk = r->ordinal < p->ndisks ? &p->disks[r->ordinal] : NULL;
+    struct virtio_blk_config_opts o = {.fd = -1};
+    struct virtio_blk *b;
+    struct blk_state *s = malloc(sizeof(*s));
+    uint64_t base;
+    uint32_t gsi;
+    bool v1;
+    int e;
 
-    if (blk_state_get(st, len, index, &s) < 0 || strlen(s.path) >= plen)
-        return -EBADMSG;
-    memcpy(path, s.path, strlen(s.path) + 1);
-    *c = (struct rvm_blk_config){.path = path,
-                                 .ro = s.ro,
-                                 .queues = s.queues,
-                                 .queue_size = s.queue_size,
-                                 /* saved as the device ran: 0 was "never", not the default */
-                                 .poll_us = s.poll_us ? s.poll_us : RVM_BLK_NO_POLL};
-    return 0;
+    if (!s)
+        return -ENOMEM;
+    if ((e = blk_state_get(r->state, r->len, r->index, s, &v1)) < 0)
+        goto out;
+    if (disk && (disk->path || disk->fd >= 0)) {
+        o.path = disk->path;
+        o.fd = disk->path ? -1 : disk->fd;
+    } else if (p->trust_snapshot_paths && s->path[0]) {
+        o.path = s->path;
+    } else {
+        rvm_err(vm->hv, "restore: no disk given for the snapshot's virtio-blk %u (saved on %s)",
+                r->ordinal, s->path[0] ? s->path : "an fd");
+        e = -ENODEV;
+        goto out;
+    }
+    o.ro = s->ro;
+    o.queues = s->queues;
+    o.queue_size = s->queue_size;
+    o.poll_us = s->poll_us; /* as the device ran: 0 is never */
+    if ((e = virtio_mmio_next_slot(vm, &base, &gsi)) == 0 &&
+        (e = virtio_blk_attach(vm, base, gsi, &o, &b)) == 0)
+        b->other_copy = disk && disk->other_copy;
+out:
+    free(s);
+    return e;
 }
 
-static const struct vm_snap_ops blk_snap = {REC_DEV_VIRTIO_BLK, blk_save, blk_load, NULL, NULL};
+const struct vm_snap_ops virtio_blk_snap = {
+    .kind = REC_DEV_VIRTIO_BLK, .recreate = blk_recreate, .save = blk_save, .load = blk_load};
 
 static void blk_destroy(void *dev)
 {
@@ -476,6 +553,42 @@ static void blk_destroy(void *dev)
     free(b);
 }
 
+/* The backing file: opened by path, or the caller's fd (which must allow what the device does). */
+static int blk_open(struct rvm_vm *vm, const struct virtio_blk_config_opts *o, int flags,
+                    struct virtio_blk *b, struct stat *st)
+{
+    int r;
+
+    if (!o->path) {
+        int mode = fcntl(o->fd, F_GETFL);
+        b->fd_buffered = o->fd;
+        if (mode < 0 || fstat(o->fd, st) < 0) {
+            r = -errno;
+            rvm_err(vm->hv, "virtio-blk: disk fd %d: %s", o->fd, strerror(-r));
+            goto fail;
+        }
+        if ((!o->ro && (mode & O_ACCMODE) != O_RDWR) ||
+            (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode))) {
+            rvm_err(vm->hv, "virtio-blk: disk fd %d: not a %s image", o->fd,
+                    o->ro ? "readable" : "writable");
+            r = -EBADF;
+            goto fail;
+        }
+        return 0;
+    }
+    if (!realpath(o->path, b->path) && strlen(o->path) < sizeof(b->path))
+        memcpy(b->path, o->path, strlen(o->path) + 1);
+    b->fd_buffered = open(o->path, flags);
+    if (b->fd_buffered >= 0 && fstat(b->fd_buffered, st) == 0)
+        return 0;
+    r = -errno;
+    rvm_err(vm->hv, "virtio-blk: %s: %s", o->path, strerror(-r));
+fail:
+    if (b->fd_buffered >= 0)
+        close(b->fd_buffered);
+    return r;
+}
+
 int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                       const struct virtio_blk_config_opts *o, struct virtio_blk **out)
 {
@@ -483,8 +596,11 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     struct stat st;
     int flags, r;
 
-    if (!vm || !o || !o->path || o->queues > VIRTIO_MMIO_MAX_QUEUES)
+    if (!vm || !o || (!o->path && o->fd < 0) || o->queues > VIRTIO_MMIO_MAX_QUEUES) {
+        if (o && !o->path && o->fd >= 0)
+            close(o->fd);
         return -EINVAL;
+    }
     b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
@@ -492,21 +608,21 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     b->ro = o->ro;
     b->nq = o->queues ? o->queues : 1;
     b->poll_ns = (uint64_t)o->poll_us * 1000;
-    if (!realpath(o->path, b->path) && strlen(o->path) < sizeof(b->path))
-        memcpy(b->path, o->path, strlen(o->path) + 1);
     flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-    b->fd_buffered = open(o->path, flags);
-    if (b->fd_buffered < 0 || fstat(b->fd_buffered, &st) < 0) {
-        r = -errno;
-        rvm_err(vm->hv, "virtio-blk: %s: %s", o->path, strerror(-r));
+    if ((r = blk_open(vm, o, flags, b, &st)) < 0)
         goto err_free;
-    }
     if (st.st_size % BLK_SECTOR) {
-        rvm_err(vm->hv, "virtio-blk: %s: size is not a multiple of 512", o->path);
+        rvm_err(vm->hv, "virtio-blk: %s: size is not a multiple of 512", b->path);
         r = -EINVAL;
         goto err_close;
     }
-    b->fd_direct = open(o->path, flags | O_DIRECT);
+    if (o->path) {
+        b->fd_direct = open(o->path, flags | O_DIRECT);
+    } else { /* the same open file again, for O_DIRECT */
+        char proc[64];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", b->fd_buffered);
+        b->fd_direct = open(proc, flags | O_DIRECT);
+    }
     b->has_direct = b->fd_direct >= 0; /* tmpfs and some others refuse O_DIRECT */
     b->capacity = (uint64_t)st.st_size / BLK_SECTOR;
     snprintf(b->id, sizeof(b->id), "ringvm%llx", (unsigned long long)st.st_ino);
@@ -538,7 +654,7 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .activate = blk_activate,
         .reset = blk_reset,
     };
-    if ((r = vm_add_device_snap(vm, b, NULL, blk_destroy, &blk_snap)) < 0)
+    if ((r = vm_add_device_snap(vm, b, NULL, blk_destroy, &virtio_blk_snap)) < 0)
         goto err_close;
     /* The transport is added after the device, so it is destroyed first and resets it. */
     if ((r = virtio_mmio_attach(vm, base, gsi, &b->ops, b, &b->t)) < 0)
@@ -569,6 +685,7 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
     if ((r = virtio_mmio_next_slot(vm, &base, &gsi)) < 0)
         return r;
     o = (struct virtio_blk_config_opts){.path = config->path,
+                                        .fd = -1,
                                         .ro = config->ro,
                                         .queues = config->queues,
                                         .queue_size = config->queue_size,

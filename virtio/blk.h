@@ -16,7 +16,8 @@ struct rvm_vm;
 struct virtio_blk;
 
 struct virtio_blk_config_opts {
-    const char *path;
+    const char *path; /* or NULL: fd, taken over */
+    int fd;
     bool ro;
     uint16_t queues;     /* 0 means 1 */
     uint16_t queue_size; /* 0 means 256 */
@@ -36,10 +37,5 @@ struct virtio_blk_stats {
     uint64_t requests, errors, batches, interrupts;
 };
 void virtio_blk_stats(const struct virtio_blk *b, struct virtio_blk_stats *s);
-
-struct rvm_blk_config;
-/* The config a snapshot recorded for device index (path copied into path[plen]). */
-int virtio_blk_config_from_state(const uint8_t *st, size_t len, uint32_t index,
-                                 struct rvm_blk_config *c, char *path, size_t plen);
 
 #endif

@@ -494,8 +494,12 @@ static void transport_resume(void *p)
     pthread_mutex_unlock(&t->lock);
 }
 
-static const struct vm_snap_ops transport_snap = {
-    REC_DEV_VIRTIO_MMIO, transport_save, transport_load, transport_quiesce, transport_resume};
+/* No recreate: a transport is made by its device's, just before it in the list. */
+const struct vm_snap_ops virtio_mmio_snap = {.kind = REC_DEV_VIRTIO_MMIO,
+                                             .save = transport_save,
+                                             .load = transport_load,
+                                             .quiesce = transport_quiesce,
+                                             .resume = transport_resume};
 
 /*
  * The device for the DSDT: LNRO0005 (what Linux's virtio_mmio driver
@@ -548,7 +552,7 @@ int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     if ((r = rvm_vm_map_io(vm, RVM_BUS_MMIO, base, VIRTIO_MMIO_SIZE, &mmio_ops, t)) < 0)
         goto err;
     if ((r = describe(vm, base, gsi)) < 0 ||
-        (r = vm_add_device_snap(vm, t, NULL, transport_destroy, &transport_snap)) < 0) {
+        (r = vm_add_device_snap(vm, t, NULL, transport_destroy, &virtio_mmio_snap)) < 0) {
         rvm_vm_unmap_io(vm, RVM_BUS_MMIO, base);
         goto err;
     }

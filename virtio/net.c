@@ -17,6 +17,7 @@
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
 
+#include <ringvm/snapshot.h>
 #include <ringvm/virtio.h>
 #include <ringvm/vm.h>
 
@@ -955,24 +956,41 @@ static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     return 0;
 }
 
-int virtio_net_config_from_state(const uint8_t *st, size_t len, uint32_t index,
-                                 struct rvm_net_config *c, char *tap, size_t tlen)
+/*
+ * The device again, on the backend the caller hands for it (the ordinal-th
+ * NIC: a tap by name, or an open tap or socket), or on the recorded tap
+ * name only when the caller trusts the snapshot's names.
+ */
+static int net_recreate(struct rvm_vm *vm, const struct dev_restore *r)
 {
+    const struct rvm_restore_params *p = r->params;
+    const struct rvm_restore_net *nic = r->ordinal < p->nnets ? &p->nets[r->ordinal] : NULL;
     struct net_state s;
+    struct rvm_net_config c = {.fd = -1};
 
-    if (net_state_get(st, len, index, &s) < 0 || strlen(s.tap) >= tlen)
+    if (net_state_get(r->state, r->len, r->index, &s) < 0)
         return -EBADMSG;
-    memcpy(tap, s.tap, strlen(s.tap) + 1);
-    *c = (struct rvm_net_config){.tap = tap,
-                                 .fd = -1,
-                                 .mtu = s.mtu,
-                                 .queues = s.npairs,
-                                 .poll_us = s.poll_us ? s.poll_us : RVM_NET_NO_POLL};
-    memcpy(c->mac, s.mac, 6);
-    return 0;
+    if (nic && (nic->tap || nic->fd >= 0)) {
+        c.tap = nic->tap;
+        c.fd = nic->tap ? -1 : nic->fd;
+        c.fd_is_tap = nic->fd_is_tap;
+    } else if (p->trust_snapshot_paths) {
+        c.tap = s.tap; /* by name, in our network namespace */
+    } else {
+        rvm_err(vm->hv,
+                "restore: no backend given for the snapshot's virtio-net %u (saved on tap %s)",
+                r->ordinal, s.tap);
+        return -ENODEV;
+    }
+    c.mtu = s.mtu;
+    c.queues = s.npairs;
+    c.poll_us = s.poll_us ? s.poll_us : RVM_NET_NO_POLL; /* as it ran: 0 was never */
+    memcpy(c.mac, s.mac, 6);
+    return rvm_vm_add_virtio_net(vm, &c, NULL, 0);
 }
 
-static const struct vm_snap_ops net_snap = {REC_DEV_VIRTIO_NET, net_save, net_load, NULL, NULL};
+const struct vm_snap_ops virtio_net_snap = {
+    .kind = REC_DEV_VIRTIO_NET, .recreate = net_recreate, .save = net_save, .load = net_load};
 
 int virtio_net_open_tap(const char *name, unsigned queues, int *fds)
 {
@@ -1064,7 +1082,7 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .activate = net_activate,
         .reset = net_reset,
     };
-    if ((r = vm_add_device_snap(vm, n, NULL, net_destroy, &net_snap)) < 0) {
+    if ((r = vm_add_device_snap(vm, n, NULL, net_destroy, &virtio_net_snap)) < 0) {
         for (unsigned i = 0; i < nfds; i++)
             close(o->fds[i]);
         free(n);

@@ -43,10 +43,6 @@ int virtio_net_open_tap(const char *name, unsigned queues, int *fds);
 int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                       const struct virtio_net_opts *o, struct virtio_net **out);
 
-/* From a snapshot's state: the config that makes device index again (its tap by name). */
-int virtio_net_config_from_state(const uint8_t *st, size_t len, uint32_t index,
-                                 struct rvm_net_config *c, char *tap, size_t tlen);
-
 struct virtio_net_stats {
     uint64_t tx_frames, tx_dropped, rx_frames, rx_dropped;
 };

@@ -51,11 +51,36 @@ struct rvm_snapshot_stats {
  * was. A full snapshot turns dirty tracking on (if it is not) so that a
  * later RVM_SNAPSHOT_DIFF can take only what changed since; a diff names
  * its parent (the VM's previous snapshot) in its manifest. -EOPNOTSUPP when
- * a device cannot be snapshotted; -ENOSPC, -EIO and the like from the
+ * a device cannot be snapshotted; -EEXIST when dir is something other than
+ * a ringvm snapshot, or a snapshot this VM's chain still needs (it is left
+ * alone); -EBUSY while another snapshot of the VM runs (one at a time, and
+ * rvm_vm_resume() is -EBUSY meanwhile); -ENOSPC, -EIO and the like from the
  * files, after which dir is as it was. stats may be NULL.
  */
 int rvm_vm_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode mode,
                     struct rvm_snapshot_stats *stats);
+
+/*
+ * A restored disk's backend, handed by the caller (a restore opens no disk
+ * that the snapshot names, unless told to trust its paths).
+ */
+struct rvm_restore_disk {
+    const char *path; /* the disk image, or NULL to use fd */
+    int fd;           /* with path NULL: an open image, taken over by the VM (closed with it) */
+    /*
+     * The caller vouches this is the disk as it was when the snapshot was
+     * taken, though it is another file (a copy, on another host): its inode
+     * and modification time are not compared, only its size.
+     */
+    bool other_copy;
+};
+
+/* A restored NIC's backend: a tap by name, or an open tap or SOCK_SEQPACKET socket. */
+struct rvm_restore_net {
+    const char *tap; /* a tap interface name, or NULL to use fd */
+    int fd;          /* with tap NULL: taken over by the VM */
+    bool fd_is_tap;
+};
 
 struct rvm_restore_params {
     /*
@@ -87,6 +112,31 @@ struct rvm_restore_params {
      * tracking makes the guest's first write to each page cost a fault.
      */
     bool track_dirty;
+    /*
+     * The backends of the snapshot's devices: disks[i] for its i-th
+     * virtio-blk device, nets[i] for its i-th virtio-net device, in the
+     * order they were added. A device without one is refused (-ENODEV).
+     * The disk must be the one the snapshot saw: its size always, and its
+     * inode and modification time unless other_copy (-ESTALE); a disk the
+     * guest had writable cannot be handed read-only.
+     */
+    const struct rvm_restore_disk *disks;
+    uint32_t ndisks;
+    const struct rvm_restore_net *nets;
+    uint32_t nnets;
+    /*
+     * Where a diff's parents are: these snapshot directories, each chosen
+     * by its id; NULL: beside the snapshot (the parent's directory name, in
+     * the directory that holds dir).
+     */
+    const char *const *parents;
+    uint32_t nparents;
+    /*
+     * Today's trust: open the disk paths and tap names the snapshot records
+     * and follow its parents' absolute paths. Only for snapshots this host
+     * made and kept where no one else writes; never for one from elsewhere.
+     */
+    bool trust_snapshot_paths;
 };
 
 /*
@@ -101,7 +151,10 @@ void rvm_restore_params_init(struct rvm_restore_params *p);
  * were. Refused before anything runs, with a log line and: -EPROTO for a
  * newer format or another architecture, -EBADMSG for a checksum mismatch
  * or malformed state, -EINVAL for a guest layout that does not fit the
- * parameters, -ENODATA for a truncated or missing file.
+ * parameters, -ENODATA for a truncated or missing file, -E2BIG for more
+ * memory than params->max_mem, -ELOOP for a chain that loops, -ENODEV for
+ * a device without a backend, -ESTALE for a disk that is not the one
+ * saved. docs/snapshots.md has the whole list and the trust model.
  */
 int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_params *params,
                    struct rvm_vm **out, struct rvm_snapshot_stats *stats);
