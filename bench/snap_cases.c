@@ -211,6 +211,11 @@ static void diff_ringvm(struct bench_ctx *ctx)
     if (source_begin(ctx, ONE_PCT_CMDLINE, &src) < 0)
         return;
     volatile uint64_t *gst = rvm_mem_hva(rvm_vm_mem(src.b.vm), BG_MEM_STATE, 4096);
+    int e = rvm_vm_dirty_enable(src.b.vm); /* a diff chain asks for tracking */
+    if (e < 0 && e != -EALREADY) {
+        bench_fail(ctx, "cannot turn dirty tracking on");
+        return;
+    }
     while (bench_keep_running(ctx)) {
         struct rvm_snapshot_stats full, diff;
 

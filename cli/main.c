@@ -247,7 +247,7 @@ static int restore(const struct cli_opts *o)
     p.nnets = o->nnets;
     p.backing = o->vm.mem.backing;
     p.numa_node = o->vm.numa_node;
-    p.track_dirty = o->snap_dir != NULL;
+    p.track_dirty = o->snap_dir && o->snap_mode == RVM_SNAPSHOT_DIFF; /* diffs need it */
     if ((r = rvm_hv_open(&hc, &hv)) < 0) {
         fprintf(stderr, "ringvm: cannot open KVM: %s\n", strerror(-r));
         goto out;
@@ -424,6 +424,11 @@ static int run(const struct cli_opts *o)
     }
     if ((r = rvm_vm_load_kernel_file(vm, o->kernel, &pp, NULL)) < 0) {
         fprintf(stderr, "ringvm: cannot load --kernel %s: %s\n", o->kernel, strerror(-r));
+        goto out;
+    }
+    /* Diffs need tracking from their full snapshot on; other modes do without. */
+    if (o->snap_dir && o->snap_mode == RVM_SNAPSHOT_DIFF && (r = rvm_vm_dirty_enable(vm)) < 0) {
+        fprintf(stderr, "ringvm: dirty tracking for --snapshot-mode diff: %s\n", strerror(-r));
         goto out;
     }
     if ((r = rvm_vm_start(vm)) < 0) {

@@ -338,6 +338,12 @@ int rvm_vm_resume(struct rvm_vm *vm)
 
     pthread_mutex_lock(&vm->ctl);
     /* A snapshot owns the pause until its memory and sums are written. */
+    r = vm->snap.hold ? -EBUSY : 0;
+    pthread_mutex_unlock(&vm->ctl);
+    if (r < 0)
+        return r;
+    vm_snap_devices_resume(vm); /* before a vCPU can kick them */
+    pthread_mutex_lock(&vm->ctl);
     r = vm->snap.hold ? -EBUSY : resume_locked(vm);
     pthread_mutex_unlock(&vm->ctl);
     return r;

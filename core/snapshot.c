@@ -82,6 +82,12 @@ static void devices_each(struct rvm_vm *vm, bool stop)
     pthread_mutex_unlock(&vm->dev_lock);
 }
 
+void vm_snap_devices_resume(struct rvm_vm *vm)
+{
+    if (__atomic_exchange_n(&vm->snap.devices_held, false, __ATOMIC_ACQ_REL))
+        devices_each(vm, false);
+}
+
 static int save_state(struct rvm_vm *vm, struct recbuf *b)
 {
     struct vm_device *devs[SNAP_MAX_DEVICES], *d;
@@ -218,7 +224,8 @@ static int check_snapshot(struct rvm_vm *vm, const char *dir, bool diff, enum rv
     int r;
 
     if (diff && (!vm->snap.have_parent || rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF)) {
-        rvm_err(vm->hv, "diff snapshot: no parent (take a full snapshot first)");
+        rvm_err(vm->hv, "diff snapshot: no parent (turn dirty tracking on, then take a full "
+                        "snapshot)");
         return -EINVAL;
     }
     if ((r = check_target(vm, dir, diff)) < 0)
@@ -275,7 +282,7 @@ static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_m
     char tmp[PATH_MAX];
     double t0 = now_s(), tp = 0, tr = 0;
     bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, live = mode == RVM_SNAPSHOT_LIVE;
-    bool taken = false, overflowed = false, quiesced = false;
+    bool taken = false, overflowed = false, quiesced = false, tracked;
     uint64_t written = 0;
     uint32_t rounds = 0;
     int dfd = -1, mfd = -1, r;
@@ -284,8 +291,12 @@ static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_m
     if ((r = check_snapshot(vm, dir, diff, &st)) < 0)
         return r;
     live = live && st == RVM_VM_RUNNING; /* a paused VM is simply copied */
-    if (live && rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF && (r = rvm_vm_dirty_enable(vm)) < 0)
-        return r;
+    /*
+     * Tracking is the caller's choice (it costs a fault per first write and
+     * keeps huge pages split): a live snapshot turns it on for its rounds
+     * and off again; only a snapshot taken with it on is a diff's parent.
+     */
+    tracked = rvm_vm_dirty_mode(vm) != RVM_DIRTY_OFF;
 
     /* Everything goes into a sibling temporary directory first. */
     snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(), (unsigned long)(now_s() * 1e6));
@@ -314,6 +325,10 @@ static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_m
         goto out_rm;
     }
 
+    if (live && !tracked && (r = rvm_vm_dirty_enable(vm)) < 0) {
+        live = false; /* nothing to turn off again */
+        goto out_rm;
+    }
     /* Live: copy while the guest runs, until little is left for the pause. */
     if (live && (mfd = live_precopy(vm, dfd, m, &plan, bits, live_taken, &written, &rounds)) < 0) {
         r = mfd;
@@ -382,9 +397,8 @@ static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_m
         goto out_rm;
     }
     /* The next diff's parent; its interval began when the pages were taken above. */
-    snap_set_parent(vm, dir, m->id);
-    if (rvm_vm_dirty_mode(vm) == RVM_DIRTY_OFF)
-        rvm_vm_dirty_enable(vm); /* for diffs to come; failure only means none can follow */
+    if (tracked)
+        snap_set_parent(vm, dir, m->id);
     taken = false;
     r = 0;
     goto out;
@@ -401,10 +415,19 @@ out:
         close(mfd);
     if (dfd >= 0)
         close(dfd);
-    if (quiesced)
+    /*
+     * Devices start again with the guest: now if we paused it, else when the
+     * caller resumes it (a paused VM's disk stays as the snapshot saw it,
+     * so that it can be restored from it once this VM is gone).
+     */
+    if (quiesced && paused)
         devices_each(vm, false);
+    else if (quiesced)
+        __atomic_store_n(&vm->snap.devices_held, true, __ATOMIC_RELEASE);
     tr = now_s();
     vm_hold_end(vm, paused);
+    if (live && !tracked)
+        rvm_vm_dirty_disable(vm); /* on for the rounds only */
     if (stats) {
         memset(stats, 0, sizeof(*stats));
         stats->seconds = now_s() - t0;

@@ -160,6 +160,7 @@ struct rvm_vm {
     struct {
         int busy;
         bool hold;
+        bool devices_held; /* __atomic: quiesced by a snapshot of a paused VM, until resume */
         bool have_parent;
         uint64_t parent_id;
         char parent[1024];
@@ -211,6 +212,8 @@ void vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value, uint3
 void vm_hold_begin(struct rvm_vm *vm);
 int vm_hold_pause(struct rvm_vm *vm, bool *paused);
 void vm_hold_end(struct rvm_vm *vm, bool resume);
+/* Devices a snapshot of a paused VM left quiesced start again (rvm_vm_resume()). */
+void vm_snap_devices_resume(struct rvm_vm *vm);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t vm_now_ns(void);

@@ -105,6 +105,8 @@ static int make_samples(void)
     if (r == 0)
         r = rvm_vm_load_pvh_file(vm, guest_path(), &pp, NULL);
     if (r == 0)
+        r = rvm_vm_dirty_enable(vm); /* for the diff */
+    if (r == 0)
         r = rvm_vm_start(vm);
     volatile uint64_t *st = rvm_mem_hva(rvm_vm_mem(vm), BG_MEM_STATE, 4096);
     for (int i = 0; r == 0 && i < 30000 && st[BG_MEM_ST_PASSES_DONE] < 1; i++)

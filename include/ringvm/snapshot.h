@@ -29,7 +29,8 @@ enum rvm_snapshot_mode {
     RVM_SNAPSHOT_DIFF,     /* the pages written since the VM's previous snapshot */
     /*
      * A full snapshot taken while the VM runs: RAM is copied, then what the
-     * guest wrote meanwhile (from dirty tracking, turned on if it is not),
+     * guest wrote meanwhile (from dirty tracking, turned on for the rounds
+     * if it is not, and off again after),
      * round after round until little is left; the VM is paused only for
      * that rest and the machine state (stats.pause_ms).
      */
@@ -48,9 +49,11 @@ struct rvm_snapshot_stats {
 /*
  * Snapshots the VM into dir (created; replaced atomically if it exists).
  * The VM must be running or paused; it is paused meanwhile and left as it
- * was. A full snapshot turns dirty tracking on (if it is not) so that a
- * later RVM_SNAPSHOT_DIFF can take only what changed since; a diff names
- * its parent (the VM's previous snapshot) in its manifest. -EOPNOTSUPP when
+ * was (a paused VM's devices stay stopped until rvm_vm_resume(), so its disk
+ * stays as the snapshot saw it). Dirty tracking is left as it was: a
+ * snapshot taken with tracking on (rvm_vm_dirty_enable(), or a restore with
+ * track_dirty) is the parent of a later RVM_SNAPSHOT_DIFF, which takes only
+ * what changed since and names its parent in its manifest. -EOPNOTSUPP when
  * a device cannot be snapshotted; -EEXIST when dir is something other than
  * a ringvm snapshot, or a snapshot this VM's chain still needs (it is left
  * alone); -EBUSY while another snapshot of the VM runs (one at a time, and
