@@ -9,6 +9,7 @@
  * paths (parking, ending, joining) use vm->ctl and vm->cond.
  */
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -91,14 +92,33 @@ void rvm_vm_request_end(struct rvm_vm *vm, enum rvm_vm_end end, int64_t value)
     vm_request_end(vm, end, value, 0);
 }
 
-static void park(struct rvm_vm *vm)
+/*
+ * What the vCPU's last exit left half done (an IN's data, an MMIO read's
+ * value) handed to KVM on its own thread: KVM_RUN with immediate_exit
+ * completes it and returns at once. 0, or -errno.
+ */
+static int complete_last_exit(struct rvm_vcpu *v)
 {
+    uint8_t was = __atomic_exchange_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    int r = ioctl(v->fd, KVM_RUN, 0), e = errno;
+
+    __atomic_store_n(&v->run->immediate_exit, was, __ATOMIC_SEQ_CST);
+    return r == 0 ? -EIO : e == EINTR ? 0 : -e;
+}
+
+static void park(struct rvm_vcpu *v)
+{
+    struct rvm_vm *vm = v->vm;
+    bool done = complete_last_exit(v) == 0; /* before a snapshot reads its state */
+
     pthread_mutex_lock(&vm->ctl);
+    v->parked_complete = done;
     vm->threads_parked++;
     pthread_cond_broadcast(&vm->cond);
     while (__atomic_load_n(&vm->run_state, __ATOMIC_SEQ_CST) == RUN_PAUSE)
         pthread_cond_wait(&vm->cond, &vm->ctl);
     vm->threads_parked--;
+    v->parked_complete = false;
     pthread_mutex_unlock(&vm->ctl);
 }
 
@@ -123,7 +143,7 @@ void *vcpu_thread_main(void *arg)
         if (st == RUN_STOP)
             break;
         if (st == RUN_PAUSE) {
-            park(vm);
+            park(v);
             continue;
         }
         r = vcpu_run_dispatch(v);

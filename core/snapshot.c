@@ -46,17 +46,25 @@ void snap_set_parent(struct rvm_vm *vm, const char *dir, uint64_t id)
 }
 
 /*
- * Finishes what the last exit of each (parked) vCPU left half done: KVM_RUN
- * that returns at once.
+ * Finishes what the last exit of each paused vCPU left half done: KVM_RUN
+ * that returns at once. A vCPU of the managed loop did it on its own thread
+ * as it parked; only one that is not (manual execution) is done from here.
  */
 static int complete_io(struct rvm_vm *vm)
 {
     for (uint32_t i = 0; i < vm->nvcpus; i++) {
         struct rvm_vcpu *v = vm->vcpus[i];
         uint8_t was;
+        bool done;
 
         if (!v)
             continue;
+        pthread_mutex_lock(&vm->ctl);
+        done = v->parked_complete; /* its own thread did it as it parked (the managed loop) */
+        pthread_mutex_unlock(&vm->ctl);
+        if (done)
+            continue;
+        vm->snap.foreign_completions++;
         was = __atomic_exchange_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
         int r = ioctl(v->fd, KVM_RUN, 0);
         int e = errno;

@@ -43,6 +43,11 @@ struct rvm_vcpu {
     uint32_t id;
     pthread_t thread;
     bool thread_started;
+    /*
+     * Parked with its last exit completed (a KVM_RUN with immediate_exit on
+     * its own thread, as KVM wants before the state is read). Under vm->ctl.
+     */
+    bool parked_complete;
     /* The thread inside rvm_vcpu_dispatch() (manual execution), __atomic. */
     pthread_t manual_dispatcher;
     /* The thread inside rvm_vcpu_run() (manual execution), so that kicks reach it. */
@@ -161,6 +166,7 @@ struct rvm_vm {
         int busy;
         bool hold;
         bool devices_held; /* __atomic: quiesced by a snapshot of a paused VM, until resume */
+        uint64_t foreign_completions; /* exits a snapshot completed from its own thread */
         bool have_parent;
         uint64_t parent_id;
         char parent[1024];

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/vm_internal.h"
 #include "../guest/abi.h"
 #include "common/testutil.h"
 
@@ -453,6 +454,40 @@ static void test_snapshot_leaves_tracking_as_it_was(void **state)
     assert_int_equal(restore_with(path("t-diff"), false, false), 0);
 }
 
+/*
+ * Defect 9: every snapshot issued KVM_RUN for every vCPU from the snapshot
+ * thread to complete their last exits (a vCPU ioctl from a foreign thread,
+ * on the pause's critical path). Each vCPU of the managed loop now does it
+ * on its own thread as it parks; the snapshot does none, and the restored
+ * guests still continue exactly.
+ */
+static void test_vcpus_complete_their_own_exits(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    struct rvm_vm_config c;
+    struct tvm t;
+
+    rvm_vm_config_init(&c);
+    c.mem.size = 32 << 20;
+    c.vcpus = 2;
+    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    for (int i = 0; i < 6; i++) {
+        enum rvm_snapshot_mode mode = i % 2 ? RVM_SNAPSHOT_LIVE : RVM_SNAPSHOT_FULL;
+        sleep_ms(10);
+        assert_int_equal(rvm_vm_snapshot(t.vm, path("v-snap"), mode, NULL), 0);
+        if (i == 4) {
+            assert_int_equal(rvm_vm_pause(t.vm), 0); /* a paused VM too */
+            assert_int_equal(rvm_vm_snapshot(t.vm, path("v-snap"), mode, NULL), 0);
+            assert_int_equal(rvm_vm_resume(t.vm), 0);
+        }
+    }
+    assert_int_equal(t.vm->snap.foreign_completions, 0);
+    tvm_destroy(&t);
+    assert_int_equal(restore_with(path("v-snap"), false, false), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_owns_the_pause),
         cmocka_unit_test(test_collect_never_hides_pages_from_a_diff),
         cmocka_unit_test(test_snapshot_leaves_tracking_as_it_was),
+        cmocka_unit_test(test_vcpus_complete_their_own_exits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
