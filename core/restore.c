@@ -344,7 +344,7 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
     for (uint32_t i = 0; i < top->nvcpus && r == 0; i++)
         r = rvm_vcpu_create(vm, i, NULL);
     if (r == 0)
-        r = arch_vm_load(vm, state, slen);
+        r = arch_vm_load(vm, state, slen, params->allow_tsc_drift);
     for (uint32_t i = 0; i < top->nvcpus && r == 0; i++)
         r = arch_vcpu_load(vm->vcpus[i], state, slen);
     /* Tracking before the devices start: a restored device may write at once. */

@@ -20,12 +20,15 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "../core/snaprec.h"
 #include "../core/snapshot_internal.h"
+#include "../core/vm_internal.h"
 #include "../guest/abi.h"
 #include "common/testutil.h"
 
@@ -182,7 +185,8 @@ static void write_manifest(const char *dir, struct snap_manifest *m)
 }
 
 struct attempt {
-    bool lazy, verify, no_disk, trust, other_copy;
+    bool lazy, verify, no_disk, trust, other_copy, allow_tsc_drift;
+    uint32_t tsc_khz; /* out: the restored vCPU 0's TSC rate */
     uint64_t max_mem;
     const char *disk;           /* default: the sample's disk */
     const char *const *parents; /* rvm_restore_params.parents */
@@ -206,6 +210,7 @@ static int try_restore_as(const char *dir, const struct attempt *a)
     p.verify_memory = a->verify;
     p.max_mem = a->max_mem;
     p.trust_snapshot_paths = a->trust;
+    p.allow_tsc_drift = a->allow_tsc_drift;
     p.parents = a->parents;
     p.nparents = a->nparents;
     struct rvm_restore_disk disk = {
@@ -215,11 +220,15 @@ static int try_restore_as(const char *dir, const struct attempt *a)
         p.ndisks = 1;
     }
     r = rvm_vm_restore(hv, dir, &p, &vm, NULL);
+    if (r < 0 && getenv("RINGVM_TEST_VERBOSE"))
+        print_message("    refused (%d): %s\n", r, log.last);
     if (r < 0) {
         assert_null(vm);
         assert_true(log.count > 0);
         assert_int_equal(open_fds(), fds);
     }
+    if (vm)
+        ((struct attempt *)a)->tsc_khz = (uint32_t)ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
     rvm_vm_destroy(vm);
     rvm_hv_close(hv);
     return r;
@@ -752,6 +761,94 @@ static void test_restore_opens_only_what_it_is_given(void **state)
     assert_int_equal(try_restore_as(moved_diff, &a), 0);
 }
 
+/* Record k of type/instance in recs, or fails. */
+static size_t find_rec(const struct rec *recs, size_t n, uint32_t type, uint32_t instance)
+{
+    for (size_t k = 0; k < n; k++)
+        if (recs[k].h.type == type && recs[k].h.instance == instance)
+            return k;
+    fail();
+    return 0;
+}
+
+/*
+ * Defect 10: the vCPUs' CPUID came back whatever this host offers. A saved
+ * feature bit that a vCPU made here does not have (leaf 7 ebx, found at run
+ * time) refuses the restore.
+ */
+static void test_cpuid_the_host_lacks_is_refused(void **state)
+{
+    static struct rec recs[512];
+    uint8_t *st;
+    size_t len, n;
+    (void)state;
+    NEED_SAMPLE();
+
+    int dfd = open(path("full"), O_RDONLY | O_DIRECTORY);
+    assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
+    close(dfd);
+    n = split_state(st, len, recs, 512);
+    size_t k = find_rec(recs, n, REC_VCPU_CPUID, 0);
+    struct kvm_cpuid2 *c = malloc(recs[k].h.len);
+    assert_non_null(c);
+    memcpy(c, recs[k].data, recs[k].h.len);
+    /* The sample was made here: what its vCPU lacks, a vCPU made here lacks too. */
+    uint32_t lacks = 0;
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == 7 && c->entries[i].index == 0 && (lacks = ~c->entries[i].ebx))
+            c->entries[i].ebx |= lacks & -lacks; /* the lowest bit it lacks */
+    if (!lacks) {
+        print_message("SKIP: this host's vCPUs have every leaf-7 ebx feature\n");
+        skip();
+    }
+    recs[k].data = (const uint8_t *)c;
+    const char *bad = crafted("full");
+    write_state(bad, recs, n, n, 0);
+    assert_int_equal(try_restore(bad), -EOPNOTSUPP);
+    free(c);
+    free(st);
+}
+
+/*
+ * Defect 10: a TSC rate other than this host's only warned. The saved rate
+ * (here: twice the host's) is set where KVM can scale the TSC; where it
+ * cannot, the restore is refused unless the caller allows the drift.
+ */
+static void test_tsc_rate_is_set_or_refused(void **state)
+{
+    static struct rec recs[512];
+    uint8_t *st;
+    size_t len, n;
+    (void)state;
+    NEED_SAMPLE();
+
+    int dfd = open(path("full"), O_RDONLY | O_DIRECTORY);
+    assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
+    close(dfd);
+    n = split_state(st, len, recs, 512);
+    size_t k = find_rec(recs, n, REC_VM_TSC_KHZ, 0);
+    uint32_t khz;
+    memcpy(&khz, recs[k].data, sizeof(khz));
+    assert_true(khz > 0);
+    uint32_t other = khz * 2;
+    recs[k].data = (const uint8_t *)&other;
+    const char *bad = crafted("full");
+    write_state(bad, recs, n, n, 0);
+    struct attempt a = {.lazy = false};
+    int r = try_restore_as(bad, &a);
+    if (r == 0) {
+        print_message("    this host scales the TSC: the guest runs at %u kHz\n", a.tsc_khz);
+        assert_true(a.tsc_khz >= other - other / 1000 && a.tsc_khz <= other + other / 1000);
+    } else {
+        print_message("    this host cannot scale the TSC: refused, then allowed\n");
+        assert_int_equal(r, -EOPNOTSUPP);
+        a.allow_tsc_drift = true;
+        assert_int_equal(try_restore_as(bad, &a), 0);
+        assert_int_equal(a.tsc_khz, khz);
+    }
+    free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -768,6 +865,8 @@ int main(void)
         cmocka_unit_test(test_chain_loop),
         cmocka_unit_test(test_diff_pages),
         cmocka_unit_test(test_state_record_lengths),
+        cmocka_unit_test(test_cpuid_the_host_lacks_is_refused),
+        cmocka_unit_test(test_tsc_rate_is_set_or_refused),
         cmocka_unit_test(test_restore_opens_only_what_it_is_given),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -6,6 +6,7 @@
 #ifndef RINGVM_ARCH_H
 #define RINGVM_ARCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,6 @@ int arch_vcpu_save(struct rvm_vcpu *vcpu, struct recbuf *b);
 int arch_vm_save(struct rvm_vm *vm, struct recbuf *b);
 /* Loads them back (the records checked with rec_check() first). 0, -EBADMSG or -errno. */
 int arch_vcpu_load(struct rvm_vcpu *vcpu, const uint8_t *state, size_t len);
-int arch_vm_load(struct rvm_vm *vm, const uint8_t *state, size_t len);
+int arch_vm_load(struct rvm_vm *vm, const uint8_t *state, size_t len, bool allow_tsc_drift);
 
 #endif

@@ -110,6 +110,76 @@ static int save_cpuid(struct rvm_vcpu *v, struct recbuf *b)
     return r;
 }
 
+/*
+ * The feature registers a guest may rely on, and the bits in them that KVM
+ * changes as the guest runs (OSXSAVE, APIC enabled, OSPKE): those are state,
+ * not features, and are not compared.
+ */
+static const struct {
+    uint32_t leaf, sub;
+    uint8_t reg; /* 0 eax, 1 ebx, 2 ecx, 3 edx */
+    uint32_t dynamic;
+} feature_regs[] = {
+    {1, 0, 2, 1u << 27},   {1, 0, 3, 1u << 9},    {7, 0, 1, 0},          {7, 0, 2, 1u << 4},
+    {7, 0, 3, 0},          {7, 1, 0, 0},          {0xd, 1, 0, 0},        {0x80000001, 0, 2, 0},
+    {0x80000001, 0, 3, 0}, {0x80000007, 0, 3, 0}, {0x80000008, 0, 1, 0},
+};
+
+static const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid2 *c, uint32_t leaf,
+                                                 uint32_t sub)
+{
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == leaf &&
+            (!(c->entries[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
+             c->entries[i].index == sub))
+            return &c->entries[i];
+    return NULL;
+}
+
+static uint32_t cpuid_reg(const struct kvm_cpuid_entry2 *e, uint8_t reg)
+{
+    return !e ? 0 : reg == 0 ? e->eax : reg == 1 ? e->ebx : reg == 2 ? e->ecx : e->edx;
+}
+
+/*
+ * A guest saved on a host with features this one lacks would find them gone
+ * under its feet (an illegal instruction, a #GP on an MSR): refused, naming
+ * the leaf, the register and the bits. "This host" is what KVM gives the
+ * new vCPU here (its CPUID as created, read back: KVM may report more than
+ * KVM_GET_SUPPORTED_CPUID listed).
+ */
+static int cpuid_fits_host(struct rvm_vcpu *v, const struct kvm_cpuid2 *saved)
+{
+    static const char regs[4][4] = {"eax", "ebx", "ecx", "edx"};
+    struct kvm_cpuid2 *host = calloc(1, sizeof(*host) + MAX_CPUID * sizeof(host->entries[0]));
+    int r = 0;
+
+    if (!host)
+        return -ENOMEM;
+    host->nent = MAX_CPUID;
+    if (ioctl(v->fd, KVM_GET_CPUID2, host) < 0) {
+        free(host);
+        return -errno;
+    }
+
+    for (size_t i = 0; i < sizeof(feature_regs) / sizeof(feature_regs[0]); i++) {
+        uint32_t leaf = feature_regs[i].leaf, sub = feature_regs[i].sub;
+        const struct kvm_cpuid_entry2 *s = cpuid_find(saved, leaf, sub);
+        uint32_t want = cpuid_reg(s, feature_regs[i].reg) & ~feature_regs[i].dynamic;
+        uint32_t have = cpuid_reg(cpuid_find(host, leaf, sub), feature_regs[i].reg);
+
+        if (want & ~have) {
+            rvm_err(v->vm->hv,
+                    "vCPU %u: the snapshot's CPUID %#x.%u %s has bits %#x this host lacks", v->id,
+                    leaf, sub, regs[feature_regs[i].reg], want & ~have);
+            r = -EOPNOTSUPP;
+            break;
+        }
+    }
+    free(host);
+    return r;
+}
+
 /* Puts a saved CPUID back (before the vCPU first runs); a snapshot without one keeps ours. */
 static int load_cpuid(struct rvm_vcpu *v, const uint8_t *st, size_t len)
 {
@@ -128,6 +198,10 @@ static int load_cpuid(struct rvm_vcpu *v, const uint8_t *st, size_t len)
     if (!c)
         return -ENOMEM;
     memcpy(c, p, l);
+    if ((r = cpuid_fits_host(v, c)) < 0) {
+        free(c);
+        return r;
+    }
     if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
         r = -errno;
         rvm_err(v->vm->hv, "vCPU %u: restoring its CPUID: %s", v->id, strerror(-r));
@@ -270,10 +344,43 @@ int arch_vm_save(struct rvm_vm *vm, struct recbuf *b)
     return b->err;
 }
 
-int arch_vm_load(struct rvm_vm *vm, const uint8_t *st, size_t len)
+/*
+ * The guest's TSC rate as saved: where this host's differs (beyond 0.1%),
+ * each vCPU is set to the saved rate (KVM_SET_TSC_KHZ, TSC scaling) before
+ * its state is loaded; a host that cannot refuses the restore (-EOPNOTSUPP:
+ * the guest's clocksource would run at the wrong speed) unless allowed,
+ * then it only warns.
+ */
+static int load_tsc_khz(struct rvm_vm *vm, uint32_t saved, bool allow_drift)
+{
+    uint32_t khz = vm->vcpus[0] ? (uint32_t)ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0) : 0;
+    int e = 0;
+
+    if (!saved || !khz || (khz <= saved + saved / 1000 && khz >= saved - saved / 1000))
+        return 0;
+    for (uint32_t i = 0; i < vm->nvcpus && e == 0; i++)
+        if (vm->vcpus[i] && ioctl(vm->vcpus[i]->fd, KVM_SET_TSC_KHZ, (unsigned long)saved) < 0)
+            e = -errno;
+    if (e == 0) {
+        rvm_info(vm->hv, "TSC at %u kHz here: the guest's set to its saved %u kHz", khz, saved);
+        return 0;
+    }
+    if (allow_drift) {
+        rvm_warn(vm->hv,
+                 "TSC at %u kHz here, %u kHz when saved, and KVM cannot scale it (%s): "
+                 "the guest's clock will run at the wrong rate",
+                 khz, saved, strerror(-e));
+        return 0;
+    }
+    rvm_err(vm->hv, "TSC at %u kHz here, %u kHz when saved, and KVM cannot scale it (%s)", khz,
+            saved, strerror(-e));
+    return -EOPNOTSUPP;
+}
+
+int arch_vm_load(struct rvm_vm *vm, const uint8_t *st, size_t len, bool allow_tsc_drift)
 {
     const void *p;
-    uint32_t khz_saved, khz;
+    uint32_t khz_saved;
 
     for (uint32_t chip = 0; chip < 3; chip++) {
         struct kvm_irqchip c;
@@ -302,10 +409,5 @@ int arch_vm_load(struct rvm_vm *vm, const uint8_t *st, size_t len)
     if (need(st, len, REC_VM_TSC_KHZ, 0, sizeof(khz_saved), true, &p, NULL) < 0)
         return -EBADMSG;
     memcpy(&khz_saved, p, sizeof(khz_saved));
-    khz = vm->vcpus[0] ? (uint32_t)ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0) : 0;
-    if (khz_saved && khz &&
-        (khz > khz_saved + khz_saved / 1000 || khz < khz_saved - khz_saved / 1000))
-        rvm_warn(vm->hv, "TSC at %u kHz here, %u kHz when saved: the guest's clock will drift", khz,
-                 khz_saved);
-    return 0;
+    return load_tsc_khz(vm, khz_saved, allow_tsc_drift);
 }

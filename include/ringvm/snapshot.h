@@ -140,6 +140,12 @@ struct rvm_restore_params {
      * made and kept where no one else writes; never for one from elsewhere.
      */
     bool trust_snapshot_paths;
+    /*
+     * A guest saved on a host whose TSC ran at another rate is set to that
+     * rate where KVM can scale it; where it cannot, the restore is refused
+     * (-EOPNOTSUPP) unless this allows it (the guest's clock then drifts).
+     */
+    bool allow_tsc_drift;
 };
 
 /*
