@@ -190,6 +190,7 @@ int rvm_snapshot_merge(struct rvm_hv *hv, const char *dir, const char *out)
         r = -ENOMEM;
         goto out;
     }
+    snap_clean_stale(out);
     snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%llx", out, (int)getpid(),
              (unsigned long long)(vm_now_ns() / 1000));
     if (mkdir(tmp, 0700) < 0) {

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +252,38 @@ int snap_replaceable(struct rvm_hv *hv, const char *dir)
         return -EEXIST;
     }
     return 0;
+}
+
+/*
+ * Temporary directories a dead process left beside dir (DIR.tmp-PID-...,
+ * PID gone): what a crash mid-snapshot leaves. Their snapshot files go,
+ * then they do (anything else in one keeps it).
+ */
+void snap_clean_stale(const char *dir)
+{
+    char up[PATH_MAX], full[PATH_MAX + 256];
+    const char *base = strrchr(dir, '/');
+    struct dirent *e;
+    size_t blen;
+    DIR *d;
+
+    base = base ? base + 1 : dir;
+    blen = strlen(base);
+    parent_of(dir, up, sizeof(up));
+    if (!blen || !(d = opendir(up)))
+        return;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, base, blen) || strncmp(e->d_name + blen, ".tmp-", 5))
+            continue;
+        long pid = strtol(e->d_name + blen + 5, &end, 10);
+        if (pid <= 0 || *end != '-' || pid == getpid() || kill((pid_t)pid, 0) == 0 ||
+            errno != ESRCH)
+            continue;
+        snprintf(full, sizeof(full), "%s/%s", up, e->d_name);
+        snap_remove_dir(full);
+    }
+    closedir(d);
 }
 
 /*

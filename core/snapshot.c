@@ -306,7 +306,8 @@ static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_m
      */
     tracked = rvm_vm_dirty_mode(vm) != RVM_DIRTY_OFF;
 
-    /* Everything goes into a sibling temporary directory first. */
+    /* Everything goes into a sibling temporary directory first (a dead one's is cleared). */
+    snap_clean_stale(dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(), (unsigned long)(now_s() * 1e6));
     if (mkdir(tmp, 0700) < 0) {
         r = -errno;

@@ -70,6 +70,8 @@ int snap_fsync_path(const char *path);
 void snap_remove_dir(const char *path);
 /* 0 when dir is absent or a ringvm snapshot, -EEXIST when it is anything else (logged). */
 int snap_replaceable(struct rvm_hv *hv, const char *dir);
+/* Removes what a dead process's snapshot into dir left beside it (DIR.tmp-PID-...). */
+void snap_clean_stale(const char *dir);
 /* tmp (a complete snapshot) replaces dir atomically. */
 int snap_publish(const char *tmp, const char *dir);
 
