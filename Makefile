@@ -71,14 +71,38 @@ CLI_LIB_OBJS := $(filter-out $(BUILD)/obj/cli/main.o,$(CLI_OBJS))
 
 include guest/guest.mk
 
-.PHONY: all lib cli bench tests guest examples test demo deps linux-guest install uninstall format format-check clean help
+# The fuzz tier: libFuzzer targets built with clang over the real parsers' sources.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TARGETS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+# Each target's sources beside its own: what it drives, unchanged.
+FUZZ_SRCS_fuzz_snapshot := core/snapfile.c core/snaprec.c core/log.c
+
+.PHONY: all lib cli bench tests guest examples test demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
 
 all: lib cli bench tests guest examples
 
 lib: $(LIB_A) $(LIB_SO)
 cli: $(CLI)
 bench: $(BENCH) guest
-tests: $(TESTS) guest
+tests: $(TESTS) guest fuzz-build
+fuzz-build: $(FUZZ_TARGETS)
+
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: fuzz/%.c $$(FUZZ_SRCS_$$*)
+	$(call say,FUZZ,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) -lxxhash
+
+# Each target for FUZZ_SECONDS over a copy of its seed corpus (fuzz/corpus/NAME).
+fuzz: $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do \
+	    n=$$(basename $$t); c=$(BUILD)/fuzz/corpus-$$n; mkdir -p $$c; \
+	    cp -n fuzz/corpus/$${n#fuzz_}/* $$c/ 2>/dev/null; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/ $$c || exit 1; \
+	done
 guest: $(GUEST_ELF)
 examples: $(EXAMPLES)
 

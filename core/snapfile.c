@@ -555,3 +555,79 @@ bool snap_chain_holds(const struct snap_chain *c, int from, const char *dir)
             return true;
     return false;
 }
+
+/* ---- the state ---- */
+
+struct rec_key {
+    uint32_t type, instance;
+};
+
+static int rec_key_cmp(const void *a, const void *b)
+{
+    const struct rec_key *x = a, *y = b;
+
+    if (x->type != y->type)
+        return x->type < y->type ? -1 : 1;
+    return x->instance < y->instance ? -1 : x->instance > y->instance;
+}
+
+/* Whether record (type, instance) has an owner: a vCPU, the VM, or the device at that index. */
+static bool rec_owned(const struct rec_hdr *h, uint32_t nvcpus, const uint32_t *kinds, uint32_t n)
+{
+    if (h->type >= REC_VCPU_REGS && h->type <= REC_VCPU_CPUID)
+        return h->instance < nvcpus;
+    if (h->type >= REC_VM_IRQCHIP && h->type <= REC_VM_TSC_KHZ)
+        return h->instance < 16;
+    if (h->type >= REC_DEV_UART && h->type < REC_DEVICES)
+        return h->instance < n && kinds[h->instance] == h->type;
+    return h->type == REC_DEVICES && h->instance == 0;
+}
+
+/*
+ * The whole state in one pass before any of it is used: well formed, every
+ * record of a known type with an owner (no record for a device the list
+ * does not have, no device list that drops a device whose record is there),
+ * none twice. The device kinds, oldest first, through kinds/n.
+ */
+int snap_check_state(struct rvm_hv *hv, const char *dir, const uint8_t *st, size_t len,
+                     uint32_t nvcpus, uint32_t *kinds, uint32_t *n)
+{
+    const void *p;
+    uint32_t l;
+    size_t off = 0, nkeys = 0, cap = len / sizeof(struct rec_hdr);
+    struct rec_key *keys;
+    struct rec_hdr h;
+    int r;
+
+    if (rec_find(st, len, REC_DEVICES, 0, &p, &l) < 0 || l % sizeof(uint32_t) ||
+        l / sizeof(uint32_t) > SNAP_MAX_DEVICES) {
+        rvm_err(hv, "%s: the state has no device list, or a malformed one", dir);
+        return -EBADMSG;
+    }
+    *n = l / sizeof(uint32_t);
+    memcpy(kinds, p, l);
+    if (!(keys = malloc((cap ? cap : 1) * sizeof(*keys))))
+        return -ENOMEM;
+    while ((r = rec_next(st, len, &off, &h, &p)) == 1) {
+        if (!rec_owned(&h, nvcpus, kinds, *n)) {
+            rvm_err(hv, "%s: a state record (type %u, instance %u) that nothing owns", dir, h.type,
+                    h.instance);
+            r = -EBADMSG;
+            break;
+        }
+        keys[nkeys++] = (struct rec_key){h.type, h.instance};
+    }
+    if (r == 0) {
+        qsort(keys, nkeys, sizeof(*keys), rec_key_cmp);
+        for (size_t i = 1; i < nkeys && r == 0; i++)
+            if (!rec_key_cmp(&keys[i - 1], &keys[i])) {
+                rvm_err(hv, "%s: a state record (type %u, instance %u) twice", dir, keys[i].type,
+                        keys[i].instance);
+                r = -EBADMSG;
+            }
+    } else if (r < 0 && r != -EBADMSG) {
+        r = -EBADMSG;
+    }
+    free(keys);
+    return r;
+}

@@ -125,6 +125,16 @@ static inline uint64_t snap_file_page(const struct snap_manifest *m, unsigned i,
     return m->region[i].file_off / SNAP_PAGE + p;
 }
 
+/*
+ * The whole state in one pass, before any of it is used: well formed, every
+ * record of a known type with an owner (a vCPU below nvcpus, the VM, the
+ * device at its index in the device list, of that kind), none twice. The
+ * device kinds through kinds (SNAP_MAX_DEVICES) and n. 0, -EBADMSG (logged)
+ * or -ENOMEM.
+ */
+int snap_check_state(struct rvm_hv *hv, const char *dir, const uint8_t *st, size_t len,
+                     uint32_t nvcpus, uint32_t *kinds, uint32_t *n);
+
 /* ---- snapmem.c: memory between RAM and the memory file ---- */
 
 struct piece {

@@ -10,6 +10,7 @@ pkgs=(
     iproute2        # tests delete a tap under a running guest (ip link del)
     cpio lz4 xz-utils zstd # the stock-kernel tier's Linux guest (scripts/linux-stock.sh)
     e2fsprogs       # the Linux tier's ext4 image: mke2fs, e2fsck, debugfs
+    clang           # the fuzz tier (libFuzzer): make fuzz, tests/test_fuzz.c
 )
 [ $# -gt 0 ] && pkgs=("$@")
 missing=()
