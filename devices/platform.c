@@ -62,7 +62,7 @@ static int i8042_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     uint32_t l;
 
     (void)dev;
-    return rec_find(st, len, REC_DEV_I8042, index, &p, &l) < 0 ? -EBADMSG : 0;
+    return rec_find(st, len, REC_DEV_I8042, index, &p, &l) < 0 || l != 0 ? -EBADMSG : 0;
 }
 
 static int i8042_recreate(struct rvm_vm *vm, const struct dev_restore *r)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Hostile snapshots: directories crafted from a real snapshot (a bench guest
- * with a UART, the debug-exit port and a virtio-blk disk; a full snapshot
+ * with a UART, the debug-exit port, the i8042, the boot timer, pvpanic and
+ * a virtio-blk disk: every device kind but virtio-net; a full snapshot
  * and a diff over it), each changed in one way a careless or hostile maker
  * could: bad and huge sizes, sparse, truncated and oversized files, FIFOs,
  * symlinks and directories in place of files, parents that are not
@@ -103,6 +104,12 @@ static int make_samples(void)
         r = rvm_uart_attach(vm, &uc, NULL);
     if (r == 0)
         r = rvm_debug_exit_attach(vm, 0);
+    if (r == 0)
+        r = rvm_i8042_attach(vm);
+    if (r == 0)
+        r = rvm_boot_timer_attach(vm, 0);
+    if (r == 0)
+        r = rvm_pvpanic_attach(vm, 0);
     if (r == 0)
         r = rvm_vm_add_virtio_blk(vm, &bc, NULL, 0);
     if (r == 0)
