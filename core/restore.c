@@ -189,12 +189,68 @@ static uint64_t mem_limit(const struct rvm_restore_params *params)
     return (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The newest snapshot's state, whole and matching its sum. */
+static int read_state(struct rvm_hv *hv, const char *dir, const struct snap_open *s,
+                      uint8_t **state, size_t *slen)
+{
+    void *sp;
+    int r;
+
+    if ((r = snap_read_file(s->dfd, "state", &sp, slen, SNAP_MAX_STATE)) < 0 ||
+        *slen != s->m->state_size) {
+        if (r == 0)
+            free(sp);
+        rvm_err(hv, "%s: state missing or truncated", dir);
+        return r == -EBADMSG ? -EBADMSG : -ENODATA;
+    }
+    *state = sp;
+    if (XXH3_64bits(sp, *slen) != s->m->state_sum) {
+        rvm_err(hv, "%s: state checksum mismatch", dir);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+/* The VM the snapshot describes (vCPU count, RAM, its layout), on the caller's backing. */
+static int create_vm(struct rvm_hv *hv, const char *dir, const struct snap_manifest *top,
+                     const struct rvm_restore_params *params, struct rvm_vm **out)
+{
+    struct rvm_vm_config c;
+    struct rvm_vm *vm;
+    int r = 0;
+
+    if (params->lazy && params->backing != RVM_MEM_ANON) {
+        rvm_err(hv, "lazy restore maps the memory file: it needs anonymous 4 KiB backing");
+        return -EINVAL;
+    }
+    rvm_vm_config_init(&c);
+    c.vcpus = top->nvcpus;
+    c.mem.size = top->mem_size;
+    c.mem.backing = params->backing;
+    c.numa_node = params->numa_node;
+    if ((r = rvm_vm_create(hv, &c, &vm)) < 0)
+        return r;
+    if (rvm_mem_region_count(vm->mem) != top->nregions)
+        r = -EINVAL;
+    for (uint32_t i = 0; i < top->nregions && r == 0; i++) {
+        const struct rvm_mem_region *rg = rvm_mem_region(vm->mem, i);
+        if (rg->gpa != top->region[i].gpa || rg->size != top->region[i].size)
+            r = -EINVAL;
+    }
+    if (r < 0) {
+        rvm_err(hv, "%s: its guest memory layout does not fit this VM's", dir);
+        rvm_vm_destroy(vm);
+        return r;
+    }
+    *out = vm;
+    return 0;
+}
+
 int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_params *params,
                    struct rvm_vm **out, struct rvm_snapshot_stats *stats)
 {
     struct rvm_restore_params defaults;
     struct snap_chain *chain = NULL;
-    struct rvm_vm_config c;
     struct rvm_vm *vm = NULL;
     uint8_t *state = NULL;
     uint32_t kinds[SNAP_MAX_DEVICES], ndev = 0;
@@ -213,51 +269,11 @@ int rvm_vm_restore(struct rvm_hv *hv, const char *dir, const struct rvm_restore_
     if ((r = snap_chain_open(hv, dir, mem_limit(params), &lookup, &chain)) < 0)
         goto out;
 
-    /* The state, from the newest. */
     const struct snap_manifest *top = chain->s[0].m;
-    void *sp;
-    if ((r = snap_read_file(chain->s[0].dfd, "state", &sp, &slen, SNAP_MAX_STATE)) < 0 ||
-        slen != top->state_size) {
-        if (r == 0)
-            free(sp);
-        rvm_err(hv, "%s: state missing or truncated", dir);
-        r = r == -EBADMSG ? -EBADMSG : -ENODATA;
+    if ((r = read_state(hv, dir, &chain->s[0], &state, &slen)) < 0 ||
+        (r = snap_check_state(hv, dir, state, slen, top->nvcpus, kinds, &ndev)) < 0 ||
+        (r = create_vm(hv, dir, top, params, &vm)) < 0)
         goto out;
-    }
-    state = sp;
-    if (XXH3_64bits(state, slen) != top->state_sum) {
-        rvm_err(hv, "%s: state checksum mismatch", dir);
-        r = -EBADMSG;
-        goto out;
-    }
-    if ((r = snap_check_state(hv, dir, state, slen, top->nvcpus, kinds, &ndev)) < 0)
-        goto out;
-
-    rvm_vm_config_init(&c);
-    c.vcpus = top->nvcpus;
-    c.mem.size = top->mem_size;
-    c.mem.backing = params->backing;
-    c.numa_node = params->numa_node;
-    if (params->lazy && params->backing != RVM_MEM_ANON) {
-        rvm_err(hv, "lazy restore maps the memory file: it needs anonymous 4 KiB backing");
-        r = -EINVAL;
-        goto out;
-    }
-    if ((r = rvm_vm_create(hv, &c, &vm)) < 0)
-        goto out;
-    if (rvm_mem_region_count(vm->mem) != top->nregions) {
-        r = -EINVAL;
-    } else {
-        for (uint32_t i = 0; i < top->nregions; i++) {
-            const struct rvm_mem_region *rg = rvm_mem_region(vm->mem, i);
-            if (rg->gpa != top->region[i].gpa || rg->size != top->region[i].size)
-                r = -EINVAL;
-        }
-    }
-    if (r < 0) {
-        rvm_err(hv, "%s: its guest memory layout does not fit this VM's", dir);
-        goto out;
-    }
 
     /* Memory: the full base, then each diff over it, oldest first. */
     for (int i = chain->n - 1; i >= 0 && r == 0; i--)

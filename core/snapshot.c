@@ -280,179 +280,235 @@ static void manifest_init(struct rvm_vm *vm, struct snap_manifest *m, bool diff,
     }
 }
 
-static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode mode,
-                         struct rvm_snapshot_stats *stats)
+/* What the paused part of the memory writing needs and tells. */
+struct paused_mem {
+    unsigned long *bits; /* scratch, vm_dirty_words() + 1 */
+    bool diff, live;
+    int *mfd;          /* live: the open memory file; else opened here */
+    uint64_t *written; /* pages written, rewrites included */
+    bool *taken;       /* dirty pages were taken into bits (to put back on failure) */
+};
+
+/*
+ * With the VM paused and its devices quiesced: the pages a diff needs (what
+ * changed since the parent), a live snapshot's last round, or all of RAM,
+ * into the memory file, summed, fsynced.
+ */
+static int write_paused_memory(struct rvm_vm *vm, int dfd, struct snap_manifest *m,
+                               struct memplan *plan, const struct paused_mem *pm)
 {
-    struct snap_manifest *m = NULL;
-    struct recbuf b = {0};
-    struct memplan plan = {0};
-    unsigned long *bits = NULL, *live_taken = NULL;
-    char tmp[PATH_MAX];
-    double t0 = now_s(), tp = 0, tr = 0;
-    bool paused = false, diff = mode == RVM_SNAPSHOT_DIFF, live = mode == RVM_SNAPSHOT_LIVE;
-    bool taken = false, overflowed = false, quiesced = false, tracked;
-    uint64_t written = 0;
-    uint32_t rounds = 0;
-    int dfd = -1, mfd = -1, r;
-    enum rvm_vm_state st;
+    bool overflowed = false;
+    int r;
 
-    if ((r = check_snapshot(vm, dir, diff, &st)) < 0)
-        return r;
-    live = live && st == RVM_VM_RUNNING; /* a paused VM is simply copied */
-    /*
-     * Tracking is the caller's choice (it costs a fault per first write and
-     * keeps huge pages split): a live snapshot turns it on for its rounds
-     * and off again; only a snapshot taken with it on is a diff's parent.
-     */
-    tracked = rvm_vm_dirty_mode(vm) != RVM_DIRTY_OFF;
-
-    /* Everything goes into a sibling temporary directory first (a dead one's is cleared). */
-    snap_clean_stale(dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%d-%lx", dir, (int)getpid(), (unsigned long)(now_s() * 1e6));
-    if (mkdir(tmp, 0700) < 0) {
-        r = -errno;
-        rvm_err(vm->hv, "snapshot: cannot create %s: %s", tmp, strerror(-r));
-        return r;
-    }
-    dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        r = -errno;
-        goto out_rm;
-    }
-    if (!(m = calloc(1, sizeof(*m)))) {
-        r = -ENOMEM;
-        goto out_rm;
-    }
-    manifest_init(vm, m, diff, t0);
-    plan.npages = m->mem_size / SNAP_PAGE;
-    plan.pages = diff ? calloc((plan.npages + 63) / 64, sizeof(unsigned long)) : NULL;
-    plan.sums = calloc(m->nchunks, sizeof(uint64_t));
-    bits = calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long));
-    live_taken = live ? calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long)) : NULL;
-    if ((diff && !plan.pages) || !plan.sums || !bits || (live && !live_taken)) {
-        r = -ENOMEM;
-        goto out_rm;
-    }
-
-    if (live && !tracked && (r = rvm_vm_dirty_enable(vm)) < 0) {
-        live = false; /* nothing to turn off again */
-        goto out_rm;
-    }
-    /* Live: copy while the guest runs, until little is left for the pause. */
-    if (live && (mfd = live_precopy(vm, dfd, m, &plan, bits, live_taken, &written, &rounds)) < 0) {
-        r = mfd;
-        rvm_err(vm->hv, "snapshot: writing memory into %s: %s", tmp, strerror(-r));
-        goto out_rm;
-    }
-
-    /* Paused by us, unless the VM was (or someone paused it meanwhile): we resume only our own. */
-    tp = now_s();
-    if ((r = vm_hold_pause(vm, &paused)) < 0)
-        goto out_rm;
-    if ((r = complete_io(vm)) < 0)
-        goto out_rm;
-    devices_each(vm, true);
-    quiesced = true;
-
-    /* State, devices quiesced: nothing writes guest memory from here on. */
-    if ((r = save_state(vm, &b)) < 0)
-        goto out_rm;
-    m->state_size = b.len;
-    m->state_sum = XXH3_64bits(b.p, b.len);
-    if ((r = snap_write_file(dfd, "state", b.p, b.len)) < 0)
-        goto out_rm;
-
-    /* Memory: what changed since the parent (or the last live round), or everything. */
-    memset(bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
+    memset(pm->bits, 0, (vm_dirty_words(vm) + 1) * sizeof(unsigned long));
     if (rvm_vm_dirty_mode(vm) != RVM_DIRTY_OFF) {
-        if ((r = vm_dirty_take(vm, DIRTY_SNAPSHOT, bits, &overflowed)) < 0)
-            goto out_rm;
-        taken = true;
+        if ((r = vm_dirty_take(vm, DIRTY_SNAPSHOT, pm->bits, &overflowed)) < 0)
+            return r;
+        *pm->taken = true;
     }
-    plan_reset(&plan);
-    if ((r = plan_bits(vm, m, &plan, bits, !(diff || live) || overflowed)) < 0)
-        goto out_rm;
-    if (live) {
-        r = live_round(vm, mfd, m, &plan, plan.sums);
-        written += plan.present;
-        plan.present = plan.npages;
-    } else if ((mfd = snap_open_memory(dfd, m, diff)) < 0) {
-        r = mfd;
+    plan_reset(plan);
+    if ((r = plan_bits(vm, m, plan, pm->bits, !(pm->diff || pm->live) || overflowed)) < 0)
+        return r;
+    if (pm->live) {
+        r = live_round(vm, *pm->mfd, m, plan, plan->sums);
+        *pm->written += plan->present;
+        plan->present = plan->npages;
+    } else if ((*pm->mfd = snap_open_memory(dfd, m, pm->diff)) < 0) {
+        r = *pm->mfd;
     } else {
-        r = plan_write(mfd, &plan, true);
-        written = plan.present;
+        r = plan_write(*pm->mfd, plan, true);
+        *pm->written = plan->present;
     }
-    if (r == 0 && fsync(mfd) < 0)
+    if (r == 0 && fsync(*pm->mfd) < 0)
         r = -errno;
-    if (r < 0) {
-        rvm_err(vm->hv, "snapshot: writing memory into %s: %s", tmp, strerror(-r));
-        goto out_rm;
-    }
-    m->pages_present = plan.present;
-    m->sums_sum = XXH3_64bits(plan.sums, m->nchunks * sizeof(uint64_t));
-    if ((r = snap_write_file(dfd, "sums", plan.sums, m->nchunks * sizeof(uint64_t))) < 0)
-        goto out_rm;
+    m->pages_present = plan->present;
+    return r;
+}
+
+/* The small files that describe the memory (sums, a diff's pages), then the manifest, fsynced. */
+static int write_index(int dfd, const char *tmp, struct snap_manifest *m,
+                       const struct memplan *plan, bool diff)
+{
+    int r;
+
+    m->sums_sum = XXH3_64bits(plan->sums, m->nchunks * sizeof(uint64_t));
+    if ((r = snap_write_file(dfd, "sums", plan->sums, m->nchunks * sizeof(uint64_t))) < 0)
+        return r;
     if (diff) {
-        size_t pbytes = (plan.npages + 63) / 64 * sizeof(unsigned long);
-        m->pages_sum = XXH3_64bits(plan.pages, pbytes);
-        if ((r = snap_write_file(dfd, "pages", plan.pages, pbytes)) < 0)
-            goto out_rm;
+        size_t pbytes = (plan->npages + 63) / 64 * sizeof(unsigned long);
+        m->pages_sum = XXH3_64bits(plan->pages, pbytes);
+        if ((r = snap_write_file(dfd, "pages", plan->pages, pbytes)) < 0)
+            return r;
     }
     m->self_sum = snap_manifest_sum(m);
-    if ((r = snap_write_file(dfd, "manifest", m, sizeof(*m))) < 0 || (r = snap_fsync_path(tmp)) < 0)
-        goto out_rm;
-    if ((r = snap_publish(tmp, dir)) < 0) {
-        rvm_err(vm->hv, "snapshot: publishing %s: %s", dir, strerror(-r));
-        goto out_rm;
-    }
-    /* The next diff's parent; its interval began when the pages were taken above. */
-    if (tracked)
-        snap_set_parent(vm, dir, m->id);
-    taken = false;
-    r = 0;
-    goto out;
+    if ((r = snap_write_file(dfd, "manifest", m, sizeof(*m))) < 0)
+        return r;
+    return snap_fsync_path(tmp);
+}
 
-out_rm:
-    snap_remove_dir(tmp);
-out:
-    if (taken)
-        vm_dirty_put_back(vm, DIRTY_SNAPSHOT,
-                          bits); /* not persisted: the next snapshot takes them */
-    if (r < 0 && live_taken)
-        vm_dirty_put_back(vm, DIRTY_SNAPSHOT, live_taken); /* the rounds' takes too */
-    if (mfd >= 0)
-        close(mfd);
-    if (dfd >= 0)
-        close(dfd);
+/* A snapshot being taken: what its steps share. */
+struct take {
+    struct rvm_vm *vm;
+    const char *dir;
+    char tmp[PATH_MAX];
+    int dfd, mfd;
+    struct snap_manifest *m;
+    struct recbuf b;
+    struct memplan plan;
+    unsigned long *bits, *live_taken;
+    double t0, tp, tr;
+    bool diff, live, tracked, paused, taken, quiesced;
+    uint64_t written;
+    uint32_t rounds;
+};
+
+/* The temporary directory (a dead snapshotter's cleared first), the manifest, the buffers. */
+static int take_begin(struct take *k)
+{
+    struct rvm_vm *vm = k->vm;
+    struct memplan *plan = &k->plan;
+
+    snap_clean_stale(k->dir);
+    snprintf(k->tmp, sizeof(k->tmp), "%s.tmp-%d-%lx", k->dir, (int)getpid(),
+             (unsigned long)(k->t0 * 1e6));
+    if (mkdir(k->tmp, 0700) < 0) {
+        int r = -errno;
+        rvm_err(vm->hv, "snapshot: cannot create %s: %s", k->tmp, strerror(-r));
+        k->tmp[0] = '\0'; /* nothing to remove */
+        return r;
+    }
+    if ((k->dfd = open(k->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (!(k->m = calloc(1, sizeof(*k->m))))
+        return -ENOMEM;
+    manifest_init(vm, k->m, k->diff, k->t0);
+    plan->npages = k->m->mem_size / SNAP_PAGE;
+    plan->pages = k->diff ? calloc((plan->npages + 63) / 64, sizeof(unsigned long)) : NULL;
+    plan->sums = calloc(k->m->nchunks, sizeof(uint64_t));
+    k->bits = calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long));
+    k->live_taken = k->live ? calloc(vm_dirty_words(vm) + 1, sizeof(unsigned long)) : NULL;
+    if ((k->diff && !plan->pages) || !plan->sums || !k->bits || (k->live && !k->live_taken))
+        return -ENOMEM;
+    return 0;
+}
+
+/* Live: tracking on for the rounds if it is not, and RAM copied while the guest runs. */
+static int take_precopy(struct take *k)
+{
+    int r;
+
+    if (!k->tracked && (r = rvm_vm_dirty_enable(k->vm)) < 0) {
+        k->live = false; /* nothing to turn off again */
+        return r;
+    }
+    k->mfd = live_precopy(k->vm, k->dfd, k->m, &k->plan, k->bits, k->live_taken, &k->written,
+                          &k->rounds);
+    if (k->mfd < 0) {
+        rvm_err(k->vm->hv, "snapshot: writing memory into %s: %s", k->tmp, strerror(-k->mfd));
+        return k->mfd;
+    }
+    return 0;
+}
+
+/*
+ * Paused (by us, unless the VM was or someone paused it meanwhile: we resume
+ * only our own), devices quiesced: the state, the memory, the index files.
+ */
+static int take_paused(struct take *k)
+{
+    struct rvm_vm *vm = k->vm;
+    int r;
+
+    k->tp = now_s();
+    if ((r = vm_hold_pause(vm, &k->paused)) < 0 || (r = complete_io(vm)) < 0)
+        return r;
+    devices_each(vm, true);
+    k->quiesced = true;
+    /* Nothing writes guest memory from here on. */
+    if ((r = save_state(vm, &k->b)) < 0)
+        return r;
+    k->m->state_size = k->b.len;
+    k->m->state_sum = XXH3_64bits(k->b.p, k->b.len);
+    if ((r = snap_write_file(k->dfd, "state", k->b.p, k->b.len)) < 0)
+        return r;
+    struct paused_mem pm = {k->bits, k->diff, k->live, &k->mfd, &k->written, &k->taken};
+    if ((r = write_paused_memory(vm, k->dfd, k->m, &k->plan, &pm)) < 0) {
+        rvm_err(vm->hv, "snapshot: writing memory into %s: %s", k->tmp, strerror(-r));
+        return r;
+    }
+    return write_index(k->dfd, k->tmp, k->m, &k->plan, k->diff);
+}
+
+/* Everything let go: dirty pages put back on failure, devices and the guest going again. */
+static void take_end(struct take *k, int r, struct rvm_snapshot_stats *stats)
+{
+    struct rvm_vm *vm = k->vm;
+
+    if (r < 0 && k->tmp[0])
+        snap_remove_dir(k->tmp);
+    if (r < 0 && k->taken)
+        vm_dirty_put_back(vm, DIRTY_SNAPSHOT, k->bits); /* not persisted: the next one takes them */
+    if (r < 0 && k->live_taken)
+        vm_dirty_put_back(vm, DIRTY_SNAPSHOT, k->live_taken); /* the rounds' takes too */
+    if (k->mfd >= 0)
+        close(k->mfd);
+    if (k->dfd >= 0)
+        close(k->dfd);
     /*
      * Devices start again with the guest: now if we paused it, else when the
      * caller resumes it (a paused VM's disk stays as the snapshot saw it,
      * so that it can be restored from it once this VM is gone).
      */
-    if (quiesced && paused)
+    if (k->quiesced && k->paused)
         devices_each(vm, false);
-    else if (quiesced)
+    else if (k->quiesced)
         __atomic_store_n(&vm->snap.devices_held, true, __ATOMIC_RELEASE);
-    tr = now_s();
-    vm_hold_end(vm, paused);
-    if (live && !tracked)
+    k->tr = now_s();
+    vm_hold_end(vm, k->paused);
+    if (k->live && !k->tracked)
         rvm_vm_dirty_disable(vm); /* on for the rounds only */
     if (stats) {
         memset(stats, 0, sizeof(*stats));
-        stats->seconds = now_s() - t0;
-        stats->pause_ms = paused ? (tr - tp) * 1e3 : 0;
+        stats->seconds = now_s() - k->t0;
+        stats->pause_ms = k->paused ? (k->tr - k->tp) * 1e3 : 0;
         if (r == 0) {
-            stats->bytes = written * SNAP_PAGE;
-            stats->pages = plan.present;
-            stats->rounds = rounds;
+            stats->bytes = k->written * SNAP_PAGE;
+            stats->pages = k->plan.present;
+            stats->rounds = k->rounds;
             stats->gbps = stats->seconds > 0 ? (double)stats->bytes / stats->seconds / 1e9 : 0;
         }
     }
-    free(bits);
-    free(live_taken);
-    plan_free(&plan);
-    rec_free(&b);
-    free(m);
+    free(k->bits);
+    free(k->live_taken);
+    plan_free(&k->plan);
+    rec_free(&k->b);
+    free(k->m);
+}
+
+static int take_snapshot(struct rvm_vm *vm, const char *dir, enum rvm_snapshot_mode mode,
+                         struct rvm_snapshot_stats *stats)
+{
+    struct take k = {.vm = vm, .dir = dir, .dfd = -1, .mfd = -1, .t0 = now_s()};
+    enum rvm_vm_state st;
+    int r;
+
+    k.diff = mode == RVM_SNAPSHOT_DIFF;
+    if ((r = check_snapshot(vm, dir, k.diff, &st)) < 0)
+        return r;
+    k.live = mode == RVM_SNAPSHOT_LIVE && st == RVM_VM_RUNNING; /* a paused VM is just copied */
+    /*
+     * Tracking is the caller's choice (it costs a fault per first write and
+     * keeps huge pages split): a live snapshot turns it on for its rounds
+     * and off again; only a snapshot taken with it on is a diff's parent.
+     */
+    k.tracked = rvm_vm_dirty_mode(vm) != RVM_DIRTY_OFF;
+    if ((r = take_begin(&k)) == 0 && (!k.live || (r = take_precopy(&k)) == 0) &&
+        (r = take_paused(&k)) == 0 && (r = snap_publish(k.tmp, dir)) < 0)
+        rvm_err(vm->hv, "snapshot: publishing %s: %s", dir, strerror(-r));
+    /* The next diff's parent; its interval began when the pages were taken. */
+    if (r == 0 && k.tracked)
+        snap_set_parent(vm, dir, k.m->id);
+    take_end(&k, r, stats);
     return r;
 }
 
