@@ -56,30 +56,61 @@ void summer_end(struct summer *s)
  * (the VM is stopped, RAM does not change), a read's once it has landed,
  * in file order. 0, or the first error.
  */
+/* Submits what is left of piece i (all of it, or the rest after a short transfer). */
+static void xfer_prep(struct io_uring *ring, int fd, const struct piece *p, uint32_t did,
+                      bool write, size_t i)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+    if (write)
+        io_uring_prep_write(sqe, fd, (char *)p->hva + did, p->len - did, p->off + did);
+    else
+        io_uring_prep_read(sqe, fd, (char *)p->hva + did, p->len - did, p->off + did);
+    io_uring_sqe_set_data64(sqe, i);
+}
+
+/*
+ * A completion of piece i: 1 when the piece is done, 0 when the rest was
+ * submitted again (a short transfer, or an interrupted one: -EINTR or
+ * -EAGAIN, a few times), -errno when it failed. A transfer that moves
+ * nothing is a full disk (write) or a truncated file (read).
+ */
+static int xfer_done(struct io_uring *ring, int fd, const struct piece *p, uint32_t *did,
+                     uint8_t *tries, int res, bool write, size_t i)
+{
+    if ((res == -EINTR || res == -EAGAIN) && ++*tries < 8) {
+        xfer_prep(ring, fd, p, *did, write, i);
+        return 0;
+    }
+    if (res < 0)
+        return res;
+    if (res == 0)
+        return write ? -ENOSPC : -ENODATA;
+    *did += (uint32_t)res;
+    if (*did < p->len) {
+        xfer_prep(ring, fd, p, *did, write, i);
+        return 0;
+    }
+    return 1;
+}
+
 int snap_xfer(int fd, const struct piece *pc, size_t n, bool write, struct summer *sum)
 {
     struct io_uring ring;
     size_t next = 0, done = 0, summed = 0;
-    uint8_t *landed = NULL;
+    uint8_t *landed = NULL, *tries = calloc(n ? n : 1, 1);
+    uint32_t *did = calloc(n ? n : 1, sizeof(*did));
     int inflight = 0, err = 0, r;
 
-    if (!write && sum && !(landed = calloc(n ? n : 1, 1)))
-        return -ENOMEM;
-    if ((r = io_uring_queue_init(QD, &ring, 0)) < 0) {
-        free(landed);
-        return r;
+    if (!tries || !did || (!write && sum && !(landed = calloc(n ? n : 1, 1)))) {
+        err = -ENOMEM;
+        goto out;
     }
+    if ((err = io_uring_queue_init(QD, &ring, 0)) < 0)
+        goto out;
     while (done < n) {
-        while (!err && next < n && inflight < QD) {
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-
-            if (write)
-                io_uring_prep_write(sqe, fd, pc[next].hva, pc[next].len, pc[next].off);
-            else
-                io_uring_prep_read(sqe, fd, pc[next].hva, pc[next].len, pc[next].off);
-            io_uring_sqe_set_data64(sqe, next);
-            next++, inflight++;
-        }
+        for (; !err && next < n && inflight < QD; next++, inflight++)
+            xfer_prep(&ring, fd, &pc[next], 0, write, next);
         if (inflight == 0)
             break; /* an error stopped submission and everything is back */
         if ((r = io_uring_submit(&ring)) < 0 && r != -EINTR) {
@@ -98,13 +129,13 @@ int snap_xfer(int fd, const struct piece *pc, size_t n, bool write, struct summe
         io_uring_for_each_cqe(&ring, head, cqe)
         {
             size_t i = io_uring_cqe_get_data64(cqe);
-            const struct piece *p = &pc[i];
 
             seen++;
-            if (cqe->res < 0 && !err)
-                err = cqe->res;
-            else if (cqe->res >= 0 && (uint32_t)cqe->res != p->len && !err)
-                err = write ? -ENOSPC : -ENODATA; /* short: disk full, or file truncated */
+            r = err ? 1 : xfer_done(&ring, fd, &pc[i], &did[i], &tries[i], cqe->res, write, i);
+            if (r == 0)
+                continue; /* submitted again, still in flight */
+            if (r < 0)
+                err = r;
             if (landed)
                 landed[i] = 1;
             done++;
@@ -116,7 +147,10 @@ int snap_xfer(int fd, const struct piece *pc, size_t n, bool write, struct summe
                 summer_add(sum, &pc[summed++]);
     }
     io_uring_queue_exit(&ring);
+out:
     free(landed);
+    free(tries);
+    free(did);
     return err;
 }
 

@@ -104,6 +104,11 @@ int rec_put_port(struct recbuf *b, uint32_t type, uint32_t instance, uint16_t po
     return b->err;
 }
 
+int rec_get_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, uint16_t *port)
+{
+    return rec_get(p, len, type, instance, port, sizeof(*port)) < 0 ? -EBADMSG : 0;
+}
+
 int rec_check_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, uint16_t port)
 {
     uint16_t saved;

@@ -72,6 +72,8 @@ int rec_get(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, void
  */
 int rec_put_port(struct recbuf *b, uint32_t type, uint32_t instance, uint16_t port);
 int rec_check_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, uint16_t port);
+/* The port such a device's record holds (re-creating it). 0 or -EBADMSG. */
+int rec_get_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, uint16_t *port);
 
 /*
  * The record at *off (start at 0), its header and payload; *off moves past

@@ -38,10 +38,9 @@ static int debug_exit_load(void *dev, const uint8_t *st, size_t len, uint32_t in
 static int debug_exit_recreate(struct rvm_vm *vm, const struct dev_restore *r)
 {
     uint16_t port;
+    int e = rec_get_port(r->state, r->len, REC_DEV_DEBUG_EXIT, r->index, &port);
 
-    if (rec_get(r->state, r->len, REC_DEV_DEBUG_EXIT, r->index, &port, sizeof(port)) < 0)
-        return -EBADMSG;
-    return rvm_debug_exit_attach(vm, port);
+    return e < 0 ? e : rvm_debug_exit_attach(vm, port);
 }
 
 const struct vm_snap_ops debug_exit_snap = {.kind = REC_DEV_DEBUG_EXIT,

@@ -142,10 +142,9 @@ static int boot_timer_load(void *dev, const uint8_t *st, size_t len, uint32_t in
 static int boot_timer_recreate(struct rvm_vm *vm, const struct dev_restore *r)
 {
     uint16_t port;
+    int e = rec_get_port(r->state, r->len, REC_DEV_BOOT_TIMER, r->index, &port);
 
-    if (rec_get(r->state, r->len, REC_DEV_BOOT_TIMER, r->index, &port, sizeof(port)) < 0)
-        return -EBADMSG;
-    return rvm_boot_timer_attach(vm, port);
+    return e < 0 ? e : rvm_boot_timer_attach(vm, port);
 }
 
 const struct vm_snap_ops boot_timer_snap = {.kind = REC_DEV_BOOT_TIMER,

@@ -61,10 +61,9 @@ static int pvpanic_load(void *dev, const uint8_t *st, size_t len, uint32_t index
 static int pvpanic_recreate(struct rvm_vm *vm, const struct dev_restore *r)
 {
     uint16_t port;
+    int e = rec_get_port(r->state, r->len, REC_DEV_PVPANIC, r->index, &port);
 
-    if (rec_get(r->state, r->len, REC_DEV_PVPANIC, r->index, &port, sizeof(port)) < 0)
-        return -EBADMSG;
-    return rvm_pvpanic_attach(vm, port);
+    return e < 0 ? e : rvm_pvpanic_attach(vm, port);
 }
 
 const struct vm_snap_ops pvpanic_snap = {.kind = REC_DEV_PVPANIC,

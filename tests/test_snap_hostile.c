@@ -31,32 +31,12 @@
 #include "../core/snapshot_internal.h"
 #include "../core/vm_internal.h"
 #include "../guest/abi.h"
+#include "common/scratch.h"
 #include "common/testutil.h"
 
 #define MEM (32ULL << 20)
 
-static char root[64];
 static bool have_sample;
-
-static const char *path(const char *name)
-{
-    static char p[8][160];
-    static int i;
-
-    i = (i + 1) % 8;
-    snprintf(p[i], sizeof(p[i]), "%s/%s", root, name);
-    return p[i];
-}
-
-static const char *file(const char *dir, const char *name)
-{
-    static char p[4][256];
-    static int i;
-
-    i = (i + 1) % 4;
-    snprintf(p[i], sizeof(p[i]), "%s/%s", dir, name);
-    return p[i];
-}
 
 static void sh(const char *fmt, ...)
 {
@@ -69,23 +49,11 @@ static void sh(const char *fmt, ...)
     assert_int_equal(system(cmd), 0);
 }
 
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    assert_non_null(d);
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* The samples: "full" (a full snapshot) and "diff" over it, of a guest with a disk. */
 static int make_samples(void)
 {
     struct rvm_vm_config c;
-    struct rvm_blk_config bc = {.path = path("disk")};
+    struct rvm_blk_config bc = {.path = scratch_path("disk")};
     struct rvm_uart_config uc = {.out = NULL};
     struct rvm_pvh_params pp = {.cmdline = "test=mem-dirty ws=64 passes=0"};
     struct rvm_hv *hv;
@@ -122,11 +90,11 @@ static int make_samples(void)
     for (int i = 0; r == 0 && i < 30000 && st[BG_MEM_ST_PASSES_DONE] < 1; i++)
         sleep_ms(1);
     if (r == 0)
-        r = rvm_vm_snapshot(vm, path("full"), RVM_SNAPSHOT_FULL, NULL);
+        r = rvm_vm_snapshot(vm, scratch_path("full"), RVM_SNAPSHOT_FULL, NULL);
     for (int i = 0; r == 0 && i < 30000 && st[BG_MEM_ST_PASSES_DONE] < 3; i++)
         sleep_ms(1);
     if (r == 0)
-        r = rvm_vm_snapshot(vm, path("diff"), RVM_SNAPSHOT_DIFF, NULL);
+        r = rvm_vm_snapshot(vm, scratch_path("diff"), RVM_SNAPSHOT_DIFF, NULL);
     rvm_vm_destroy(vm);
     rvm_hv_close(hv);
     return r;
@@ -135,8 +103,7 @@ static int make_samples(void)
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(root, "/var/tmp/ringvm-hostile-XXXXXX");
-    if (!mkdtemp(root))
+    if (scratch_make("hostile") < 0)
         return -1;
     have_sample = kvm_usable() && make_samples() == 0;
     return 0;
@@ -145,8 +112,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    sh("rm -rf '%s'", root);
-    return 0;
+    return scratch_remove();
 }
 
 #define NEED_SAMPLE()                                                                              \
@@ -158,9 +124,9 @@ static int group_teardown(void **state)
 /* A fresh copy of sample ("full" or "diff") named name; its path. */
 static const char *crafted_as(const char *sample, const char *name)
 {
-    const char *bad = path(name);
+    const char *bad = scratch_path(name);
 
-    sh("rm -rf '%s' && cp -r '%s' '%s'", bad, path(sample), bad);
+    sh("rm -rf '%s' && cp -r '%s' '%s'", bad, scratch_path(sample), bad);
     return bad;
 }
 
@@ -172,7 +138,7 @@ static const char *crafted(const char *sample)
 static struct snap_manifest read_manifest(const char *dir)
 {
     struct snap_manifest m;
-    int fd = open(file(dir, "manifest"), O_RDONLY);
+    int fd = open(path_join(dir, "manifest"), O_RDONLY);
 
     assert_true(fd >= 0);
     assert_int_equal(read(fd, &m, sizeof(m)), sizeof(m));
@@ -183,7 +149,7 @@ static struct snap_manifest read_manifest(const char *dir)
 /* Writes m as dir's manifest with a valid checksum: only the checks behind it can refuse. */
 static void write_manifest(const char *dir, struct snap_manifest *m)
 {
-    int fd = open(file(dir, "manifest"), O_WRONLY | O_TRUNC);
+    int fd = open(path_join(dir, "manifest"), O_WRONLY | O_TRUNC);
 
     m->self_sum = XXH3_64bits(m, offsetof(struct snap_manifest, self_sum));
     assert_true(fd >= 0);
@@ -211,7 +177,7 @@ static int try_restore_as(const char *dir, const struct attempt *a)
     int fds, r;
 
     assert_int_equal(rvm_hv_open(&hc, &hv), 0);
-    fds = open_fds();
+    fds = open_fd_count();
     rvm_restore_params_init(&p);
     p.lazy = a->lazy;
     p.verify_memory = a->verify;
@@ -221,7 +187,7 @@ static int try_restore_as(const char *dir, const struct attempt *a)
     p.parents = a->parents;
     p.nparents = a->nparents;
     struct rvm_restore_disk disk = {
-        .path = a->disk ? a->disk : path("disk"), .fd = -1, .other_copy = a->other_copy};
+        .path = a->disk ? a->disk : scratch_path("disk"), .fd = -1, .other_copy = a->other_copy};
     if (!a->no_disk) {
         p.disks = &disk;
         p.ndisks = 1;
@@ -232,7 +198,7 @@ static int try_restore_as(const char *dir, const struct attempt *a)
     if (r < 0) {
         assert_null(vm);
         assert_true(log.count > 0);
-        assert_int_equal(open_fds(), fds);
+        assert_int_equal(open_fd_count(), fds);
     }
     if (vm)
         ((struct attempt *)a)->tsc_khz = (uint32_t)ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
@@ -257,9 +223,9 @@ static void test_samples_restore(void **state)
 {
     (void)state;
     NEED_SAMPLE();
-    assert_int_equal(try_restore(path("full")), 0);
-    assert_int_equal(try_lazy(path("full")), 0);
-    assert_int_equal(try_restore(path("diff")), 0);
+    assert_int_equal(try_restore(scratch_path("full")), 0);
+    assert_int_equal(try_lazy(scratch_path("full")), 0);
+    assert_int_equal(try_restore(scratch_path("diff")), 0);
 }
 
 /* ---- files that are not what they claim ---- */
@@ -271,13 +237,13 @@ static void test_missing_files(void **state)
     NEED_SAMPLE();
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *bad = crafted("full");
-        assert_int_equal(unlink(file(bad, names[i])), 0);
+        assert_int_equal(unlink(path_join(bad, names[i])), 0);
         assert_int_equal(try_restore(bad), -ENODATA);
     }
     const char *bad = crafted("diff");
-    assert_int_equal(unlink(file(bad, "pages")), 0);
+    assert_int_equal(unlink(path_join(bad, "pages")), 0);
     assert_int_equal(try_restore(bad), -ENODATA);
-    assert_int_equal(try_restore(path("nowhere")), -ENODATA);
+    assert_int_equal(try_restore(scratch_path("nowhere")), -ENODATA);
 }
 
 /* A FIFO where a file should be: refused at once (opening one to read blocks until a writer). */
@@ -288,8 +254,8 @@ static void test_fifos(void **state)
     NEED_SAMPLE();
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *bad = crafted("full");
-        assert_int_equal(unlink(file(bad, names[i])), 0);
-        assert_int_equal(mkfifo(file(bad, names[i]), 0600), 0);
+        assert_int_equal(unlink(path_join(bad, names[i])), 0);
+        assert_int_equal(mkfifo(path_join(bad, names[i]), 0600), 0);
         assert_int_equal(try_restore(bad), -EBADMSG);
         assert_int_equal(try_lazy(bad), -EBADMSG);
     }
@@ -303,14 +269,15 @@ static void test_symlinks(void **state)
     NEED_SAMPLE();
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *bad = crafted("full");
-        assert_int_equal(unlink(file(bad, names[i])), 0);
-        assert_int_equal(symlink(file(path("full"), names[i]), file(bad, names[i])), 0);
+        assert_int_equal(unlink(path_join(bad, names[i])), 0);
+        assert_int_equal(
+            symlink(path_join(scratch_path("full"), names[i]), path_join(bad, names[i])), 0);
         assert_int_equal(try_restore(bad), -EBADMSG);
     }
     /* /dev/zero for memory: endless, and never opened. */
     const char *bad = crafted("full");
-    assert_int_equal(unlink(file(bad, "memory")), 0);
-    assert_int_equal(symlink("/dev/zero", file(bad, "memory")), 0);
+    assert_int_equal(unlink(path_join(bad, "memory")), 0);
+    assert_int_equal(symlink("/dev/zero", path_join(bad, "memory")), 0);
     assert_int_equal(try_lazy(bad), -EBADMSG);
 }
 
@@ -321,8 +288,8 @@ static void test_directories_for_files(void **state)
     NEED_SAMPLE();
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *bad = crafted("full");
-        assert_int_equal(unlink(file(bad, names[i])), 0);
-        assert_int_equal(mkdir(file(bad, names[i]), 0700), 0);
+        assert_int_equal(unlink(path_join(bad, names[i])), 0);
+        assert_int_equal(mkdir(path_join(bad, names[i]), 0700), 0);
         assert_int_equal(try_restore(bad), -EBADMSG);
     }
 }
@@ -332,22 +299,23 @@ static void test_truncated_and_oversized(void **state)
     (void)state;
     NEED_SAMPLE();
     const char *bad = crafted("full");
-    assert_int_equal(truncate(file(bad, "manifest"), sizeof(struct snap_manifest) - 1), 0);
+    assert_int_equal(truncate(path_join(bad, "manifest"), sizeof(struct snap_manifest) - 1), 0);
     assert_int_equal(try_restore(bad), -ENODATA);
     bad = crafted("full");
-    assert_int_equal(truncate(file(bad, "manifest"), sizeof(struct snap_manifest) + 4096), 0);
+    assert_int_equal(truncate(path_join(bad, "manifest"), sizeof(struct snap_manifest) + 4096), 0);
     assert_int_equal(try_restore(bad), -EBADMSG);
     bad = crafted("full");
-    assert_int_equal(truncate(file(bad, "sums"), 8), 0);
+    assert_int_equal(truncate(path_join(bad, "sums"), 8), 0);
     assert_int_equal(try_restore(bad), -ENODATA);
     bad = crafted("full");
-    assert_int_equal(truncate(file(bad, "state"), 64), 0);
+    assert_int_equal(truncate(path_join(bad, "state"), 64), 0);
     assert_int_equal(try_restore(bad), -ENODATA);
     bad = crafted("full");
-    assert_int_equal(truncate(file(bad, "memory"), MEM / 2), 0);
+    assert_int_equal(truncate(path_join(bad, "memory"), MEM / 2), 0);
     assert_int_equal(try_lazy(bad), -ENODATA);
     bad = crafted("full");
-    assert_int_equal(truncate(file(bad, "memory"), MEM * 2), 0); /* longer than the manifest says */
+    assert_int_equal(truncate(path_join(bad, "memory"), MEM * 2),
+                     0); /* longer than the manifest says */
     assert_int_equal(try_lazy(bad), -ENODATA);
 }
 
@@ -357,7 +325,7 @@ static void test_sparse_full_memory(void **state)
     (void)state;
     NEED_SAMPLE();
     const char *bad = crafted("full");
-    int fd = open(file(bad, "memory"), O_RDWR);
+    int fd = open(path_join(bad, "memory"), O_RDWR);
     assert_true(fd >= 0);
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4 << 20, 1 << 20) < 0) {
         close(fd);
@@ -497,14 +465,14 @@ static void test_memory_limit(void **state)
     m.mem_size = huge;
     m.nchunks = huge / SNAP_CHUNK;
     write_manifest(bad, &m);
-    assert_int_equal(truncate(file(bad, "memory"), (off_t)huge), 0);
+    assert_int_equal(truncate(path_join(bad, "memory"), (off_t)huge), 0);
     assert_int_equal(try_lazy(bad), -E2BIG);
     assert_int_equal(try_restore(bad), -E2BIG);
 
     struct attempt a = {.max_mem = 16 << 20};
-    assert_int_equal(try_restore_as(path("full"), &a), -E2BIG);
+    assert_int_equal(try_restore_as(scratch_path("full"), &a), -E2BIG);
     a.max_mem = MEM;
-    assert_int_equal(try_restore_as(path("full"), &a), 0);
+    assert_int_equal(try_restore_as(scratch_path("full"), &a), 0);
 }
 
 /* ---- chains ---- */
@@ -552,7 +520,7 @@ static void test_chain_loop(void **state)
     const char *a = crafted_as("diff", "loop-a"), *b = crafted_as("diff", "loop-b");
     struct snap_manifest ma = read_manifest(a), mb = read_manifest(b);
     char abs_a[PATH_MAX], abs_b[PATH_MAX];
-    assert_true(strlen(root) < 200);
+    assert_true(strlen(scratch_root()) < 200);
     assert_non_null(realpath(a, abs_a));
     assert_non_null(realpath(b, abs_b));
     mb.id = ma.id + 1;
@@ -570,7 +538,7 @@ static void test_diff_pages(void **state)
     (void)state;
     NEED_SAMPLE();
     const char *bad = crafted("diff");
-    int fd = open(file(bad, "pages"), O_RDWR);
+    int fd = open(path_join(bad, "pages"), O_RDWR);
     uint8_t b;
     assert_true(fd >= 0);
     assert_int_equal(pread(fd, &b, 1, 10), 1);
@@ -579,8 +547,8 @@ static void test_diff_pages(void **state)
     close(fd);
     assert_int_equal(try_restore(bad), -EBADMSG);
     bad = crafted("diff");
-    assert_int_equal(unlink(file(bad, "pages")), 0);
-    assert_int_equal(mkfifo(file(bad, "pages"), 0600), 0);
+    assert_int_equal(unlink(path_join(bad, "pages")), 0);
+    assert_int_equal(mkfifo(path_join(bad, "pages"), 0600), 0);
     assert_int_equal(try_restore(bad), -EBADMSG);
 }
 
@@ -622,7 +590,7 @@ static void write_state(const char *dir, const struct rec *r, size_t n, size_t k
         rec_put(&b, r[i].h.type, r[i].h.instance, pad, len);
     }
     assert_int_equal(b.err, 0);
-    int fd = open(file(dir, "state"), O_WRONLY | O_TRUNC);
+    int fd = open(path_join(dir, "state"), O_WRONLY | O_TRUNC);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, b.p, b.len), (ssize_t)b.len);
     close(fd);
@@ -646,7 +614,7 @@ static void test_state_record_lengths(void **state)
     (void)state;
     NEED_SAMPLE();
 
-    int dfd = open(path("full"), O_RDONLY | O_DIRECTORY);
+    int dfd = open(scratch_path("full"), O_RDONLY | O_DIRECTORY);
     assert_true(dfd >= 0);
     assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
     close(dfd);
@@ -714,7 +682,7 @@ static void test_restore_opens_only_what_it_is_given(void **state)
     (void)state;
     NEED_SAMPLE();
     struct attempt a = {.lazy = false};
-    const char *victim = path("victim");
+    const char *victim = scratch_path("victim");
     char buf[4096];
 
     int fd = open(victim, O_CREAT | O_RDWR | O_TRUNC, 0600);
@@ -739,28 +707,31 @@ static void test_restore_opens_only_what_it_is_given(void **state)
     a.trust = false, a.no_disk = false;
 
     /* The disk's identity: a copy, a copy vouched for, a rewritten disk, another size. */
-    sh("cp '%s' '%s'", path("disk"), path("disk-copy"));
-    a.disk = path("disk-copy");
-    assert_int_equal(try_restore_as(path("full"), &a), -ESTALE);
+    sh("cp '%s' '%s'", scratch_path("disk"), scratch_path("disk-copy"));
+    a.disk = scratch_path("disk-copy");
+    assert_int_equal(try_restore_as(scratch_path("full"), &a), -ESTALE);
     a.other_copy = true;
-    assert_int_equal(try_restore_as(path("full"), &a), 0);
-    assert_int_equal(truncate(path("disk-copy"), 4 << 20), 0);
-    assert_int_equal(try_restore_as(path("full"), &a), -ESTALE); /* size is always checked */
+    assert_int_equal(try_restore_as(scratch_path("full"), &a), 0);
+    assert_int_equal(truncate(scratch_path("disk-copy"), 4 << 20), 0);
+    assert_int_equal(try_restore_as(scratch_path("full"), &a),
+                     -ESTALE); /* size is always checked */
     a.disk = NULL, a.other_copy = false;
-    assert_int_equal(try_restore_as(path("full"), &a), 0);
-    sh("cp '%s' '%s' && touch -d '2001-01-01' '%s' && cp -r '%s' '%s' && touch '%s'", path("disk"),
-       path("disk-save"), path("disk-save"), path("full"), path("full-save"), path("disk"));
-    assert_int_equal(try_restore_as(path("full"), &a), -ESTALE); /* written since */
+    assert_int_equal(try_restore_as(scratch_path("full"), &a), 0);
+    sh("cp '%s' '%s' && touch -d '2001-01-01' '%s' && cp -r '%s' '%s' && touch '%s'",
+       scratch_path("disk"), scratch_path("disk-save"), scratch_path("disk-save"),
+       scratch_path("full"), scratch_path("full-save"), scratch_path("disk"));
+    assert_int_equal(try_restore_as(scratch_path("full"), &a), -ESTALE); /* written since */
     /* (The sample's own disk is now newer than its snapshots; the rest hand a vouched copy.) */
 
     /* Parents: beside the diff, or among the caller's directories; never the recorded path. */
-    a.disk = path("disk-save"), a.other_copy = true;
-    const char *moved = path("elsewhere");
-    sh("rm -rf '%s' && mkdir '%s' && cp -r '%s' '%s/diff'", moved, moved, path("diff"), moved);
+    a.disk = scratch_path("disk-save"), a.other_copy = true;
+    const char *moved = scratch_path("elsewhere");
+    sh("rm -rf '%s' && mkdir '%s' && cp -r '%s' '%s/diff'", moved, moved, scratch_path("diff"),
+       moved);
     char moved_diff[200];
     snprintf(moved_diff, sizeof(moved_diff), "%s/diff", moved);
     assert_int_equal(try_restore_as(moved_diff, &a), -ENODATA); /* no "full" beside it */
-    const char *parents[] = {path("nowhere"), path("full")};
+    const char *parents[] = {scratch_path("nowhere"), scratch_path("full")};
     a.parents = parents, a.nparents = 2;
     assert_int_equal(try_restore_as(moved_diff, &a), 0);
     a.parents = NULL, a.nparents = 0;
@@ -791,7 +762,7 @@ static void test_cpuid_the_host_lacks_is_refused(void **state)
     (void)state;
     NEED_SAMPLE();
 
-    int dfd = open(path("full"), O_RDONLY | O_DIRECTORY);
+    int dfd = open(scratch_path("full"), O_RDONLY | O_DIRECTORY);
     assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
     close(dfd);
     n = split_state(st, len, recs, 512);
@@ -829,7 +800,7 @@ static void test_tsc_rate_is_set_or_refused(void **state)
     (void)state;
     NEED_SAMPLE();
 
-    int dfd = open(path("full"), O_RDONLY | O_DIRECTORY);
+    int dfd = open(scratch_path("full"), O_RDONLY | O_DIRECTORY);
     assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
     close(dfd);
     n = split_state(st, len, recs, 512);

@@ -32,56 +32,37 @@
 
 #include "../guest/abi.h"
 #include "common/guestproc.h"
+#include "common/scratch.h"
 #include "common/testutil.h"
 
 #define SOAK_CYCLES 1000
 #define WS          256
 #define MEM         (24ULL << 20) /* the working set starts at 16 MiB */
 
-static char root[64];
-
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(root, "/var/tmp/ringvm-soak-XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
+    return scratch_make("soak");
 }
 
 static int group_teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return scratch_remove();
 }
 
+/* root/NAME with a number in it. */
 static const char *path(const char *fmt, int i)
 {
-    static char p[8][128];
-    static int k;
     char name[64];
 
-    k = (k + 1) % 8;
     snprintf(name, sizeof(name), fmt, i);
-    snprintf(p[k], sizeof(p[k]), "%s/%s", root, name);
-    return p[k];
+    return scratch_path(name);
 }
 
 static volatile uint64_t *gstate(struct rvm_vm *vm)
 {
     return rvm_mem_hva(rvm_vm_mem(vm), BG_MEM_STATE, 4096);
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    assert_non_null(d);
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 static long rss_kib(void)
@@ -110,6 +91,8 @@ static uint64_t run_on(struct rvm_vm *vm, uint64_t since)
     return st[BG_MEM_ST_PASSES_DONE];
 }
 
+static struct logbuf soak_log;
+
 static struct rvm_vm *restore_from(struct rvm_hv *hv, const char *dir, bool lazy,
                                    struct console *con)
 {
@@ -121,7 +104,11 @@ static struct rvm_vm *restore_from(struct rvm_hv *hv, const char *dir, bool lazy
     p.uart.out_opaque = con;
     p.lazy = lazy;
     p.track_dirty = true; /* the next snapshot may be a diff over this one */
-    assert_int_equal(rvm_vm_restore(hv, dir, &p, &vm, NULL), 0);
+    int r = rvm_vm_restore(hv, dir, &p, &vm, NULL);
+    if (r < 0)
+        print_message("restoring %s (%s): %d, %s\n", dir, lazy ? "lazy" : "eager", r,
+                      soak_log.last);
+    assert_int_equal(r, 0);
     return vm;
 }
 
@@ -146,7 +133,9 @@ static void test_soak(void **state)
     assert_int_equal(rvm_vm_dirty_enable(t.vm), 0);
     assert_int_equal(rvm_vm_start(t.vm), 0);
     vm = t.vm;
-    assert_int_equal(rvm_hv_open(NULL, &hv), 0);
+    struct rvm_hv_config hc = {
+        .log = log_to_buf, .log_opaque = &soak_log, .log_level = RVM_LOG_WARN};
+    assert_int_equal(rvm_hv_open(&hc, &hv), 0);
     for (int i = 0; i < SOAK_CYCLES; i++) {
         /* Full, diff, live in turn; names rotate over four, never a member of the chain. */
         static const enum rvm_snapshot_mode modes[3] = {RVM_SNAPSHOT_FULL, RVM_SNAPSHOT_DIFF,
@@ -169,7 +158,7 @@ static void test_soak(void **state)
         assert_true(gstate(vm)[BG_MEM_ST_PASSES_DONE] >= passes);
         assert_int_equal(rvm_vm_start(vm), 0);
         if (i == 20) { /* warmed up: from here on nothing may grow */
-            fds = count_fds();
+            fds = open_fd_count();
             rss = rss_kib();
         }
     }
@@ -182,7 +171,7 @@ static void test_soak(void **state)
     assert_non_null(strstr(con.buf, "RESULT test=mem-verify"));
     assert_int_equal(bg_result_value(con.buf, "mismatches", &v), 0);
     assert_int_equal(v, 0);
-    int fds_end = count_fds();
+    int fds_end = open_fd_count();
     long rss_end = rss_kib();
     print_message("    %d cycles (%llu full, %llu diff, %llu live, %llu merges), %llu passes; "
                   "fds %d -> %d, RSS %ld -> %ld KiB\n",
@@ -279,7 +268,7 @@ static void test_killed_mid_snapshot(void **state)
     struct rvm_hv *hv;
     int within = 0, left;
 
-    snprintf(snapdir, sizeof(snapdir), "%s/kill", root);
+    snprintf(snapdir, sizeof(snapdir), "%s/kill", scratch_root());
     snprintf(snap, sizeof(snap), "%s/snap-1", snapdir);
     assert_int_equal(rvm_hv_open(NULL, &hv), 0);
     double took = complete_one(snapdir);

@@ -16,43 +16,19 @@
 
 #include "../core/vm_internal.h"
 #include "../guest/abi.h"
+#include "common/scratch.h"
 #include "common/testutil.h"
-
-static char root[64];
 
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(root, "/var/tmp/ringvm-trust-XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
+    return scratch_make("trust");
 }
 
 static int group_teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *path(const char *name)
-{
-    static char p[8][128];
-    static int i;
-
-    i = (i + 1) % 8;
-    snprintf(p[i], sizeof(p[i]), "%s/%s", root, name);
-    return p[i];
-}
-
-static const char *file(const char *dir, const char *name)
-{
-    static char p[4][256];
-    static int i;
-
-    i = (i + 1) % 4;
-    snprintf(p[i], sizeof(p[i]), "%s/%s", dir, name);
-    return p[i];
+    return scratch_remove();
 }
 
 static void put_file(const char *p, const char *text)
@@ -74,23 +50,11 @@ static bool file_says(const char *p, const char *text)
     return n == (ssize_t)strlen(text) && !memcmp(buf, text, (size_t)n);
 }
 
-static void flip_byte(const char *p, off_t off)
-{
-    int fd = open(p, O_RDWR);
-    uint8_t b;
-
-    assert_true(fd >= 0);
-    assert_int_equal(pread(fd, &b, 1, off), 1);
-    b ^= 0x40;
-    assert_int_equal(pwrite(fd, &b, 1, off), 1);
-    close(fd);
-}
-
 /* The first page a diff snapshot holds, from its page bitmap. */
 static uint64_t first_present(const char *dir)
 {
     uint64_t w, i = 0;
-    int fd = open(file(dir, "pages"), O_RDONLY);
+    int fd = open(path_join(dir, "pages"), O_RDONLY);
 
     assert_true(fd >= 0);
     while (read(fd, &w, sizeof(w)) == sizeof(w) && !w)
@@ -101,16 +65,25 @@ static uint64_t first_present(const char *dir)
 }
 
 /* A small bench guest rewriting 64 pages over and over, running (dirty tracking on: diffs). */
-static void small_guest(struct tvm *t)
+/* The guest of 32 MiB and vcpus vCPUs, running; dirty tracking on if track. */
+static void guest_running(struct tvm *t, uint32_t vcpus, bool track)
 {
     struct rvm_vm_config c;
-    volatile uint64_t *st;
 
     rvm_vm_config_init(&c);
     c.mem.size = 32 << 20;
+    c.vcpus = vcpus;
     tvm_create(t, "test=mem-dirty ws=64 passes=0", &c);
-    assert_int_equal(rvm_vm_dirty_enable(t->vm), 0);
+    if (track)
+        assert_int_equal(rvm_vm_dirty_enable(t->vm), 0);
     assert_int_equal(rvm_vm_start(t->vm), 0);
+}
+
+static void small_guest(struct tvm *t)
+{
+    volatile uint64_t *st;
+
+    guest_running(t, 1, true);
     st = rvm_mem_hva(rvm_vm_mem(t->vm), BG_MEM_STATE, 4096);
     for (int i = 0; i < 30000 && st[BG_MEM_ST_PASSES_DONE] < 1; i++)
         sleep_ms(1);
@@ -144,32 +117,33 @@ static void test_snapshot_never_empties_a_foreign_directory(void **state)
     (void)state;
     SKIP_WITHOUT_KVM();
     struct tvm t;
-    const char *home = path("home"), *look = path("lookalike");
+    const char *home = scratch_path("home"), *look = scratch_path("lookalike");
 
     assert_int_equal(mkdir(home, 0700), 0);
-    put_file(file(home, "notes.txt"), "keep me");
+    put_file(path_join(home, "notes.txt"), "keep me");
     assert_int_equal(mkdir(look, 0700), 0);
-    put_file(file(look, "manifest"), "not a snapshot's");
-    put_file(file(look, "memory"), "mine");
+    put_file(path_join(look, "manifest"), "not a snapshot's");
+    put_file(path_join(look, "memory"), "mine");
 
     small_guest(&t);
     assert_int_equal(rvm_vm_snapshot(t.vm, home, RVM_SNAPSHOT_FULL, NULL), -EEXIST);
     assert_int_equal(rvm_vm_snapshot(t.vm, look, RVM_SNAPSHOT_FULL, NULL), -EEXIST);
-    assert_true(file_says(file(home, "notes.txt"), "keep me"));
-    assert_true(file_says(file(look, "manifest"), "not a snapshot's"));
-    assert_true(file_says(file(look, "memory"), "mine"));
+    assert_true(file_says(path_join(home, "notes.txt"), "keep me"));
+    assert_true(file_says(path_join(look, "manifest"), "not a snapshot's"));
+    assert_true(file_says(path_join(look, "memory"), "mine"));
     /* A regular file in the way is no snapshot either. */
-    put_file(path("plain"), "plain");
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("plain"), RVM_SNAPSHOT_FULL, NULL), -EEXIST);
-    assert_true(file_says(path("plain"), "plain"));
+    put_file(scratch_path("plain"), "plain");
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("plain"), RVM_SNAPSHOT_FULL, NULL),
+                     -EEXIST);
+    assert_true(file_says(scratch_path("plain"), "plain"));
     /* A snapshot is replaced, and no temporary directory is left beside it. */
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("snap"), RVM_SNAPSHOT_FULL, NULL), 0);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("snap"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("snap"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("snap"), RVM_SNAPSHOT_FULL, NULL), 0);
     tvm_destroy(&t);
     char cmd[256];
-    snprintf(cmd, sizeof(cmd), "test $(ls '%s' | grep -c tmp) -eq 0", root);
+    snprintf(cmd, sizeof(cmd), "test $(ls '%s' | grep -c tmp) -eq 0", scratch_root());
     assert_int_equal(system(cmd), 0);
-    assert_int_equal(restore_with(path("snap"), false, false), 0);
+    assert_int_equal(restore_with(scratch_path("snap"), false, false), 0);
 }
 
 /*
@@ -184,24 +158,26 @@ static void test_snapshot_never_replaces_a_chain_member(void **state)
     struct tvm t;
 
     small_guest(&t);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-base"), RVM_SNAPSHOT_FULL, NULL), 0);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-d1"), RVM_SNAPSHOT_DIFF, NULL), 0);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-d2"), RVM_SNAPSHOT_DIFF, NULL), 0);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-base"), RVM_SNAPSHOT_DIFF, NULL), -EEXIST);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-d1"), RVM_SNAPSHOT_DIFF, NULL), -EEXIST);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-d2"), RVM_SNAPSHOT_DIFF, NULL), -EEXIST);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-base"), RVM_SNAPSHOT_FULL, NULL), -EEXIST);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-d1"), RVM_SNAPSHOT_LIVE, NULL), -EEXIST);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-base"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-d1"), RVM_SNAPSHOT_DIFF, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-d2"), RVM_SNAPSHOT_DIFF, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-base"), RVM_SNAPSHOT_DIFF, NULL),
+                     -EEXIST);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-d1"), RVM_SNAPSHOT_DIFF, NULL), -EEXIST);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-d2"), RVM_SNAPSHOT_DIFF, NULL), -EEXIST);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-base"), RVM_SNAPSHOT_FULL, NULL),
+                     -EEXIST);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-d1"), RVM_SNAPSHOT_LIVE, NULL), -EEXIST);
     /* Spelled another way, it is the same directory. */
     char other[160];
-    snprintf(other, sizeof(other), "%s/./c-d1", root);
+    snprintf(other, sizeof(other), "%s/./c-d1", scratch_root());
     assert_int_equal(rvm_vm_snapshot(t.vm, other, RVM_SNAPSHOT_DIFF, NULL), -EEXIST);
-    assert_int_equal(restore_with(path("c-d2"), false, false), 0);
+    assert_int_equal(restore_with(scratch_path("c-d2"), false, false), 0);
     /* The newest: nothing names it as a parent, a full snapshot may take its place. */
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("c-d2"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("c-d2"), RVM_SNAPSHOT_FULL, NULL), 0);
     tvm_destroy(&t);
-    assert_int_equal(restore_with(path("c-d2"), false, false), 0);
-    assert_int_equal(restore_with(path("c-d1"), false, false), 0);
+    assert_int_equal(restore_with(scratch_path("c-d2"), false, false), 0);
+    assert_int_equal(restore_with(scratch_path("c-d1"), false, false), 0);
 }
 
 /*
@@ -217,36 +193,40 @@ static void test_merge_never_launders_corruption(void **state)
     struct rvm_hv *hv;
 
     small_guest(&t);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("m-base"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("m-base"), RVM_SNAPSHOT_FULL, NULL), 0);
     sleep_ms(50); /* passes over the working set: pages for the diff */
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("m-diff"), RVM_SNAPSHOT_DIFF, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("m-diff"), RVM_SNAPSHOT_DIFF, NULL), 0);
     tvm_destroy(&t);
     assert_int_equal(rvm_hv_open(NULL, &hv), 0);
-    assert_int_equal(rvm_snapshot_merge(hv, path("m-diff"), path("m-out")), 0);
-    assert_int_equal(restore_with(path("m-out"), true, true), 0);
-    assert_int_equal(rvm_snapshot_merge(hv, path("m-diff"), path("m-base")), -EEXIST);
+    assert_int_equal(rvm_snapshot_merge(hv, scratch_path("m-diff"), scratch_path("m-out")), 0);
+    assert_int_equal(restore_with(scratch_path("m-out"), true, true), 0);
+    assert_int_equal(rvm_snapshot_merge(hv, scratch_path("m-diff"), scratch_path("m-base")),
+                     -EEXIST);
 
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s' && cp -r '%s' '%s'", path("m-base"),
-             path("m-base2"), path("m-diff"), path("m-diff2"));
+    snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s' && cp -r '%s' '%s'", scratch_path("m-base"),
+             scratch_path("m-base2"), scratch_path("m-diff"), scratch_path("m-diff2"));
     assert_int_equal(system(cmd), 0);
     /* A byte of the base's memory (in a page the diff does not hold: the guest's code). */
-    flip_byte(file(path("m-base"), "memory"), 0x100000 + 100);
-    assert_int_equal(rvm_snapshot_merge(hv, path("m-diff"), path("m-bad")), -EBADMSG);
+    flip_byte(path_join(scratch_path("m-base"), "memory"), 0x100000 + 100);
+    assert_int_equal(rvm_snapshot_merge(hv, scratch_path("m-diff"), scratch_path("m-bad")),
+                     -EBADMSG);
     struct stat st;
-    assert_int_equal(stat(path("m-bad"), &st), -1);
+    assert_int_equal(stat(scratch_path("m-bad"), &st), -1);
     /* A byte of a page the diff holds (the guest's working set). */
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mv '%s' '%s'", path("m-base"), path("m-base2"),
-             path("m-base"));
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mv '%s' '%s'", scratch_path("m-base"),
+             scratch_path("m-base2"), scratch_path("m-base"));
     assert_int_equal(system(cmd), 0);
-    assert_int_equal(rvm_snapshot_merge(hv, path("m-diff"), path("m-out2")), 0);
-    flip_byte(file(path("m-diff"), "memory"), (off_t)first_present(path("m-diff")) * 4096 + 8);
-    assert_int_equal(rvm_snapshot_merge(hv, path("m-diff"), path("m-bad")), -EBADMSG);
-    assert_int_equal(stat(path("m-bad"), &st), -1);
+    assert_int_equal(rvm_snapshot_merge(hv, scratch_path("m-diff"), scratch_path("m-out2")), 0);
+    flip_byte(path_join(scratch_path("m-diff"), "memory"),
+              (off_t)first_present(scratch_path("m-diff")) * 4096 + 8);
+    assert_int_equal(rvm_snapshot_merge(hv, scratch_path("m-diff"), scratch_path("m-bad")),
+                     -EBADMSG);
+    assert_int_equal(stat(scratch_path("m-bad"), &st), -1);
     /* Into itself: the diff becomes the full snapshot it amounts to (same id: children still fit).
      */
-    assert_int_equal(rvm_snapshot_merge(hv, path("m-diff2"), path("m-diff2")), 0);
-    assert_int_equal(restore_with(path("m-diff2"), false, false), 0);
+    assert_int_equal(rvm_snapshot_merge(hv, scratch_path("m-diff2"), scratch_path("m-diff2")), 0);
+    assert_int_equal(restore_with(scratch_path("m-diff2"), false, false), 0);
     rvm_hv_close(hv);
 }
 
@@ -266,12 +246,12 @@ static void test_lazy_restore_reads_no_memory_unless_asked(void **state)
     rvm_restore_params_init(&p);
     assert_false(p.verify_memory);
     small_guest(&t);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("l-snap"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("l-snap"), RVM_SNAPSHOT_FULL, NULL), 0);
     tvm_destroy(&t);
-    flip_byte(file(path("l-snap"), "memory"), (20 << 20) + 5);
-    assert_int_equal(restore_with(path("l-snap"), true, false), 0);
-    assert_int_equal(restore_with(path("l-snap"), true, true), -EBADMSG);
-    assert_int_equal(restore_with(path("l-snap"), false, false), -EBADMSG);
+    flip_byte(path_join(scratch_path("l-snap"), "memory"), (20 << 20) + 5);
+    assert_int_equal(restore_with(scratch_path("l-snap"), true, false), 0);
+    assert_int_equal(restore_with(scratch_path("l-snap"), true, true), -EBADMSG);
+    assert_int_equal(restore_with(scratch_path("l-snap"), false, false), -EBADMSG);
 }
 
 static int count_range(void *opaque, uint64_t gpa, uint64_t len)
@@ -300,7 +280,7 @@ static void test_collect_never_hides_pages_from_a_diff(void **state)
 
     small_guest(&t);
     st = rvm_mem_hva(rvm_vm_mem(t.vm), BG_MEM_STATE, 4096);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("g-base"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("g-base"), RVM_SNAPSHOT_FULL, NULL), 0);
     snapped_before = st[BG_MEM_ST_PASSES_DONE];
     for (int i = 0; i < 30000 && st[BG_MEM_ST_PASSES_DONE] < snapped_before + 3; i++)
         sleep_ms(1);
@@ -308,11 +288,11 @@ static void test_collect_never_hides_pages_from_a_diff(void **state)
     /* The embedder's own consumer takes what the guest wrote since the full snapshot. */
     assert_int_equal(rvm_vm_dirty_collect(t.vm, count_range, &collected, NULL), 0);
     assert_true(collected >= 64);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("g-diff"), RVM_SNAPSHOT_DIFF, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("g-diff"), RVM_SNAPSHOT_DIFF, NULL), 0);
 
     assert_int_equal(rvm_hv_open(NULL, &hv), 0);
     rvm_restore_params_init(&p);
-    assert_int_equal(rvm_vm_restore(hv, path("g-diff"), &p, &vm, NULL), 0);
+    assert_int_equal(rvm_vm_restore(hv, scratch_path("g-diff"), &p, &vm, NULL), 0);
     const struct rvm_mem_region *rg = rvm_mem_region(rvm_vm_mem(t.vm), 0);
     const uint8_t *a = rvm_mem_hva(rvm_vm_mem(t.vm), rg->gpa, rg->size);
     const uint8_t *b = rvm_mem_hva(rvm_vm_mem(vm), rg->gpa, rg->size);
@@ -332,7 +312,7 @@ static void test_collect_never_hides_pages_from_a_diff(void **state)
     snapped_before = st[BG_MEM_ST_PASSES_DONE];
     for (int i = 0; i < 30000 && st[BG_MEM_ST_PASSES_DONE] < snapped_before + 3; i++)
         sleep_ms(1);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("g-diff2"), RVM_SNAPSHOT_DIFF, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("g-diff2"), RVM_SNAPSHOT_DIFF, NULL), 0);
     assert_int_equal(rvm_vm_dirty_collect(t.vm, count_range, &collected, NULL), 0);
     assert_true(collected >= 64);
     tvm_destroy(&t);
@@ -355,7 +335,7 @@ static void *snap_thread(void *p)
 /* Whether a temporary directory of a snapshot into root/name is there (it is under way). */
 static bool under_way(const char *name)
 {
-    DIR *d = opendir(root);
+    DIR *d = opendir(scratch_root());
     struct dirent *e;
     size_t n = strlen(name);
     bool found = false;
@@ -387,7 +367,7 @@ static void test_snapshot_owns_the_pause(void **state)
     assert_int_equal(rvm_vm_start(t.vm), 0);
     sleep_ms(50);
     for (int attempt = 0; attempt < 5 && !seen; attempt++) {
-        struct snap_job j = {t.vm, path("o-snap"),
+        struct snap_job j = {t.vm, scratch_path("o-snap"),
                              attempt % 2 ? RVM_SNAPSHOT_LIVE : RVM_SNAPSHOT_FULL, 1};
         pthread_t th;
         bool was_paused = attempt % 2 == 0;
@@ -398,7 +378,7 @@ static void test_snapshot_owns_the_pause(void **state)
         while (!under_way("o-snap") && __atomic_load_n(&j.r, __ATOMIC_ACQUIRE) == 1)
             usleep(50);
         if (under_way("o-snap")) {
-            int second = rvm_vm_snapshot(t.vm, path("o-other"), RVM_SNAPSHOT_FULL, NULL);
+            int second = rvm_vm_snapshot(t.vm, scratch_path("o-other"), RVM_SNAPSHOT_FULL, NULL);
             int resumed = rvm_vm_resume(t.vm);
             seen = under_way("o-snap"); /* both were asked while it ran */
             if (seen) {
@@ -416,7 +396,7 @@ static void test_snapshot_owns_the_pause(void **state)
         print_message("the snapshots ended before they could be caught under way\n");
     assert_true(seen);
     tvm_destroy(&t);
-    assert_int_equal(restore_with(path("o-snap"), false, false), 0);
+    assert_int_equal(restore_with(scratch_path("o-snap"), false, false), 0);
 }
 
 /*
@@ -430,28 +410,26 @@ static void test_snapshot_leaves_tracking_as_it_was(void **state)
 {
     (void)state;
     SKIP_WITHOUT_KVM();
-    struct rvm_vm_config c;
     struct tvm t;
 
-    rvm_vm_config_init(&c);
-    c.mem.size = 32 << 20;
-    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
-    assert_int_equal(rvm_vm_start(t.vm), 0);
+    guest_running(&t, 1, false);
     sleep_ms(20);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("t-full"), RVM_SNAPSHOT_FULL, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("t-full"), RVM_SNAPSHOT_FULL, NULL), 0);
     assert_int_equal(rvm_vm_dirty_mode(t.vm), RVM_DIRTY_OFF);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("t-diff"), RVM_SNAPSHOT_DIFF, NULL), -EINVAL);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("t-live"), RVM_SNAPSHOT_LIVE, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("t-diff"), RVM_SNAPSHOT_DIFF, NULL),
+                     -EINVAL);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("t-live"), RVM_SNAPSHOT_LIVE, NULL), 0);
     assert_int_equal(rvm_vm_dirty_mode(t.vm), RVM_DIRTY_OFF);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("t-diff"), RVM_SNAPSHOT_DIFF, NULL), -EINVAL);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("t-diff"), RVM_SNAPSHOT_DIFF, NULL),
+                     -EINVAL);
     /* Asked for: it stays on, and diffs follow. */
     assert_int_equal(rvm_vm_dirty_enable(t.vm), 0);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("t-live"), RVM_SNAPSHOT_LIVE, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("t-live"), RVM_SNAPSHOT_LIVE, NULL), 0);
     assert_int_equal(rvm_vm_dirty_mode(t.vm), RVM_DIRTY_BITMAP);
-    assert_int_equal(rvm_vm_snapshot(t.vm, path("t-diff"), RVM_SNAPSHOT_DIFF, NULL), 0);
+    assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("t-diff"), RVM_SNAPSHOT_DIFF, NULL), 0);
     assert_int_equal(rvm_vm_dirty_mode(t.vm), RVM_DIRTY_BITMAP);
     tvm_destroy(&t);
-    assert_int_equal(restore_with(path("t-diff"), false, false), 0);
+    assert_int_equal(restore_with(scratch_path("t-diff"), false, false), 0);
 }
 
 /*
@@ -465,27 +443,22 @@ static void test_vcpus_complete_their_own_exits(void **state)
 {
     (void)state;
     SKIP_WITHOUT_KVM();
-    struct rvm_vm_config c;
     struct tvm t;
 
-    rvm_vm_config_init(&c);
-    c.mem.size = 32 << 20;
-    c.vcpus = 2;
-    tvm_create(&t, "test=mem-dirty ws=64 passes=0", &c);
-    assert_int_equal(rvm_vm_start(t.vm), 0);
+    guest_running(&t, 2, false);
     for (int i = 0; i < 6; i++) {
         enum rvm_snapshot_mode mode = i % 2 ? RVM_SNAPSHOT_LIVE : RVM_SNAPSHOT_FULL;
         sleep_ms(10);
-        assert_int_equal(rvm_vm_snapshot(t.vm, path("v-snap"), mode, NULL), 0);
+        assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("v-snap"), mode, NULL), 0);
         if (i == 4) {
             assert_int_equal(rvm_vm_pause(t.vm), 0); /* a paused VM too */
-            assert_int_equal(rvm_vm_snapshot(t.vm, path("v-snap"), mode, NULL), 0);
+            assert_int_equal(rvm_vm_snapshot(t.vm, scratch_path("v-snap"), mode, NULL), 0);
             assert_int_equal(rvm_vm_resume(t.vm), 0);
         }
     }
     assert_int_equal(t.vm->snap.foreign_completions, 0);
     tvm_destroy(&t);
-    assert_int_equal(restore_with(path("v-snap"), false, false), 0);
+    assert_int_equal(restore_with(scratch_path("v-snap"), false, false), 0);
 }
 
 int main(void)

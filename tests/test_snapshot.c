@@ -21,6 +21,7 @@
 #include "../core/snapshot_internal.h"
 #include "../core/vm_internal.h"
 #include "../guest/abi.h"
+#include "common/scratch.h"
 #include "common/testutil.h"
 
 #define WS     2048
@@ -343,18 +344,6 @@ static int try_restore(const char *dir, bool lazy)
     rvm_vm_destroy(vm);
     rvm_hv_close(hv);
     return err;
-}
-
-static void flip_byte(const char *file, off_t off)
-{
-    int fd = open(file, O_RDWR);
-    uint8_t b;
-
-    assert_true(fd >= 0);
-    assert_int_equal(pread(fd, &b, 1, off), 1);
-    b ^= 0x10;
-    assert_int_equal(pwrite(fd, &b, 1, off), 1);
-    close(fd);
 }
 
 static void copy_sample(const char *from, const char *to)
