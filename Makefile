@@ -210,6 +210,7 @@ help:
 	@echo 'make demo         install missing packages, build, print the benchmark table'
 	@echo 'make bench        build build/ringvm-bench (Google Benchmark)'
 	@echo 'make linux-guest  build the kernel and initramfs of the Linux tier (build/linux)'
+	@echo 'make fuzz         run each libFuzzer target FUZZ_SECONDS (60) (docs/fuzzing.md)'
 	@echo 'make install PREFIX=/usr/local   headers, libringvm.{a,so}, ringvm.pc, ringvm'
 	@echo 'make format | format-check      clang-format the tree / check it'
 	@echo 'options: WERROR=0  V=1  SANITIZE=address,undefined|thread  BUILD=dir'
