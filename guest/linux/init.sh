@@ -143,8 +143,23 @@ step_idle() {
 # An NMI to every CPU (sysrq l: a backtrace of each), as the kernel's RCU
 # stall detector sends when a CPU falls behind, which a loaded host makes
 # happen: the NMI entry must survive.
+# The backtraces come out on the console after the trigger returns, and a
+# verdict written meanwhile would be cut in two by them on ttyS0 (the 8250's
+# 16-byte FIFO is refilled between them): so wait until the last CPU's is in
+# the kernel's log, then a second more for the console to catch up.
 step_nmi() {
+    last=$((${rvm_cpus:-1} - 1))
     echo l > /proc/sysrq-trigger
+    i=0
+    until $bb dmesg | $bb grep -q "NMI backtrace for cpu $last"; do
+        i=$((i + 1))
+        if [ "$i" -gt 60 ]; then
+            fail nmi "no backtrace from cpu $last in 60 seconds"
+            return
+        fi
+        $bb sleep 1
+    done
+    $bb sleep 1
     ok nmi
 }
 

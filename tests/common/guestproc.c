@@ -89,13 +89,26 @@ char *gp_text(const char *path)
     return bg_read_file(path, &buf, &len) == 0 ? buf : NULL;
 }
 
+static bool holds_any(const char *text, const char *const *needles)
+{
+    for (; *needles; needles++)
+        if (strstr(text, *needles))
+            return true;
+    return false;
+}
+
 char *gp_wait_for(struct guest_proc *g, const char *file, const char *needle, int seconds)
+{
+    return gp_wait_any(g, file, (const char *const[]){needle, NULL}, seconds);
+}
+
+char *gp_wait_any(struct guest_proc *g, const char *file, const char *const *needles, int seconds)
 {
     for (int i = 0; i < seconds * 5; i++) {
         bool ended = gp_reap(g);
         char *text = gp_text(file);
 
-        if (text && (strstr(text, needle) || ended))
+        if (text && (holds_any(text, needles) || ended))
             return text;
         free(text);
         if (ended)
@@ -119,14 +132,19 @@ int gp_wait_exit(struct guest_proc *g, int seconds)
     return WEXITSTATUS(g->status);
 }
 
+/* cmocka cuts a failure message at 1 KiB: the log goes out whole, before it. */
 void gp_need(const char *text, const char *line, const char *who)
 {
-    if (!strstr(text, line))
-        fail_msg("%s: no \"%s\" in:\n%s", who, line, text);
+    if (!strstr(text, line)) {
+        print_message("%s: the log searched:\n%s\n", who, text);
+        fail_msg("%s: no \"%s\" in its log (printed above)", who, line);
+    }
 }
 
 void gp_need_not(const char *text, const char *line, const char *who)
 {
-    if (strstr(text, line))
-        fail_msg("%s: \"%s\" should not be in:\n%s", who, line, text);
+    if (strstr(text, line)) {
+        print_message("%s: the log searched:\n%s\n", who, text);
+        fail_msg("%s: \"%s\" should not be in its log (printed above)", who, line);
+    }
 }

@@ -45,6 +45,9 @@ char *gp_text(const char *path);
  */
 char *gp_wait_for(struct guest_proc *g, const char *file, const char *needle, int seconds);
 
+/* gp_wait_for() for the first of several needles (a NULL-ended list). */
+char *gp_wait_any(struct guest_proc *g, const char *file, const char *const *needles, int seconds);
+
 /* Waits for g to end and returns its exit status; fails the test on a signal or a timeout. */
 int gp_wait_exit(struct guest_proc *g, int seconds);
 
