@@ -704,6 +704,7 @@ void net_main(const char *cmdline, const char *test, uint64_t n)
         }
     }
     put_kv("rx_frames", net.rx_frames);
+    put_kv("rx_empty", net.rx_bad); /* buffers given back without a frame */
     put_kv("arp_answered", net.arp_answered);
     put_kv("echo_answered", net.echo_answered);
     put_kv("kicks", net.kicks);

@@ -356,9 +356,49 @@ static void test_snapshot_restore(void **state)
     assert_int_equal(v, 0);
     assert_int_equal(bg_result_value(con2.buf, "reordered", &v), 0);
     assert_int_equal(v, 0);
+    /* The receive buffers the device held came back with it, not as empty ones. */
+    assert_int_equal(bg_result_value(con2.buf, "rx_empty", &v), 0);
+    assert_int_equal(v, 0);
     rvm_vm_destroy(vm2);
     rvm_hv_close(g.t.hv);
     assert_int_equal(bg_netns_leave(home), 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * Quiesce is not a reset: snapshots of a receiving guest that runs on pause
+ * the device's worker (the same thread serves the guest after) and keep the
+ * receive buffers it holds. Before, each snapshot started new workers and
+ * gave the held buffers back empty, which the guest saw.
+ */
+static void test_snapshot_keeps_rx_buffers(void **state)
+{
+    struct gvm g;
+    char dir[64], path[96];
+    long before[4], after[4];
+    (void)state;
+
+    int home = enter_with_tap(&g);
+    gvm_start(&g, "test=net-udp-rx n=200 size=600");
+    send_range(0, 100, 600);
+    sleep_ms(200);
+    snprintf(dir, sizeof(dir), "/tmp/ringvm-netkeep-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(thread_ids("rvm-net", before, 4), 1);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/s%d", dir, i);
+        assert_int_equal(rvm_vm_snapshot(g.t.vm, path, RVM_SNAPSHOT_FULL, NULL), 0);
+        assert_int_equal(thread_ids("rvm-net", after, 4), 1);
+        assert_int_equal(after[0], before[0]);
+    }
+    send_range(100, 200, 600);
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    assert_int_equal(result(&g, "received"), 200);
+    assert_int_equal(result(&g, "bad"), 0);
+    assert_int_equal(result(&g, "rx_empty"), 0);
+    leave(&g, home);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
@@ -472,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_two_guests_socket),
         cmocka_unit_test(test_size_over_mtu),
         cmocka_unit_test(test_snapshot_restore),
+        cmocka_unit_test(test_snapshot_keeps_rx_buffers),
         cmocka_unit_test(test_snapshot_socket_refused),
         cmocka_unit_test(test_qemu_net),
     };

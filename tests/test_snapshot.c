@@ -563,6 +563,64 @@ static void test_disk_mid_io(void **state)
     disk_round_trip("qd=8 pattern=seq", "disk-seq");
 }
 
+/*
+ * Quiesce is not a reset: a snapshot of a running guest with requests in
+ * flight pauses the device's worker (its thread and ring stay, the same
+ * thread serves the guest after), and the guest reads back every sector as
+ * it wrote it. Before, every snapshot stopped the worker and started a new
+ * one on a new io_uring.
+ */
+static void test_snapshot_keeps_workers(void **state)
+{
+    struct rvm_vm_config c;
+    struct rvm_blk_config bc = {.path = path("disk-keep")};
+    struct rvm_vm_result res;
+    struct tvm t;
+    char word[96], cmd[256];
+    long before[4], after[4];
+    uint64_t v;
+    int fd = open(bc.path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_true(fd >= 0 && ftruncate(fd, 32 << 20) == 0);
+    close(fd);
+    vm_config(&c, RVM_MEM_ANON);
+    struct rvm_hv_config hc = {.log = log_to_buf, .log_opaque = &t.log, .log_level = RVM_LOG_WARN};
+    struct rvm_uart_config uc = {.out = console_out, .out_opaque = &t.con};
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(rvm_hv_open(&hc, &t.hv), 0);
+    assert_int_equal(rvm_vm_create(t.hv, &c, &t.vm), 0);
+    assert_int_equal(rvm_uart_attach(t.vm, &uc, NULL), 0);
+    assert_int_equal(rvm_debug_exit_attach(t.vm, 0), 0);
+    assert_int_equal(rvm_vm_add_virtio_blk(t.vm, &bc, word, sizeof(word)), 0);
+    snprintf(cmd, sizeof(cmd), "test=blk-verify n=20000 qd=8 %s", word);
+    struct rvm_pvh_params pp = {.cmdline = cmd};
+    assert_int_equal(rvm_vm_load_pvh_file(t.vm, guest_path(), &pp, NULL), 0);
+    assert_int_equal(rvm_vm_start(t.vm), 0);
+    sleep_ms(300);
+    assert_int_equal(thread_ids("rvm-blk", before, 4), 1);
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+
+        snprintf(name, sizeof(name), "keep-%d", i);
+        assert_int_equal(rvm_vm_snapshot(t.vm, path(name), RVM_SNAPSHOT_FULL, NULL), 0);
+        assert_int_equal(thread_ids("rvm-blk", after, 4), 1);
+        assert_int_equal(after[0], before[0]);
+        sleep_ms(50);
+    }
+    assert_int_equal(rvm_vm_wait(t.vm, 120000, &res), 0);
+    if (res.end != RVM_END_DEBUG_EXIT || res.value != 0)
+        print_message("guest said: %s\n", t.con.buf);
+    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
+    assert_int_equal(res.value, 0);
+    assert_int_equal(bg_result_value(t.con.buf, "mismatches", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(bg_result_value(t.con.buf, "errors", &v), 0);
+    assert_int_equal(v, 0);
+    tvm_destroy(&t);
+}
+
 /* Leaf 0x40000001 EAX of vCPU 0, as KVM holds it. */
 static uint32_t kvm_features(struct rvm_vm *vm)
 {
@@ -628,7 +686,8 @@ int main(void)
         cmocka_unit_test(test_full_hugepages), cmocka_unit_test(test_diff_chain),
         cmocka_unit_test(test_live),           cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_wrong_parent),   cmocka_unit_test(test_enospc_keeps_older),
-        cmocka_unit_test(test_disk_mid_io),    cmocka_unit_test(test_cpuid_travels),
+        cmocka_unit_test(test_disk_mid_io),    cmocka_unit_test(test_snapshot_keeps_workers),
+        cmocka_unit_test(test_cpuid_travels),
     };
     return cmocka_run_group_tests_name("snapshot", tests, group_setup, group_teardown);
 }

@@ -133,6 +133,35 @@ static void test_simple_chain_and_used(void **state)
     assert_false(vq_publish_used(&f->q)); /* nothing new */
 }
 
+/*
+ * A chain the device took before, walked again by its head (a restored
+ * device's held buffers): the same segments, the rings untouched, a head
+ * past the queue refused and a bad chain reported as vq_pop() would.
+ */
+static void test_chain_at(void **state)
+{
+    struct fx *f = *state;
+    uint16_t last = f->q.last_avail;
+
+    desc(f, DESC, 2, DATA, 256, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 6);
+    desc(f, DESC, 6, DATA + 8192, 100, VRING_DESC_F_WRITE, 0);
+    assert_int_equal(vq_chain_at(&f->q, 2, &f->c), 0);
+    assert_int_equal(f->c.err, VQ_OK);
+    assert_int_equal(f->c.head, 2);
+    assert_int_equal(f->c.nseg, 2);
+    assert_int_equal(f->c.in_len, 356);
+    assert_int_equal(f->c.out_len, 0);
+    assert_ptr_equal(f->seg[1].hva, rvm_mem_hva(f->m, DATA + 8192, 1));
+    assert_int_equal(f->q.last_avail, last);
+    assert_int_equal(vq_pop(&f->q, &f->c), 0); /* nothing was made available */
+    assert_int_equal(vq_chain_at(&f->q, QSZ, &f->c), -ERANGE);
+    desc(f, DESC, 6, MEM - 8, 100, VRING_DESC_F_WRITE, 0); /* past guest RAM */
+    assert_int_equal(vq_chain_at(&f->q, 2, &f->c), 0);
+    assert_int_equal(f->c.err, VQ_ERR_ADDR);
+    struct vq unset = {.size = 0};
+    assert_int_equal(vq_chain_at(&unset, 0, &f->c), -EINVAL);
+}
+
 static void test_loop(void **state)
 {
     struct fx *f = *state;
@@ -367,6 +396,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_setup_checks),
         T(test_simple_chain_and_used),
+        T(test_chain_at),
         T(test_loop),
         T(test_index_and_addresses),
         T(test_direction_and_segments),

@@ -34,7 +34,8 @@
 #define RING_ENTRIES  512
 #define TAG_STOP      (1ULL << 62)
 #define TAG_NOTIFY    (1ULL << 61) /* | queue index */
-#define FILE_DIRECT   0            /* registered file indices */
+#define TAG_PAUSE     (1ULL << 60)
+#define FILE_DIRECT   0 /* registered file indices */
 #define FILE_BUFFERED 1
 
 struct blk_slot {
@@ -64,6 +65,7 @@ struct virtio_blk {
     pthread_t worker;
     bool running;
     int stop_efd;
+    struct worker_gate gate; /* a snapshot's pause */
     struct io_uring ring;
     uint64_t notify_buf[VIRTIO_MMIO_MAX_QUEUES];
     uint64_t stop_buf;
@@ -242,7 +244,7 @@ static bool poll_for_work(struct virtio_blk *b)
 
     io_uring_submit(&b->ring);
     for (unsigned i = 1;; i++) {
-        if (io_uring_cq_ready(&b->ring))
+        if (io_uring_cq_ready(&b->ring) || worker_pause_wanted(&b->gate))
             return true;
         if (b->free_head >= 0)
             for (uint16_t q = 0; q < b->nq; q++)
@@ -260,33 +262,42 @@ static bool poll_for_work(struct virtio_blk *b)
     }
 }
 
-static void *worker_main(void *arg)
+/* Every queue drained (at start, and after a pause); false if one broke. */
+static bool drain_all(struct virtio_blk *b)
 {
-    struct virtio_blk *b = arg;
+    for (uint16_t q = 0; q < b->nq; q++)
+        if (!drain_queue(b, q, b->poll_ns != 0))
+            return false;
+    return true;
+}
+
+static void worker_loop(struct virtio_blk *b)
+{
     bool stopping = false, broken = false;
 
-    pthread_setname_np(pthread_self(), "rvm-blk");
-    if (worker_ring_enable(&b->ring, b->ring_disabled) < 0) {
-        rvm_err(b->vm->hv, "virtio-blk: cannot enable the io_uring; device needs a reset");
-        virtio_mmio_needs_reset(b->t);
-        return NULL;
-    }
     for (uint16_t q = 0; q < b->nq; q++)
         if (b->vqs[q].size)
             worker_arm_eventfd(&b->ring, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q],
                                TAG_NOTIFY | q);
     worker_arm_eventfd(&b->ring, b->stop_efd, &b->stop_buf, TAG_STOP);
-    /* Chains made available before this worker started (a kick consumed by the worker that
-     * stopped for a snapshot, or one taken before a restore) are served now. */
-    for (uint16_t q = 0; q < b->nq && !broken; q++)
-        broken = !drain_queue(b, q, b->poll_ns != 0);
+    worker_arm_eventfd(&b->ring, b->gate.efd, &b->gate.buf, TAG_PAUSE);
+    /* Chains made available before this worker started (one taken before a restore) are
+     * served now. */
+    broken = !drain_all(b);
 
     while (!stopping || b->inflight > 0) {
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
         bool kicked[VIRTIO_MMIO_MAX_QUEUES] = {false}, completed = false, polled = false;
 
-        if (b->poll_ns && !stopping && !broken) {
+        /* A snapshot's pause: once what is in flight is done and published (the loop's end). */
+        if (!stopping && b->inflight == 0 && worker_pause_wanted(&b->gate)) {
+            if (!worker_park(&b->gate))
+                break; /* reset while paused: nothing in flight, nothing new taken */
+            broken = broken || !drain_all(b);
+        }
+        bool pausing = worker_pause_wanted(&b->gate);
+        if (b->poll_ns && !stopping && !broken && !pausing) {
             polled = poll_for_work(b);
             /* Before sleeping, notifications back on; what raced with that is work. */
             for (uint16_t q = 0; q < b->nq && !polled; q++)
@@ -303,6 +314,8 @@ static void *worker_main(void *arg)
             seen++;
             if (tag == TAG_STOP)
                 stopping = true;
+            else if (tag == TAG_PAUSE)
+                worker_arm_eventfd(&b->ring, b->gate.efd, &b->gate.buf, TAG_PAUSE);
             else if (tag & TAG_NOTIFY)
                 kicked[tag & 0xffff] = true;
             else {
@@ -313,9 +326,11 @@ static void *worker_main(void *arg)
         io_uring_cq_advance(&b->ring, seen);
         /* Stopping: nothing new is taken, but what completes is published (a snapshot
          * saves the queues after this drain: the driver must see these completions). */
+        pausing = worker_pause_wanted(&b->gate);
         for (uint16_t q = 0; q < b->nq && !broken && !stopping; q++) {
-            /* After completions every queue may have waited for a slot. */
-            if (kicked[q] || completed || polled)
+            /* After completions every queue may have waited for a slot (not while pausing:
+             * its notification stays consumed, and the drain after the pause finds it). */
+            if (!pausing && (kicked[q] || completed || polled))
                 broken = !drain_queue(b, q, b->poll_ns != 0);
             if (kicked[q])
                 worker_arm_eventfd(&b->ring, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q],
@@ -331,6 +346,20 @@ static void *worker_main(void *arg)
             virtio_mmio_interrupt(b->t, VIRTIO_MMIO_INT_VRING);
         }
     }
+}
+
+static void *worker_main(void *arg)
+{
+    struct virtio_blk *b = arg;
+
+    pthread_setname_np(pthread_self(), "rvm-blk");
+    if (worker_ring_enable(&b->ring, b->ring_disabled) < 0) {
+        rvm_err(b->vm->hv, "virtio-blk: cannot enable the io_uring; device needs a reset");
+        virtio_mmio_needs_reset(b->t);
+    } else {
+        worker_loop(b);
+    }
+    worker_gone(&b->gate);
     return NULL;
 }
 
@@ -362,11 +391,15 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         r = -errno;
         goto err_ring;
     }
-    if ((r = vm_io_thread_create(b->vm, &b->worker, worker_main, b)) < 0)
+    if ((r = worker_gate_init(&b->gate)) < 0)
         goto err_efd;
+    if ((r = vm_io_thread_create(b->vm, &b->worker, worker_main, b)) < 0)
+        goto err_gate;
     b->running = true;
     return 0;
 
+err_gate:
+    worker_gate_destroy(&b->gate);
 err_efd:
     close(b->stop_efd);
 err_ring:
@@ -385,11 +418,30 @@ static void blk_reset(void *dev)
 
     if (!b->running)
         return;
+    worker_quit(&b->gate); /* a VM destroyed while a snapshot holds it paused */
     if (worker_stop(b->worker, b->stop_efd, &b->ring) < 0)
         rvm_err(b->vm->hv, "virtio-blk: cannot signal the worker to stop");
+    worker_gate_destroy(&b->gate);
     free(b->slots);
     b->slots = NULL;
     b->running = false;
+}
+
+/* A snapshot's pause: in-flight I/O done and published, the worker waiting; nothing forgotten. */
+static void blk_quiesce(void *dev)
+{
+    struct virtio_blk *b = dev;
+
+    if (b->running && worker_pause(&b->gate) < 0)
+        rvm_err(b->vm->hv, "virtio-blk: cannot signal the worker to pause");
+}
+
+static void blk_resume(void *dev)
+{
+    struct virtio_blk *b = dev;
+
+    if (b->running)
+        worker_unpause(&b->gate);
 }
 
 static void blk_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
@@ -653,6 +705,8 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .config_read = blk_config_read,
         .activate = blk_activate,
         .reset = blk_reset,
+        .quiesce = blk_quiesce,
+        .resume = blk_resume,
     };
     if ((r = vm_add_device_snap(vm, b, NULL, blk_destroy, &virtio_blk_snap)) < 0)
         goto err_close;

@@ -475,7 +475,9 @@ static void transport_quiesce(void *p)
     struct virtio_mmio *t = p;
 
     pthread_mutex_lock(&t->lock);
-    if (t->active)
+    if (t->active && t->ops->quiesce)
+        t->ops->quiesce(t->dev);
+    else if (t->active)
         t->ops->reset(t->dev); /* stops the worker after its in-flight work; queues stay */
     pthread_mutex_unlock(&t->lock);
 }
@@ -485,7 +487,9 @@ static void transport_resume(void *p)
     struct virtio_mmio *t = p;
 
     pthread_mutex_lock(&t->lock);
-    if (t->active && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0) {
+    if (t->active && t->ops->quiesce) {
+        t->ops->resume(t->dev);
+    } else if (t->active && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0) {
         t->active = false;
         pthread_mutex_unlock(&t->lock);
         virtio_mmio_needs_reset(t);
@@ -524,9 +528,10 @@ int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     struct virtio_mmio *t;
     int r = 0, i = 0;
 
-    if (!vm || !ops || !ops->activate || !ops->reset || ops->num_queues == 0 ||
-        ops->num_queues > VIRTIO_MMIO_MAX_QUEUES || ops->config_size > 256 || !ops->queue_max ||
-        (ops->queue_max & (ops->queue_max - 1)) || ops->queue_max > VQ_MAX_SIZE)
+    if (!vm || !ops || !ops->activate || !ops->reset || !ops->quiesce != !ops->resume ||
+        ops->num_queues == 0 || ops->num_queues > VIRTIO_MMIO_MAX_QUEUES ||
+        ops->config_size > 256 || !ops->queue_max || (ops->queue_max & (ops->queue_max - 1)) ||
+        ops->queue_max > VQ_MAX_SIZE)
         return -EINVAL;
     t = calloc(1, sizeof(*t));
     if (!t)

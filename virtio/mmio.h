@@ -42,6 +42,14 @@ struct virtio_device_ops {
     int (*activate)(void *dev, struct vq *queues, uint64_t features);
     /* Stops all processing before returning; the queues are forgotten after. */
     void (*reset)(void *dev);
+    /*
+     * Optional, for snapshots: stop writing guest memory (what is in flight
+     * finished and published) without forgetting anything, and go on. A
+     * device without them is reset and activated again instead, which its
+     * driver may see.
+     */
+    void (*quiesce)(void *dev);
+    void (*resume)(void *dev);
 };
 
 /*

@@ -29,21 +29,23 @@
 #include "worker.h"
 #include "net.h"
 
-#define NET_HDR      ((uint32_t)sizeof(struct virtio_net_hdr_v1))
-#define ETH_HLEN_    14
-#define VLAN_HLEN_   4
-#define GSO_MAX      65535u /* the largest frame a GSO header may describe, less Ethernet */
-#define TX_SLOTS     64
-#define RX_DEPTH     32 /* receives posted at once, as one ordered chain */
-#define RX_CHAIN_SEG 20 /* pieces of one receive chain (Linux's big-packet chains have 19) */
-#define RX_IOV_MAX   64 /* pieces of one receive (merged buffers) */
-#define MAX_SEG      64
-#define RING_SIZE    256
-#define CTRL_MAX     64 /* bytes of a control command we read */
-#define TAG_STOP     (1ULL << 62)
-#define TAG_NOTIFY   (1ULL << 61) /* | queue index within the pair: 0 rx, 1 tx, 2 control */
-#define TAG_RX       (1ULL << 60) /* | slot */
-#define TAG_TX       (1ULL << 59) /* | slot */
+#define NET_HDR       ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define ETH_HLEN_     14
+#define VLAN_HLEN_    4
+#define GSO_MAX       65535u /* the largest frame a GSO header may describe, less Ethernet */
+#define TX_SLOTS      64
+#define RX_DEPTH      32 /* receives posted at once, as one ordered chain */
+#define RX_CHAIN_SEG  20 /* pieces of one receive chain (Linux's big-packet chains have 19) */
+#define RX_IOV_MAX    64 /* pieces of one receive (merged buffers) */
+#define MAX_SEG       64
+#define RING_SIZE     256
+#define CTRL_MAX      64 /* bytes of a control command we read */
+#define TAG_STOP      (1ULL << 62)
+#define TAG_NOTIFY    (1ULL << 61) /* | queue index within the pair: 0 rx, 1 tx, 2 control */
+#define TAG_RX        (1ULL << 60) /* | slot */
+#define TAG_TX        (1ULL << 59) /* | slot */
+#define TAG_PAUSE     (1ULL << 58)
+#define NET_QUEUE_MAX 256
 
 /* Offloads passed through to a tap in the virtio-net header. */
 #define TAP_OFFLOADS                                                                               \
@@ -87,6 +89,7 @@ struct pair {
     bool detached; /* a tap queue the guest has not enabled (MQ); __atomic */
     bool parked;   /* the worker found it detached and stopped reading */
     int stop_efd;
+    struct worker_gate gate; /* a snapshot's pause */
     struct io_uring ring;
     bool ring_disabled;
     uint64_t notify_buf[3], stop_buf;
@@ -94,6 +97,7 @@ struct pair {
     int tx_free, tx_inflight;
     struct rx_slot rx_slots[RX_DEPTH];
     int rx_posted; /* receives in flight; they complete in slot order */
+    int rx_batch;  /* receives posted in the last batch: the in-flight ones are its last */
     bool rx_eof;
     struct rx_chain *rxc; /* by head, rx->size of them */
     uint16_t *held;       /* heads of held chains, a ring of rx->size */
@@ -121,6 +125,16 @@ struct virtio_net {
     uint32_t tx_max;  /* largest frame (past the header) a transmit may carry */
 
     uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, several writers */
+
+    /* A restore's held receive chains, for the workers to take up at activate. */
+    struct net_held *restored;
+};
+
+/* The receive chains each pair held when the snapshot was taken, oldest first. */
+struct net_held {
+    uint16_t n[RVM_NET_MAX_QUEUE_PAIRS];
+    uint16_t pad;
+    uint16_t head[RVM_NET_MAX_QUEUE_PAIRS][NET_QUEUE_MAX];
 };
 
 static void stat_add(uint64_t *c)
@@ -351,6 +365,21 @@ static void held_push_front(struct pair *p, uint16_t head)
     p->held_n++;
 }
 
+/* Takes a receive chain into rxc[head], if a frame fits it; false if not. */
+static bool rx_keep(struct pair *p, const struct vq_chain *c)
+{
+    /* Merged buffers must each hold a header; a lone buffer a header and a frame. */
+    uint32_t min = p->n->mrg ? NET_HDR : NET_HDR + ETH_HLEN_;
+
+    if (c->err != VQ_OK || c->out_len != 0 || c->in_len < min || c->nseg > RX_CHAIN_SEG)
+        return false;
+    struct rx_chain *rc = &p->rxc[c->head];
+    rc->nseg = c->nseg;
+    rc->room = (uint32_t)c->in_len;
+    memcpy(rc->seg, c->seg, c->nseg * sizeof(c->seg[0]));
+    return true;
+}
+
 /*
  * The next chain to receive into: a held one, else the guest's next (taken
  * into rxc[head]). 1 with *head, 0 when there is none, -1 when the ring is
@@ -371,17 +400,11 @@ static int rx_take(struct pair *p, uint16_t *head)
         int r = vq_pop(p->rx, &c);
         if (r <= 0)
             return r < 0 ? -1 : 0;
-        /* Merged buffers must each hold a header; a lone buffer a header and a frame. */
-        uint32_t min = n->mrg ? NET_HDR : NET_HDR + ETH_HLEN_;
-        if (c.err != VQ_OK || c.out_len != 0 || c.in_len < min || c.nseg > RX_CHAIN_SEG) {
+        if (!rx_keep(p, &c)) {
             stat_add(&n->stat_rx_drop);
             vq_add_used(p->rx, c.head, 0);
             continue;
         }
-        struct rx_chain *rc = &p->rxc[c.head];
-        rc->nseg = c.nseg;
-        rc->room = (uint32_t)c.in_len;
-        memcpy(rc->seg, c.seg, c.nseg * sizeof(c.seg[0]));
         *head = c.head;
         return 1;
     }
@@ -458,6 +481,7 @@ static bool post_rx(struct pair *p, bool quiet)
             prev->flags |= IOSQE_IO_HARDLINK;
         prev = sqe;
         p->rx_posted++;
+        p->rx_batch = p->rx_posted;
     }
     return true;
 }
@@ -631,7 +655,7 @@ static bool poll_for_work(struct pair *p)
 
     io_uring_submit(&p->ring);
     for (unsigned i = 1;; i++) {
-        if (io_uring_cq_ready(&p->ring))
+        if (io_uring_cq_ready(&p->ring) || worker_pause_wanted(&p->gate))
             return true;
         if (p->tx->size && !p->tx_inflight && vq_has_avail(p->tx))
             return true;
@@ -663,30 +687,66 @@ static void arm(struct pair *p, unsigned k)
                        &p->notify_buf[k], TAG_NOTIFY | k);
 }
 
-static void *net_worker(void *arg)
+/*
+ * While stopping, or pausing on a socket: cancel all. A receive waits for a
+ * frame that may never come, a send for a peer that may never read: their
+ * chains go back (unused, unsent). Pausing on a tap: cancel the receives
+ * only (the device keeps their chains), sends to a tap finish at once. A
+ * hard link goes on after a cancelled request, so this repeats until the
+ * chains are through (each cancel's own completion brings the loop back).
+ */
+static void cancel_inflight(struct pair *p, bool stopping)
 {
-    struct pair *p = arg;
+    struct io_uring_sqe *sqe;
+
+    if (stopping || !p->n->tap) {
+        sqe = worker_sqe(&p->ring);
+        io_uring_prep_cancel_fd(sqe, p->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, 0);
+        return;
+    }
+    for (int i = p->rx_batch - p->rx_posted; i < p->rx_batch; i++) {
+        sqe = worker_sqe(&p->ring);
+        io_uring_prep_cancel64(sqe, TAG_RX | (uint64_t)i, 0);
+        io_uring_sqe_set_data64(sqe, 0);
+    }
+}
+
+/* What the guest made available meanwhile (at start, after a pause); false if a ring broke. */
+static bool take_all(struct pair *p)
+{
+    bool quiet = p->n->poll_ns != 0;
+
+    return post_rx(p, quiet) && drain_tx(p, quiet) && drain_ctrl(p);
+}
+
+static void net_loop(struct pair *p)
+{
     struct virtio_net *n = p->n;
     bool stopping = false, broken = false, quiet = n->poll_ns != 0;
 
-    pthread_setname_np(pthread_self(), "rvm-net");
-    if (worker_ring_enable(&p->ring, p->ring_disabled) < 0) {
-        rvm_err(n->vm->hv, "virtio-net: cannot enable the io_uring; device needs a reset");
-        virtio_mmio_needs_reset(n->t);
-        return NULL;
-    }
     for (unsigned k = 0; k < 3; k++)
         if (pair_queue(p, k) && pair_queue(p, k)->size)
             arm(p, k);
     worker_arm_eventfd(&p->ring, p->stop_efd, &p->stop_buf, TAG_STOP);
-    broken = !post_rx(p, quiet) || !drain_tx(p, quiet) || !drain_ctrl(p);
+    worker_arm_eventfd(&p->ring, p->gate.efd, &p->gate.buf, TAG_PAUSE);
+    broken = !take_all(p);
 
     while (!stopping || p->tx_inflight > 0 || p->rx_posted > 0) {
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
         bool kicked[3] = {false, false, false}, txd = false, rxd = false, polled = false;
 
-        if (quiet && !stopping && !broken) {
+        /* A snapshot's pause: nothing in flight (receives cancelled), all published. */
+        if (!stopping && !p->tx_inflight && !p->rx_posted && worker_pause_wanted(&p->gate)) {
+            if (!worker_park(&p->gate))
+                break; /* reset while paused: nothing in flight, nothing new taken */
+            broken = broken || !take_all(p);
+        }
+        bool pausing = worker_pause_wanted(&p->gate);
+        if (pausing && (p->rx_posted || p->tx_inflight))
+            cancel_inflight(p, false);
+        if (quiet && !stopping && !broken && !pausing) {
             polled = poll_for_work(p);
             /* Before sleeping, notifications back on where the device waits for the guest
              * (not while its own I/O is in flight); what raced with that is work. */
@@ -705,6 +765,8 @@ static void *net_worker(void *arg)
             seen++;
             if (tag == TAG_STOP) {
                 stopping = true;
+            } else if (tag == TAG_PAUSE) {
+                worker_arm_eventfd(&p->ring, p->gate.efd, &p->gate.buf, TAG_PAUSE);
             } else if (tag & TAG_NOTIFY) {
                 kicked[tag & 3] = true;
             } else if (tag & TAG_RX) {
@@ -717,25 +779,18 @@ static void *net_worker(void *arg)
             }
         }
         io_uring_cq_advance(&p->ring, seen);
-        if (stopping && (p->rx_posted || p->tx_inflight)) {
-            /*
-             * A receive waits for a frame that may never come, a send for a peer that may
-             * never read: cancel all, their chains go back (unused, unsent). A hard link
-             * goes on after a cancelled request, so this repeats until the chains are
-             * through (each cancel's own completion brings the loop back).
-             */
-            struct io_uring_sqe *sqe = worker_sqe(&p->ring);
-            io_uring_prep_cancel_fd(sqe, p->fd, IORING_ASYNC_CANCEL_ALL);
-            io_uring_sqe_set_data64(sqe, 0);
-        }
+        if (stopping && (p->rx_posted || p->tx_inflight))
+            cancel_inflight(p, true);
+        pausing = worker_pause_wanted(&p->gate);
         if (!stopping && !broken) {
+            /* Pausing: notifications stay consumed; the take after the pause finds their work. */
             if (kicked[0] && p->parked && !is_detached(p))
                 p->parked = false; /* attached again */
-            if (kicked[1] || txd || polled)
+            if (!pausing && (kicked[1] || txd || polled))
                 broken = !drain_tx(p, quiet);
-            if (!broken && (kicked[0] || rxd || polled))
+            if (!broken && !pausing && (kicked[0] || rxd || polled))
                 broken = !post_rx(p, quiet);
-            if (!broken && kicked[2])
+            if (!broken && !pausing && kicked[2])
                 broken = !drain_ctrl(p);
             for (unsigned k = 0; k < 3; k++)
                 if (kicked[k])
@@ -752,6 +807,20 @@ static void *net_worker(void *arg)
         if (irq)
             virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_VRING);
     }
+}
+
+static void *net_worker(void *arg)
+{
+    struct pair *p = arg;
+
+    pthread_setname_np(pthread_self(), "rvm-net");
+    if (worker_ring_enable(&p->ring, p->ring_disabled) < 0) {
+        rvm_err(p->n->vm->hv, "virtio-net: cannot enable the io_uring; device needs a reset");
+        virtio_mmio_needs_reset(p->n->t);
+    } else {
+        net_loop(p);
+    }
+    worker_gone(&p->gate);
     return NULL;
 }
 
@@ -761,6 +830,32 @@ static void pair_free(struct pair *p)
     free(p->held);
     p->rxc = NULL;
     p->held = NULL;
+}
+
+/*
+ * A restored pair takes up the receive chains it held when the snapshot was
+ * taken, walked again from the descriptor table: each a chain a frame fits,
+ * none twice, and exactly the chains the queue says the device has out (it
+ * had nothing in flight then). -EINVAL otherwise: the restore is refused.
+ */
+static int pair_take_held(struct pair *p, const struct net_held *h)
+{
+    struct vq_chain c = {.seg = p->seg, .max_seg = MAX_SEG + 2};
+    uint16_t n = h->n[p->index], out = (uint16_t)(p->rx->last_avail - p->rx->used_idx);
+    uint8_t seen[NET_QUEUE_MAX] = {0};
+
+    if (n != out || n > p->rx->size)
+        return -EINVAL;
+    for (uint16_t i = 0; i < n; i++) {
+        uint16_t head = h->head[p->index][i];
+
+        if (head >= p->rx->size || seen[head] || vq_chain_at(p->rx, head, &c) < 0 ||
+            !rx_keep(p, &c))
+            return -EINVAL;
+        seen[head] = 1;
+        p->held[(p->held_first + p->held_n++) % p->rx->size] = head;
+    }
+    return 0;
 }
 
 static int pair_start(struct pair *p)
@@ -779,6 +874,14 @@ static int pair_start(struct pair *p)
         pair_free(p);
         return -ENOMEM;
     }
+    if (p->n->restored && p->rx->size && (r = pair_take_held(p, p->n->restored)) < 0) {
+        rvm_err(p->n->vm->hv,
+                "virtio-net: the snapshot's held receive buffers of pair %u do "
+                "not match its queue",
+                p->index);
+        pair_free(p);
+        return r;
+    }
     if ((r = worker_ring_init(&p->ring, RING_SIZE, &p->ring_disabled)) < 0) {
         pair_free(p);
         return r;
@@ -786,41 +889,34 @@ static int pair_start(struct pair *p)
     p->stop_efd = eventfd(0, EFD_CLOEXEC);
     if (p->stop_efd < 0) {
         r = -errno;
-        io_uring_queue_exit(&p->ring);
-        pair_free(p);
-        return r;
+        goto err_ring;
     }
-    if ((r = vm_io_thread_create(p->n->vm, &p->worker, net_worker, p)) < 0) {
-        close(p->stop_efd);
-        io_uring_queue_exit(&p->ring);
-        pair_free(p);
-        return r;
-    }
+    if ((r = worker_gate_init(&p->gate)) < 0)
+        goto err_efd;
+    if ((r = vm_io_thread_create(p->n->vm, &p->worker, net_worker, p)) < 0)
+        goto err_gate;
     p->running = true;
     return 0;
+
+err_gate:
+    worker_gate_destroy(&p->gate);
+err_efd:
+    close(p->stop_efd);
+err_ring:
+    io_uring_queue_exit(&p->ring);
+    pair_free(p);
+    return r;
 }
 
 static void pair_stop(struct pair *p)
 {
     if (!p->running)
         return;
+    worker_quit(&p->gate); /* a VM destroyed while a snapshot holds it paused */
     if (worker_stop(p->worker, p->stop_efd, &p->ring) < 0)
         rvm_err(p->n->vm->hv, "virtio-net: cannot signal a worker to stop");
-    /*
-     * Receive chains the device held go back to the driver empty: a snapshot
-     * saves the queue as taken, so a restored device would never give them
-     * back otherwise (a driver reset forgets them anyway). Drivers count a
-     * zero-length buffer as a short frame and post it again.
-     */
-    if (p->held_n && p->rx && p->rx->size && !p->rx->broken) {
-        while (p->held_n) {
-            vq_add_used(p->rx, p->held[p->held_first], 0);
-            p->held_first = (p->held_first + 1) % p->rx->size;
-            p->held_n--;
-        }
-        if (vq_publish_used(p->rx))
-            virtio_mmio_interrupt(p->n->t, VIRTIO_MMIO_INT_VRING);
-    }
+    worker_gate_destroy(&p->gate);
+    /* The chains it held are forgotten: a reset's driver forgets its rings too. */
     pair_free(p);
     p->running = false;
 }
@@ -851,7 +947,7 @@ static void net_reset(void *dev)
 static int net_activate(void *dev, struct vq *queues, uint64_t features)
 {
     struct virtio_net *n = dev;
-    int r;
+    int r = 0;
 
     n->vqs = queues;
     n->features = features;
@@ -863,6 +959,8 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
                     : (uint32_t)n->cfg.mtu + ETH_HLEN_ + VLAN_HLEN_;
     if (n->tap && (r = tap_offloads(n)) < 0) {
         rvm_err(n->vm->hv, "virtio-net: TUNSETOFFLOAD: %s", strerror(-r));
+        free(n->restored);
+        n->restored = NULL;
         return r;
     }
     /* One pair is active until the driver asks for more (MQ). */
@@ -878,10 +976,31 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
             continue; /* the driver did not set this pair up */
         if ((r = pair_start(p)) < 0) {
             net_reset(n);
-            return r;
+            break;
         }
     }
-    return 0;
+    free(n->restored); /* a restore's, taken up by the pairs or refused */
+    n->restored = NULL;
+    return r;
+}
+
+/* A snapshot's pause: every pair's worker parked, the receive chains it held still its own. */
+static void net_quiesce(void *dev)
+{
+    struct virtio_net *n = dev;
+
+    for (unsigned i = 0; i < n->npairs; i++)
+        if (n->pairs[i].running && worker_pause(&n->pairs[i].gate) < 0)
+            rvm_err(n->vm->hv, "virtio-net: cannot signal a worker to pause");
+}
+
+static void net_resume(void *dev)
+{
+    struct virtio_net *n = dev;
+
+    for (unsigned i = 0; i < n->npairs; i++)
+        if (n->pairs[i].running)
+            worker_unpause(&n->pairs[i].gate);
 }
 
 static void net_destroy(void *dev)
@@ -889,6 +1008,7 @@ static void net_destroy(void *dev)
     struct virtio_net *n = dev;
 
     net_reset(n);
+    free(n->restored);
     for (unsigned i = 0; i < n->npairs; i++)
         close(n->pairs[i].fd);
     free(n);
@@ -904,7 +1024,10 @@ struct net_state {
     uint16_t pad;
     uint32_t poll_us; /* as the device ran: 0 never */
     char tap[IFNAMSIZ];
+    /* The first format ends here: it gave the chains back instead (nothing held). */
+    struct net_held held;
 };
+#define NET_STATE_V1 offsetof(struct net_state, held)
 
 /*
  * Only a tap can be saved: it is reopened by name on restore (its name asked
@@ -929,18 +1052,34 @@ static int net_save(void *dev, struct recbuf *b, uint32_t index)
     s.npairs = (uint16_t)n->npairs;
     s.poll_us = (uint32_t)(n->poll_ns / 1000);
     memcpy(s.tap, ifr.ifr_name, IFNAMSIZ - 1);
+    /* Quiesced: each worker parked, its held chains oldest first. */
+    for (unsigned i = 0; i < n->npairs; i++) {
+        const struct pair *p = &n->pairs[i];
+
+        for (unsigned k = 0; p->running && p->held && k < p->held_n; k++)
+            s.held.head[i][s.held.n[i]++] = p->held[(p->held_first + k) % p->rx->size];
+    }
     rec_put(b, REC_DEV_VIRTIO_NET, index, &s, sizeof(s));
     return b->err;
 }
 
+/* Device index's record, whole or of the first format (nothing held). */
 static int net_state_get(const uint8_t *st, size_t len, uint32_t index, struct net_state *s)
 {
-    if (rec_get(st, len, REC_DEV_VIRTIO_NET, index, s, sizeof(*s)) < 0)
+    const void *p;
+    uint32_t l;
+
+    memset(s, 0, sizeof(*s));
+    if (rec_find(st, len, REC_DEV_VIRTIO_NET, index, &p, &l) < 0 ||
+        (l != sizeof(*s) && l != NET_STATE_V1))
         return -EBADMSG;
-    return s->tap[IFNAMSIZ - 1] || !s->tap[0] || s->npairs < 1 ||
-                   s->npairs > RVM_NET_MAX_QUEUE_PAIRS
-               ? -EBADMSG
-               : 0;
+    memcpy(s, p, l);
+    if (s->tap[IFNAMSIZ - 1] || !s->tap[0] || s->npairs < 1 || s->npairs > RVM_NET_MAX_QUEUE_PAIRS)
+        return -EBADMSG;
+    for (unsigned i = 0; i < RVM_NET_MAX_QUEUE_PAIRS; i++)
+        if (s->held.n[i] > (i < s->npairs ? NET_QUEUE_MAX : 0))
+            return -EBADMSG;
+    return 0;
 }
 
 /* The device was made again from the record: check it is the one saved. */
@@ -953,6 +1092,11 @@ static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
         return -EBADMSG;
     if (memcmp(s.mac, n->cfg.mac, 6) || s.mtu != n->cfg.mtu || s.npairs != n->npairs)
         return -EINVAL;
+    /* For the workers the transport's state starts next (it comes after the device). */
+    free(n->restored);
+    if (!(n->restored = malloc(sizeof(*n->restored))))
+        return -ENOMEM;
+    *n->restored = s.held;
     return 0;
 }
 
@@ -1076,11 +1220,13 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
         .device_id = VIRTIO_ID_NET,
         .features = features,
         .num_queues = (uint16_t)(nfds > 1 ? 2 * nfds + 1 : 2),
-        .queue_max = 256,
+        .queue_max = NET_QUEUE_MAX,
         .config_size = offsetof(struct virtio_net_config, speed),
         .config_read = net_config_read,
         .activate = net_activate,
         .reset = net_reset,
+        .quiesce = net_quiesce,
+        .resume = net_resume,
     };
     if ((r = vm_add_device_snap(vm, n, NULL, net_destroy, &virtio_net_snap)) < 0) {
         for (unsigned i = 0; i < nfds; i++)

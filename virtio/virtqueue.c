@@ -172,6 +172,19 @@ int vq_pop(struct vq *q, struct vq_chain *c)
     return 1;
 }
 
+int vq_chain_at(struct vq *q, uint16_t head, struct vq_chain *c)
+{
+    if (!q->size)
+        return -EINVAL;
+    if (head >= q->size)
+        return -ERANGE;
+    c->head = head;
+    c->nseg = 0;
+    c->in_len = c->out_len = 0;
+    c->err = walk(q, c);
+    return 0;
+}
+
 void vq_add_used(struct vq *q, uint16_t head, uint32_t len)
 {
     uint16_t slot = q->used_idx & (q->size - 1);

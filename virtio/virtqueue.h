@@ -98,6 +98,15 @@ uint64_t vq_used_bytes(uint16_t size);  /* with avail_event */
 int vq_pop(struct vq *q, struct vq_chain *c);
 
 /*
+ * The chain at descriptor head, walked and checked as vq_pop() does, for a
+ * chain the device took before (a restored device's held buffers): the
+ * driver does not touch the descriptors of a chain it gave. 0 with *c
+ * filled (c->err as for vq_pop), -ERANGE for a head past the queue,
+ * -EINVAL if not set up.
+ */
+int vq_chain_at(struct vq *q, uint16_t head, struct vq_chain *c);
+
+/*
  * Returns a chain to the driver with `len` bytes written into it. Visible to
  * the driver only after vq_publish_used(). Device writes to guest memory
  * (the used ring) are recorded for dirty tracking.

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -85,6 +86,110 @@ static inline int worker_stop(pthread_t thread, int stop_efd, struct io_uring *r
     io_uring_queue_exit(ring);
     close(stop_efd);
     return r;
+}
+
+/*
+ * A worker's pause, for a snapshot: the device asks (worker_pause()), the
+ * worker finishes what it has in flight, publishes it and waits in
+ * worker_park() until worker_unpause(). Its thread, ring and the buffers it
+ * holds stay: the guest sees nothing. The worker arms a read of efd so that
+ * a sleeping worker wakes, and checks worker_pause_wanted() where it would
+ * take new work. A worker that ends calls worker_gone() so that no pause
+ * waits for it. A device reset while paused calls worker_quit() before it
+ * stops the worker: the worker leaves its pause without taking new work.
+ */
+struct worker_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int efd;
+    bool want;   /* __atomic; changed under lock */
+    bool parked; /* under lock */
+    bool gone;   /* under lock */
+    bool quit;   /* under lock */
+    uint64_t buf;
+};
+
+static inline int worker_gate_init(struct worker_gate *g)
+{
+    g->efd = eventfd(0, EFD_CLOEXEC);
+    if (g->efd < 0)
+        return -errno;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    g->want = g->parked = g->gone = g->quit = false;
+    return 0;
+}
+
+static inline void worker_gate_destroy(struct worker_gate *g)
+{
+    close(g->efd);
+    pthread_cond_destroy(&g->cond);
+    pthread_mutex_destroy(&g->lock);
+}
+
+static inline bool worker_pause_wanted(struct worker_gate *g)
+{
+    return __atomic_load_n(&g->want, __ATOMIC_ACQUIRE);
+}
+
+/* Returns once the worker is parked (or gone). -EIO if it could not be woken. */
+static inline int worker_pause(struct worker_gate *g)
+{
+    uint64_t one = 1;
+    int r = 0;
+
+    pthread_mutex_lock(&g->lock);
+    __atomic_store_n(&g->want, true, __ATOMIC_RELEASE);
+    if (write(g->efd, &one, sizeof(one)) != sizeof(one))
+        r = -EIO;
+    while (r == 0 && !g->parked && !g->gone)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
+static inline void worker_unpause(struct worker_gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    __atomic_store_n(&g->want, false, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Ends a pause for good: the worker is about to be stopped. */
+static inline void worker_quit(struct worker_gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->quit = true;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/*
+ * On the worker, nothing in flight and everything published: waits out the
+ * pause. True to go on, false when it must stop (worker_quit()).
+ */
+static inline bool worker_park(struct worker_gate *g)
+{
+    bool go_on;
+
+    pthread_mutex_lock(&g->lock);
+    g->parked = true;
+    pthread_cond_broadcast(&g->cond);
+    while (g->want && !g->quit)
+        pthread_cond_wait(&g->cond, &g->lock);
+    g->parked = false;
+    go_on = !g->quit;
+    pthread_mutex_unlock(&g->lock);
+    return go_on;
+}
+
+static inline void worker_gone(struct worker_gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->gone = true;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
 }
 
 #endif

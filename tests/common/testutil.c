@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -147,4 +148,39 @@ void mmio_wr32(struct rvm_vm *vm, uint64_t addr, uint32_t val)
 {
     uint64_t v = val;
     assert_int_equal(vm_io_access(vm, RVM_BUS_MMIO, addr, 4, true, &v), 0);
+}
+
+static int long_cmp(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+int thread_ids(const char *comm, long *tids, int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) && n < max) {
+        char p[300], name[32] = "";
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
+        if (!(f = fopen(p, "r")))
+            continue;
+        if (fgets(name, sizeof(name), f))
+            name[strcspn(name, "\n")] = 0;
+        fclose(f);
+        if (!strcmp(name, comm))
+            tids[n++] = strtol(e->d_name, NULL, 10);
+    }
+    closedir(d);
+    qsort(tids, (size_t)n, sizeof(*tids), long_cmp);
+    return n;
 }

@@ -60,6 +60,12 @@ int hugepool_reserve(long n, long *before);
 void hugepool_release(long before);
 long hugepool_size(void);
 
+/*
+ * This process's threads named comm (a device's workers: "rvm-blk"), their
+ * ids sorted into tids (up to max); how many there are.
+ */
+int thread_ids(const char *comm, long *tids, int max);
+
 /* A bare VM of mem_size bytes for device tests: 0, or -1 (nothing left open). */
 int kvm_fixture_open(struct rvm_hv **hv, struct rvm_vm **vm, uint64_t mem_size);
 /* Destroys what kvm_fixture_open made; NULLs are fine. */
