@@ -136,8 +136,7 @@ out:
 /*
  * Every device of the snapshot made again by its kind, oldest first, each on
  * the backend the caller handed for it; then the VM's device list must be
- * exactly the snapshot's (a transport right after its device), before any
- * state is loaded into it.
+ * exactly the snapshot's, before any state is loaded into it.
  */
 static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len, const uint32_t *kinds,
                            uint32_t ndev, const struct rvm_restore_params *params)
@@ -148,13 +147,13 @@ static int restore_devices(struct rvm_vm *vm, const uint8_t *st, size_t len, con
         const struct vm_snap_ops *ops = vm_device_kind(kinds[k]);
         struct dev_restore dr = {st, len, k, 0, params};
 
-        if (!ops) {
+        if (!ops || !ops->recreate) {
             rvm_err(vm->hv, "snapshot has a device (kind %u) this ringvm cannot restore", kinds[k]);
             return -EOPNOTSUPP;
         }
         for (uint32_t j = 0; j < k; j++)
             dr.ordinal += kinds[j] == kinds[k];
-        if (ops->recreate && (r = ops->recreate(vm, &dr)) < 0)
+        if ((r = ops->recreate(vm, &dr)) < 0)
             return r;
     }
     /* Now their state, in the same order (the list is newest first). */

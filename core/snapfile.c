@@ -32,8 +32,8 @@ int snap_manifest_check(const struct snap_manifest *m, struct rvm_hv *hv, const 
         rvm_err(hv, "%s: not a ringvm snapshot", dir);
         return -EBADMSG;
     }
-    if (m->version > SNAP_VERSION) {
-        rvm_err(hv, "%s: format version %u, this ringvm reads up to %u", dir, m->version,
+    if (m->version != SNAP_VERSION) {
+        rvm_err(hv, "%s: format version %u, this ringvm reads version %u", dir, m->version,
                 SNAP_VERSION);
         return -EPROTO;
     }

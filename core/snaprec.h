@@ -32,7 +32,7 @@ enum rec_type {
     /* devices (instance: the device's index in the VM) */
     REC_DEV_UART = 64,
     REC_DEV_DEBUG_EXIT,
-    REC_DEV_VIRTIO_MMIO,
+    REC_DEV_VIRTIO_MMIO, /* format 1 only: now inside its device's record */
     REC_DEV_VIRTIO_BLK,
     REC_DEV_I8042,
     REC_DEV_BOOT_TIMER,

@@ -22,8 +22,13 @@
 struct rvm_hv;
 struct rvm_vm;
 
-#define SNAP_MAGIC   "RVMSNAP1"
-#define SNAP_VERSION 1
+#define SNAP_MAGIC "RVMSNAP1"
+/*
+ * 2: a virtio device's record holds its transport's state (1 kept the
+ * transport in a record of its own, paired with its device by position,
+ * and gave virtio-net's held receive buffers back instead of saving them).
+ */
+#define SNAP_VERSION 2
 #define SNAP_FULL    1
 #define SNAP_DIFF    2
 

@@ -86,8 +86,7 @@ struct vm_snap_ops {
     /*
      * A device of this kind added to vm as the snapshot had it, its backend
      * from params (never from the state, unless trust_snapshot_paths); its
-     * state comes later, through load. NULL: the device is made with another
-     * (a transport with its device, just before it in the list).
+     * state comes later, through load.
      */
     int (*recreate)(struct rvm_vm *vm, const struct dev_restore *r);
     int (*save)(void *dev, struct recbuf *b, uint32_t index);

@@ -9,11 +9,12 @@
 #include "../core/vm_internal.h"
 
 extern const struct vm_snap_ops uart_snap, debug_exit_snap, i8042_snap, boot_timer_snap,
-    pvpanic_snap, virtio_blk_snap, virtio_net_snap, virtio_mmio_snap;
+    pvpanic_snap, virtio_blk_snap, virtio_net_snap;
 
+/* A virtio device's transport is part of its device (and of its record). */
 static const struct vm_snap_ops *const kinds[] = {
     &uart_snap,    &debug_exit_snap, &i8042_snap,      &boot_timer_snap,
-    &pvpanic_snap, &virtio_blk_snap, &virtio_net_snap, &virtio_mmio_snap,
+    &pvpanic_snap, &virtio_blk_snap, &virtio_net_snap,
 };
 
 const struct vm_snap_ops *vm_device_kind(uint32_t kind)

@@ -30,6 +30,7 @@
 #include "../core/snaprec.h"
 #include "../core/snapshot_internal.h"
 #include "../core/vm_internal.h"
+#include "../virtio/mmio.h"
 #include "../guest/abi.h"
 #include "common/scratch.h"
 #include "common/testutil.h"
@@ -419,6 +420,10 @@ static int manifest_case(int i, struct snap_manifest *m, const char **what)
         *what = "less RAM than the sums file covers";
         m->region[m->nregions - 1].size -= 1 << 20, m->mem_size -= 1 << 20, m->nchunks--;
         return -EBADMSG;
+    case 19:
+        *what = "the first format (a virtio transport in a record of its own)";
+        m->version = 1;
+        return -EPROTO;
     default:
         return 0;
     }
@@ -749,6 +754,92 @@ static size_t find_rec(const struct rec *recs, size_t n, uint32_t type, uint32_t
     return 0;
 }
 
+/* Case i changes a saved transport as a crafted record would; its errno (0: no more cases). */
+static int transport_case(int i, struct mmio_state *t, const char **what)
+{
+    switch (i) {
+    case 0:
+        *what = "unknown status bits";
+        t->status = 0x23232323;
+        return -EBADMSG;
+    case 1:
+        *what = "live without a driver";
+        t->active = 1;
+        t->status = 0;
+        return -EBADMSG;
+    case 2:
+        *what = "another window";
+        t->base += 0x1000;
+        return -EINVAL;
+    case 3:
+        *what = "another device type";
+        t->device_id = 1;
+        return -EINVAL;
+    case 4:
+        *what = "a live queue outside guest RAM";
+        t->active = 1;
+        t->status = 0xf; /* ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK */
+        t->driver_features = 1ULL << 32;
+        t->q[0] = (struct mmio_queue_state){
+            .desc = 1ULL << 40, .avail = 0x11000, .used = 0x12000, .num = 16, .ready = 1};
+        return -EINVAL;
+    case 5:
+        *what = "more queues than the device";
+        t->nq++;
+        return -EBADMSG;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * A virtio device's record holds its transport (format 2): a transport
+ * state no real transport could be in, or another device's, refuses the
+ * restore of the whole device; nothing pairs records by position.
+ */
+static void test_transport_inside_device_record(void **state)
+{
+    static struct rec recs[512];
+    uint8_t *st, *copy;
+    size_t len, n, k;
+    const char *what;
+    int want;
+    (void)state;
+    NEED_SAMPLE();
+
+    int dfd = open(scratch_path("full"), O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
+    close(dfd);
+    n = split_state(st, len, recs, 512);
+    for (k = 0; k < n && recs[k].h.type != REC_DEV_VIRTIO_BLK; k++)
+        ;
+    assert_true(k < n && recs[k].h.len > sizeof(struct mmio_state));
+    for (size_t j = 0; j < n; j++)
+        assert_int_not_equal(recs[j].h.type, REC_DEV_VIRTIO_MMIO);
+    const uint8_t *orig = recs[k].data;
+    assert_non_null(copy = malloc(recs[k].h.len));
+    struct mmio_state t;
+
+    for (int i = 0;; i++) {
+        memcpy(&t, orig + recs[k].h.len - sizeof(t), sizeof(t));
+        if ((want = transport_case(i, &t, &what)) == 0)
+            break;
+        memcpy(copy, orig, recs[k].h.len);
+        memcpy(copy + recs[k].h.len - sizeof(t), &t, sizeof(t));
+        recs[k].data = copy;
+        const char *bad = crafted("full");
+        write_state(bad, recs, n, n, 0);
+        recs[k].data = orig;
+        int r = try_restore(bad);
+        if (r != want)
+            print_message("transport with %s: %d, want %d\n", what, r, want);
+        assert_int_equal(r, want);
+    }
+    free(copy);
+    free(st);
+}
+
 /*
  * Defect 10: the vCPUs' CPUID came back whatever this host offers. A saved
  * feature bit that a vCPU made here does not have (leaf 7 ebx, found at run
@@ -843,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_chain_loop),
         cmocka_unit_test(test_diff_pages),
         cmocka_unit_test(test_state_record_lengths),
+        cmocka_unit_test(test_transport_inside_device_record),
         cmocka_unit_test(test_cpuid_the_host_lacks_is_refused),
         cmocka_unit_test(test_tsc_rate_is_set_or_refused),
         cmocka_unit_test(test_restore_opens_only_what_it_is_given),

@@ -11,7 +11,6 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 
-#include "../core/snaprec.h"
 #include "../core/vm_internal.h"
 #include "../virtio/mmio.h"
 #include "common/testutil.h"
@@ -93,8 +92,10 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
 
-    if (f)
+    if (f) {
+        virtio_mmio_destroy(f->t); /* the device owns its transport */
         kvm_fixture_close(f->hv, f->vm);
+    }
     return 0;
 }
 
@@ -298,30 +299,6 @@ static void test_interrupt_status(void **state)
     assert_int_equal(rd(f, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
 }
 
-/* The transport's entry in the VM's device list (its save/load). */
-static struct vm_device *transport_dev(struct fx *f)
-{
-    for (struct vm_device *d = f->vm->devices; d; d = d->next)
-        if (d->snap && d->snap->kind == REC_DEV_VIRTIO_MMIO)
-            return d;
-    fail();
-    return NULL;
-}
-
-/* Loads s as the transport's record (instance 0); load's result. */
-static int load_record(struct vm_device *d, const struct mmio_state *s)
-{
-    struct recbuf b = {0};
-    int r;
-
-    rec_put(&b, REC_DEV_VIRTIO_MMIO, 0, s, sizeof(*s));
-    rec_put(&b, REC_END, 0, NULL, 0);
-    assert_int_equal(b.err, 0);
-    r = d->snap->load(d->dev, b.p, b.len, 0);
-    rec_free(&b);
-    return r;
-}
-
 /*
  * Defect: a crafted record saying "active" activated the device whatever its
  * saved status (0x23232323, or one without DRIVER_OK); the guest's own
@@ -333,21 +310,13 @@ static void test_restored_status_never_activates_twice(void **state)
 {
     NEED_KVM(state);
     struct fx *f = *state;
-    struct vm_device *d = transport_dev(f);
-    struct recbuf b = {0};
     struct mmio_state good, s;
-    const void *p;
-    uint32_t l;
 
     assert_int_equal(negotiate(f, 1ULL << 32), OK_STATUS);
     queue(f, 0, 16, 0x10000, 0x11000, 0x12000);
     wr(f, VIRTIO_MMIO_STATUS, OK_STATUS | VIRTIO_CONFIG_S_DRIVER_OK);
     assert_int_equal(f->dev.activations, 1);
-    assert_int_equal(d->snap->save(d->dev, &b, 0), 0);
-    assert_int_equal(rec_find(b.p, b.len, REC_DEV_VIRTIO_MMIO, 0, &p, &l), 0);
-    assert_int_equal(l, sizeof(good));
-    memcpy(&good, p, sizeof(good));
-    rec_free(&b);
+    virtio_mmio_save(f->t, &good);
     assert_int_equal(good.active, 1);
 
     const uint32_t bad_status[] = {
@@ -359,24 +328,24 @@ static void test_restored_status_never_activates_twice(void **state)
     for (size_t i = 0; i < sizeof(bad_status) / sizeof(bad_status[0]); i++) {
         s = good;
         s.status = bad_status[i];
-        assert_int_equal(load_record(d, &s), -EBADMSG);
+        assert_int_equal(virtio_mmio_load(f->t, &s), -EBADMSG);
     }
     s = good; /* DRIVER_OK, not live, no NEEDS_RESET: no real device is like that */
     s.active = 0;
-    assert_int_equal(load_record(d, &s), -EBADMSG);
+    assert_int_equal(virtio_mmio_load(f->t, &s), -EBADMSG);
     s = good;
     s.active = 2;
-    assert_int_equal(load_record(d, &s), -EBADMSG);
+    assert_int_equal(virtio_mmio_load(f->t, &s), -EBADMSG);
     s = good;
     s.isr = 0x80;
-    assert_int_equal(load_record(d, &s), -EBADMSG);
+    assert_int_equal(virtio_mmio_load(f->t, &s), -EBADMSG);
     s = good;
     s.driver_features = 0; /* live without VERSION_1 */
-    assert_int_equal(load_record(d, &s), -EBADMSG);
+    assert_int_equal(virtio_mmio_load(f->t, &s), -EBADMSG);
     assert_int_equal(f->dev.activations, 1); /* none of them activated it */
 
     /* The good record: activated once; the guest's DRIVER_OK again changes nothing. */
-    assert_int_equal(load_record(d, &good), 0);
+    assert_int_equal(virtio_mmio_load(f->t, &good), 0);
     assert_int_equal(f->dev.activations, 2);
     assert_int_equal(rd(f, VIRTIO_MMIO_STATUS), OK_STATUS | VIRTIO_CONFIG_S_DRIVER_OK);
     wr(f, VIRTIO_MMIO_STATUS, OK_STATUS | VIRTIO_CONFIG_S_DRIVER_OK);
@@ -384,7 +353,7 @@ static void test_restored_status_never_activates_twice(void **state)
     /* A failed device comes back failed, not live. */
     s = good;
     s.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
-    assert_int_equal(load_record(d, &s), 0);
+    assert_int_equal(virtio_mmio_load(f->t, &s), 0);
     assert_int_equal(f->dev.activations, 2);
     assert_true(rd(f, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }

@@ -450,12 +450,11 @@ static void blk_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
 }
 
 /*
- * What a restore needs to re-create the device (the queues are the
- * transport's), and the disk's identity when it was saved: its size, and
- * its inode and modification time (a restore onto another disk, or onto
- * this one after someone wrote it, would hand the guest a file system
- * that is not the one its caches describe). Snapshots made before the
- * identity was recorded end at path.
+ * What a restore needs to re-create the device, and the disk's identity
+ * when it was saved: its size, and its inode and modification time (a
+ * restore onto another disk, or onto this one after someone wrote it, would
+ * hand the guest a file system that is not the one its caches describe).
+ * Then the transport's state: the record is the whole device.
  */
 struct blk_state {
     uint64_t capacity;
@@ -465,13 +464,15 @@ struct blk_state {
     char path[4096];
     uint64_t dev, ino;
     int64_t mtime_sec, mtime_nsec;
+    struct mmio_state transport;
 };
-#define BLK_STATE_V1 offsetof(struct blk_state, dev)
 
+/* Quiesced first: every write the guest made has landed, the queues hold still. */
 static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
 {
     struct virtio_blk *b = dev;
     struct blk_state *s = calloc(1, sizeof(*s));
+    struct stat st;
 
     if (!s)
         return -ENOMEM;
@@ -481,7 +482,6 @@ static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
     s->queue_size = b->ops.queue_max;
     s->ro = b->ro;
     memcpy(s->path, b->path, sizeof(s->path));
-    struct stat st; /* quiesced: every write the guest made has landed */
     if (fstat(b->fd_buffered, &st) < 0) {
         free(s);
         return -errno;
@@ -490,24 +490,17 @@ static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
     s->ino = st.st_ino;
     s->mtime_sec = st.st_mtim.tv_sec;
     s->mtime_nsec = st.st_mtim.tv_nsec;
+    virtio_mmio_save(b->t, &s->transport);
     rec_put(rb, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s));
     free(s);
     return rb->err;
 }
 
-/* Device index's record, whole (or of the first format), its path terminated; *v1: no identity. */
-static int blk_state_get(const uint8_t *st, size_t len, uint32_t index, struct blk_state *s,
-                         bool *v1)
+/* Device index's record, whole, its path terminated. */
+static int blk_state_get(const uint8_t *st, size_t len, uint32_t index, struct blk_state *s)
 {
-    const void *p;
-    uint32_t l;
-
-    memset(s, 0, sizeof(*s));
-    if (rec_find(st, len, REC_DEV_VIRTIO_BLK, index, &p, &l) < 0 ||
-        (l != sizeof(*s) && l != BLK_STATE_V1))
+    if (rec_get(st, len, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s)) < 0)
         return -EBADMSG;
-    memcpy(s, p, l);
-    *v1 = l == BLK_STATE_V1;
     if (s->path[sizeof(s->path) - 1] || s->ro > 1 || s->queues == 0 ||
         s->queues > VIRTIO_MMIO_MAX_QUEUES)
         return -EBADMSG;
@@ -523,28 +516,44 @@ static bool same_disk(int fd, const struct blk_state *s)
            st.st_mtim.tv_sec == s->mtime_sec && st.st_mtim.tv_nsec == s->mtime_nsec;
 }
 
-/* The device was re-created from the record: check the disk is still the one saved. */
+/*
+ * The device was re-created from the record: check the disk is still the
+ * one saved, then the transport's state (a live device starts again).
+ */
 static int blk_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
 {
     struct virtio_blk *b = dev;
-    struct blk_state s;
-    bool v1;
+    struct blk_state *s = malloc(sizeof(*s));
+    int r = 0;
 
-    if (blk_state_get(st, len, index, &s, &v1) < 0)
-        return -EBADMSG;
-    if (s.capacity != b->capacity) {
+    if (!s)
+        return -ENOMEM;
+    if (blk_state_get(st, len, index, s) < 0) {
+        r = -EBADMSG;
+    } else if (s->capacity != b->capacity) {
         rvm_err(b->vm->hv, "virtio-blk: %s has %llu sectors, %llu when saved", b->path,
-                (unsigned long long)b->capacity, (unsigned long long)s.capacity);
-        return -ESTALE;
-    }
-    if (!b->other_copy && (v1 || !same_disk(b->fd_buffered, &s))) {
+                (unsigned long long)b->capacity, (unsigned long long)s->capacity);
+        r = -ESTALE;
+    } else if (!b->other_copy && !same_disk(b->fd_buffered, s)) {
         rvm_err(b->vm->hv,
-                "virtio-blk: disk %u (%s) is not the one saved%s: another file, or written since",
-                index, b->path[0] ? b->path : "an fd",
-                v1 ? " (the snapshot predates disk identities)" : "");
-        return -ESTALE;
+                "virtio-blk: disk %u (%s) is not the one saved: another file, or written since",
+                index, b->path[0] ? b->path : "an fd");
+        r = -ESTALE;
+    } else {
+        r = virtio_mmio_load(b->t, &s->transport);
     }
-    return 0;
+    free(s);
+    return r;
+}
+
+static void blk_quiesce_dev(void *dev)
+{
+    virtio_mmio_quiesce(((struct virtio_blk *)dev)->t);
+}
+
+static void blk_resume_dev(void *dev)
+{
+    virtio_mmio_resume(((struct virtio_blk *)dev)->t);
 }
 
 /*
@@ -561,12 +570,11 @@ static int blk_recreate(struct rvm_vm *vm, const struct dev_restore *r)
     struct blk_state *s = malloc(sizeof(*s));
     uint64_t base;
     uint32_t gsi;
-    bool v1;
     int e;
 
     if (!s)
         return -ENOMEM;
-    if ((e = blk_state_get(r->state, r->len, r->index, s, &v1)) < 0)
+    if ((e = blk_state_get(r->state, r->len, r->index, s)) < 0)
         goto out;
     if (disk && (disk->path || disk->fd >= 0)) {
         o.path = disk->path;
@@ -591,14 +599,19 @@ out:
     return e;
 }
 
-const struct vm_snap_ops virtio_blk_snap = {
-    .kind = REC_DEV_VIRTIO_BLK, .recreate = blk_recreate, .save = blk_save, .load = blk_load};
+const struct vm_snap_ops virtio_blk_snap = {.kind = REC_DEV_VIRTIO_BLK,
+                                            .recreate = blk_recreate,
+                                            .save = blk_save,
+                                            .load = blk_load,
+                                            .quiesce = blk_quiesce_dev,
+                                            .resume = blk_resume_dev};
 
 static void blk_destroy(void *dev)
 {
     struct virtio_blk *b = dev;
 
-    blk_reset(b); /* normally done by the transport already */
+    virtio_mmio_destroy(b->t); /* resets the device: the worker is gone after */
+    blk_reset(b);              /* (attached without a transport) */
     if (b->has_direct)
         close(b->fd_direct);
     close(b->fd_buffered);
@@ -710,7 +723,6 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     };
     if ((r = vm_add_device_snap(vm, b, NULL, blk_destroy, &virtio_blk_snap)) < 0)
         goto err_close;
-    /* The transport is added after the device, so it is destroyed first and resets it. */
     if ((r = virtio_mmio_attach(vm, base, gsi, &b->ops, b, &b->t)) < 0)
         return r; /* b is freed with the VM */
     if (out)

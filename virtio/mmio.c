@@ -14,7 +14,6 @@
 #include <ringvm/vm.h>
 
 #include "../core/vm_internal.h"
-#include "../core/snaprec.h"
 #include "mmio.h"
 
 #define MAGIC 0x74726976 /* "virt" */
@@ -316,10 +315,10 @@ static int mmio_write(void *opaque, uint64_t off, uint32_t size, uint64_t data)
 
 static const struct rvm_io_ops mmio_ops = {.read = mmio_read, .write = mmio_write};
 
-static void transport_destroy(void *p)
+void virtio_mmio_destroy(struct virtio_mmio *t)
 {
-    struct virtio_mmio *t = p;
-
+    if (!t)
+        return;
     pthread_mutex_lock(&t->lock);
     if (t->active)
         t->ops->reset(t->dev);
@@ -364,10 +363,8 @@ static bool saved_state_valid(const struct mmio_state *s, uint32_t nq)
     return true;
 }
 
-/* Quiesced first (the device's worker stopped), so the queues hold still. */
-static int transport_save(void *p, struct recbuf *b, uint32_t index)
+void virtio_mmio_save(struct virtio_mmio *t, struct mmio_state *out)
 {
-    struct virtio_mmio *t = p;
     struct mmio_state s;
 
     memset(&s, 0, sizeof(s));
@@ -397,23 +394,15 @@ static int transport_save(void *p, struct recbuf *b, uint32_t index)
                                            .broken = v->broken};
     }
     pthread_mutex_unlock(&t->lock);
-    rec_put(b, REC_DEV_VIRTIO_MMIO, index, &s, sizeof(s));
-    return b->err;
+    *out = s;
 }
 
-/*
- * Into a transport just attached, as the device it was: registers, queues
- * (set up and checked against guest memory again) and their positions;
- * a live device is activated, so its worker picks up where it stopped.
- */
-static int transport_load(void *p, const uint8_t *st, size_t len, uint32_t index)
+int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *saved)
 {
-    struct virtio_mmio *t = p;
-    struct mmio_state s;
+    struct mmio_state s = *saved;
     int r = 0;
 
-    if (rec_get(st, len, REC_DEV_VIRTIO_MMIO, index, &s, sizeof(s)) < 0 ||
-        !saved_state_valid(&s, t->ops->num_queues))
+    if (!saved_state_valid(&s, t->ops->num_queues))
         return -EBADMSG;
     if (s.base != t->base || s.gsi != t->gsi || s.device_id != t->ops->device_id ||
         s.nq != t->ops->num_queues || (s.driver_features & ~offered(t)))
@@ -470,10 +459,8 @@ static int transport_load(void *p, const uint8_t *st, size_t len, uint32_t index
     return r;
 }
 
-static void transport_quiesce(void *p)
+void virtio_mmio_quiesce(struct virtio_mmio *t)
 {
-    struct virtio_mmio *t = p;
-
     pthread_mutex_lock(&t->lock);
     if (t->active && t->ops->quiesce)
         t->ops->quiesce(t->dev);
@@ -482,10 +469,8 @@ static void transport_quiesce(void *p)
     pthread_mutex_unlock(&t->lock);
 }
 
-static void transport_resume(void *p)
+void virtio_mmio_resume(struct virtio_mmio *t)
 {
-    struct virtio_mmio *t = p;
-
     pthread_mutex_lock(&t->lock);
     if (t->active && t->ops->quiesce) {
         t->ops->resume(t->dev);
@@ -497,13 +482,6 @@ static void transport_resume(void *p)
     }
     pthread_mutex_unlock(&t->lock);
 }
-
-/* No recreate: a transport is made by its device's, just before it in the list. */
-const struct vm_snap_ops virtio_mmio_snap = {.kind = REC_DEV_VIRTIO_MMIO,
-                                             .save = transport_save,
-                                             .load = transport_load,
-                                             .quiesce = transport_quiesce,
-                                             .resume = transport_resume};
 
 /*
  * The device for the DSDT: LNRO0005 (what Linux's virtio_mmio driver
@@ -556,8 +534,7 @@ int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     }
     if ((r = rvm_vm_map_io(vm, RVM_BUS_MMIO, base, VIRTIO_MMIO_SIZE, &mmio_ops, t)) < 0)
         goto err;
-    if ((r = describe(vm, base, gsi)) < 0 ||
-        (r = vm_add_device_snap(vm, t, NULL, transport_destroy, &virtio_mmio_snap)) < 0) {
+    if ((r = describe(vm, base, gsi)) < 0) {
         rvm_vm_unmap_io(vm, RVM_BUS_MMIO, base);
         goto err;
     }

@@ -54,11 +54,14 @@ struct virtio_device_ops {
 
 /*
  * Maps a device at [base, base + VIRTIO_MMIO_SIZE) on the VM's MMIO bus with
- * its interrupt on IOAPIC pin gsi, and binds one ioeventfd per queue.
- * ops and dev must outlive the VM, which owns the transport.
+ * its interrupt on IOAPIC pin gsi, and binds one ioeventfd per queue. The
+ * device owns the transport: its destroy calls virtio_mmio_destroy() first.
  */
 int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                        const struct virtio_device_ops *ops, void *dev, struct virtio_mmio **out);
+
+/* Resets the device if it is live, and frees the transport (NULL: nothing). */
+void virtio_mmio_destroy(struct virtio_mmio *t);
 
 /* The eventfd the guest's notifications of queue q signal (the device polls it). */
 int virtio_mmio_queue_eventfd(const struct virtio_mmio *t, uint16_t q);
@@ -78,7 +81,11 @@ int virtio_mmio_next_slot(struct rvm_vm *vm, uint64_t *base, uint32_t *gsi);
 /* Writes "virtio_mmio.device=<size>@<base>:<irq>" (Linux's form) into buf. */
 int virtio_mmio_cmdline(uint64_t base, uint32_t gsi, char *buf, size_t len);
 
-/* A transport's state record (REC_DEV_VIRTIO_MMIO), as saved; the tests craft them. */
+/*
+ * A transport's state, saved inside its device's record (a device's state
+ * and its transport's are one: they are restored together or not at all);
+ * the tests craft them.
+ */
 struct mmio_queue_state {
     uint64_t desc, avail, used;
     uint16_t num, last_avail, used_idx, signalled_used;
@@ -92,5 +99,20 @@ struct mmio_state {
     uint8_t active, pad[7];
     struct mmio_queue_state q[VIRTIO_MMIO_MAX_QUEUES];
 };
+
+/*
+ * Snapshots, for the device that owns t. Quiesce stops the device writing
+ * guest memory (its quiesce op, else a reset) and resume lets it go on (or
+ * activates it again); save reads the transport as it stands (quiesced
+ * first, so the queues hold still). Load, into a transport just attached:
+ * checks the state is one only a real transport could be in (-EBADMSG) and
+ * is this transport's (-EINVAL), sets registers, queues (checked against
+ * guest memory again) and their positions, and activates a live device
+ * where it stopped (-EIO if it cannot start).
+ */
+void virtio_mmio_quiesce(struct virtio_mmio *t);
+void virtio_mmio_resume(struct virtio_mmio *t);
+void virtio_mmio_save(struct virtio_mmio *t, struct mmio_state *s);
+int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *s);
 
 #endif

@@ -959,8 +959,6 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
                     : (uint32_t)n->cfg.mtu + ETH_HLEN_ + VLAN_HLEN_;
     if (n->tap && (r = tap_offloads(n)) < 0) {
         rvm_err(n->vm->hv, "virtio-net: TUNSETOFFLOAD: %s", strerror(-r));
-        free(n->restored);
-        n->restored = NULL;
         return r;
     }
     /* One pair is active until the driver asks for more (MQ). */
@@ -979,8 +977,6 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
             break;
         }
     }
-    free(n->restored); /* a restore's, taken up by the pairs or refused */
-    n->restored = NULL;
     return r;
 }
 
@@ -1007,8 +1003,8 @@ static void net_destroy(void *dev)
 {
     struct virtio_net *n = dev;
 
+    virtio_mmio_destroy(n->t); /* resets the device: the workers are gone after */
     net_reset(n);
-    free(n->restored);
     for (unsigned i = 0; i < n->npairs; i++)
         close(n->pairs[i].fd);
     free(n);
@@ -1024,10 +1020,9 @@ struct net_state {
     uint16_t pad;
     uint32_t poll_us; /* as the device ran: 0 never */
     char tap[IFNAMSIZ];
-    /* The first format ends here: it gave the chains back instead (nothing held). */
     struct net_held held;
+    struct mmio_state transport; /* the record is the whole device */
 };
-#define NET_STATE_V1 offsetof(struct net_state, held)
 
 /*
  * Only a tap can be saved: it is reopened by name on restore (its name asked
@@ -1059,21 +1054,16 @@ static int net_save(void *dev, struct recbuf *b, uint32_t index)
         for (unsigned k = 0; p->running && p->held && k < p->held_n; k++)
             s.held.head[i][s.held.n[i]++] = p->held[(p->held_first + k) % p->rx->size];
     }
+    virtio_mmio_save(n->t, &s.transport);
     rec_put(b, REC_DEV_VIRTIO_NET, index, &s, sizeof(s));
     return b->err;
 }
 
-/* Device index's record, whole or of the first format (nothing held). */
+/* Device index's record, whole. */
 static int net_state_get(const uint8_t *st, size_t len, uint32_t index, struct net_state *s)
 {
-    const void *p;
-    uint32_t l;
-
-    memset(s, 0, sizeof(*s));
-    if (rec_find(st, len, REC_DEV_VIRTIO_NET, index, &p, &l) < 0 ||
-        (l != sizeof(*s) && l != NET_STATE_V1))
+    if (rec_get(st, len, REC_DEV_VIRTIO_NET, index, s, sizeof(*s)) < 0)
         return -EBADMSG;
-    memcpy(s, p, l);
     if (s->tap[IFNAMSIZ - 1] || !s->tap[0] || s->npairs < 1 || s->npairs > RVM_NET_MAX_QUEUE_PAIRS)
         return -EBADMSG;
     for (unsigned i = 0; i < RVM_NET_MAX_QUEUE_PAIRS; i++)
@@ -1092,12 +1082,28 @@ static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
         return -EBADMSG;
     if (memcmp(s.mac, n->cfg.mac, 6) || s.mtu != n->cfg.mtu || s.npairs != n->npairs)
         return -EINVAL;
-    /* For the workers the transport's state starts next (it comes after the device). */
+    for (unsigned i = 0; i < RVM_NET_MAX_QUEUE_PAIRS; i++)
+        if (s.held.n[i] && !s.transport.active)
+            return -EBADMSG; /* buffers held by a device that was not running */
+    /* For the workers that the transport's state starts (if the device was live). */
     free(n->restored);
     if (!(n->restored = malloc(sizeof(*n->restored))))
         return -ENOMEM;
     *n->restored = s.held;
-    return 0;
+    int r = virtio_mmio_load(n->t, &s.transport);
+    free(n->restored); /* taken up, or the device was not live */
+    n->restored = NULL;
+    return r;
+}
+
+static void net_quiesce_dev(void *dev)
+{
+    virtio_mmio_quiesce(((struct virtio_net *)dev)->t);
+}
+
+static void net_resume_dev(void *dev)
+{
+    virtio_mmio_resume(((struct virtio_net *)dev)->t);
 }
 
 /*
@@ -1133,8 +1139,12 @@ static int net_recreate(struct rvm_vm *vm, const struct dev_restore *r)
     return rvm_vm_add_virtio_net(vm, &c, NULL, 0);
 }
 
-const struct vm_snap_ops virtio_net_snap = {
-    .kind = REC_DEV_VIRTIO_NET, .recreate = net_recreate, .save = net_save, .load = net_load};
+const struct vm_snap_ops virtio_net_snap = {.kind = REC_DEV_VIRTIO_NET,
+                                            .recreate = net_recreate,
+                                            .save = net_save,
+                                            .load = net_load,
+                                            .quiesce = net_quiesce_dev,
+                                            .resume = net_resume_dev};
 
 int virtio_net_open_tap(const char *name, unsigned queues, int *fds)
 {
