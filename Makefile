@@ -77,7 +77,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 # Each target's sources beside its own: what it drives, unchanged.
-FUZZ_SRCS_fuzz_snapshot := core/snapfile.c core/snaprec.c core/log.c
+FUZZ_SRCS_fuzz_snapshot := core/snapfile.c core/snaprec.c core/log.c core/fileio.c
 
 .PHONY: all lib cli bench tests guest examples test demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
 

@@ -14,35 +14,10 @@
 #include <unistd.h>
 #include <ringvm/snapshot.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "snapshot_internal.h"
 #include "vm_internal.h"
-
-static int pread_all(int fd, char *buf, size_t len, uint64_t off)
-{
-    while (len) {
-        ssize_t r = pread(fd, buf, len, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r < 0 ? -errno : -ENODATA;
-        buf += r, off += (uint64_t)r, len -= (size_t)r;
-    }
-    return 0;
-}
-
-static int pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
-{
-    while (len) {
-        ssize_t r = pwrite(fd, buf, len, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r < 0 ? -errno : -EIO;
-        buf += r, off += (uint64_t)r, len -= (size_t)r;
-    }
-    return 0;
-}
 
 /*
  * Chunk c of snapshot s (its present pages, in order) copied from sfd into
@@ -68,8 +43,8 @@ static int merge_chunk(struct rvm_hv *hv, const struct snap_open *s, int sfd, in
         while (e < hi && snap_page_present(s, e))
             e++;
         size_t len = (size_t)((e - p) * SNAP_PAGE);
-        if ((r = pread_all(sfd, buf, len, p * SNAP_PAGE)) < 0 ||
-            (r = pwrite_all(mfd, buf, len, p * SNAP_PAGE)) < 0)
+        if ((r = fio_pread_all(sfd, buf, len, p * SNAP_PAGE)) < 0 ||
+            (r = fio_pwrite_all(mfd, buf, len, p * SNAP_PAGE)) < 0)
             return r;
         XXH3_64bits_update(st, buf, len);
         any = true;
@@ -114,7 +89,7 @@ static int merge_sums(int dfd, int mfd, struct snap_manifest *m, char *buf)
     for (uint64_t c = 0; c < m->nchunks && r == 0; c++) {
         uint64_t len =
             c * SNAP_CHUNK + SNAP_CHUNK <= m->mem_size ? SNAP_CHUNK : m->mem_size - c * SNAP_CHUNK;
-        if ((r = pread_all(mfd, buf, len, c * SNAP_CHUNK)) == 0)
+        if ((r = fio_pread_all(mfd, buf, len, c * SNAP_CHUNK)) == 0)
             sums[c] = XXH3_64bits(buf, len);
     }
     if (r == 0 && fsync(mfd) < 0)

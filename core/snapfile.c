@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "snaprec.h"
 #include "snapshot_internal.h"
@@ -70,28 +71,13 @@ int snap_manifest_check(const struct snap_manifest *m, struct rvm_hv *hv, const 
 
 /* ---- files ------------------------------------------------------------- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        c += w, n -= (size_t)w;
-    }
-    return 0;
-}
-
 int snap_write_file(int dfd, const char *name, const void *p, size_t n)
 {
     int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), r;
 
     if (fd < 0)
         return -errno;
-    r = write_all(fd, p, n);
+    r = fio_write_all(fd, p, n);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     close(fd);
@@ -135,7 +121,7 @@ int snap_read_file(int dfd, const char *name, void **out, size_t *len, size_t ma
     struct stat st;
     int fd = snap_open_file(dfd, name, 0, &st);
     char *p;
-    size_t got = 0;
+    ssize_t got;
 
     if (fd < 0)
         return fd;
@@ -148,17 +134,14 @@ int snap_read_file(int dfd, const char *name, void **out, size_t *len, size_t ma
         close(fd);
         return -ENOMEM;
     }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    got = fio_read_full(fd, p, (size_t)st.st_size);
     close(fd);
+    if (got < 0) {
+        free(p);
+        return (int)got;
+    }
     *out = p;
-    *len = got;
+    *len = (size_t)got; /* shorter if it shrank meanwhile: the caller compares sizes */
     return 0;
 }
 
@@ -321,9 +304,37 @@ void snap_close(struct snap_open *s)
 }
 
 /* Opens dir and checks its manifest, sums and pages files. */
-int snap_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_open *s)
+/*
+ * A small file of the snapshot, exactly want bytes (into *out, malloc'd),
+ * its XXH3 sum equal to *sum when sum is given. -ENODATA when missing or
+ * truncated, -EBADMSG when too long or its sum differs (logged).
+ */
+static int read_exact(struct rvm_hv *hv, const struct snap_open *s, const char *name, size_t want,
+                      const uint64_t *sum, void **out)
 {
     size_t len;
+    void *p;
+    int r = snap_read_file(s->dfd, name, &p, &len, want);
+
+    if (r == 0 && len != want) {
+        free(p);
+        r = -ENODATA;
+    }
+    if (r < 0) {
+        rvm_err(hv, "%s: %s missing or truncated", s->dir, name);
+        return r == -EBADMSG ? -EBADMSG : -ENODATA;
+    }
+    if (sum && XXH3_64bits(p, len) != *sum) {
+        free(p);
+        rvm_err(hv, "%s: %s checksum mismatch", s->dir, name);
+        return -EBADMSG;
+    }
+    *out = p;
+    return 0;
+}
+
+int snap_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_open *s)
+{
     void *p;
     int r;
 
@@ -340,13 +351,8 @@ int snap_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_
         return -errno;
     s->dev = st.st_dev;
     s->ino = st.st_ino;
-    if ((r = snap_read_file(s->dfd, "manifest", &p, &len, sizeof(*s->m))) < 0 ||
-        len != sizeof(*s->m)) {
-        if (r == 0)
-            free(p);
-        rvm_err(hv, "%s: manifest missing or truncated", dir);
-        return r == -EBADMSG ? -EBADMSG : -ENODATA;
-    }
+    if ((r = read_exact(hv, s, "manifest", sizeof(*s->m), NULL, &p)) < 0)
+        return r;
     s->m = p;
     if ((r = snap_manifest_check(s->m, hv, dir)) < 0)
         return r;
@@ -360,31 +366,14 @@ int snap_open(struct rvm_hv *hv, const char *dir, uint64_t max_mem, struct snap_
                 (unsigned long long)s->m->state_size, (unsigned long long)SNAP_MAX_STATE);
         return -EBADMSG;
     }
-    if ((r = snap_read_file(s->dfd, "sums", &p, &len, s->m->nchunks * sizeof(uint64_t))) < 0 ||
-        len != s->m->nchunks * sizeof(uint64_t)) {
-        if (r == 0)
-            free(p);
-        rvm_err(hv, "%s: sums missing or truncated", dir);
-        return r == -EBADMSG ? -EBADMSG : -ENODATA;
-    }
+    if ((r = read_exact(hv, s, "sums", s->m->nchunks * sizeof(uint64_t), &s->m->sums_sum, &p)) < 0)
+        return r;
     s->sums = p;
-    if (XXH3_64bits(s->sums, len) != s->m->sums_sum) {
-        rvm_err(hv, "%s: sums checksum mismatch", dir);
-        return -EBADMSG;
-    }
     if (s->m->kind == SNAP_DIFF) {
         size_t want = (s->m->mem_size / SNAP_PAGE + 63) / 64 * sizeof(unsigned long);
-        if ((r = snap_read_file(s->dfd, "pages", &p, &len, want)) < 0 || len != want) {
-            if (r == 0)
-                free(p);
-            rvm_err(hv, "%s: pages missing or truncated", dir);
-            return r == -EBADMSG ? -EBADMSG : -ENODATA;
-        }
+        if ((r = read_exact(hv, s, "pages", want, &s->m->pages_sum, &p)) < 0)
+            return r;
         s->pages = p;
-        if (XXH3_64bits(s->pages, len) != s->m->pages_sum) {
-            rvm_err(hv, "%s: pages checksum mismatch", dir);
-            return -EBADMSG;
-        }
     }
     return snap_check_memory(hv, s);
 }

@@ -117,10 +117,3 @@ int rec_check_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instanc
         return -EBADMSG;
     return saved == port ? 0 : -EINVAL;
 }
-
-int rec_check(const uint8_t *p, size_t len)
-{
-    int r = walk(p, len, 0, 0, NULL, NULL);
-
-    return r == -ENOENT ? 0 : r;
-}

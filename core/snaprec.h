@@ -58,7 +58,7 @@ void rec_free(struct recbuf *b);
 /*
  * Finds the record (type, instance) in [p, p + len); its payload and length
  * through data/dlen. 0, -ENOENT, or -EBADMSG when the sequence is malformed
- * (call rec_check() once first: this only walks).
+ * (snap_check_state() checks the whole state once first: this only walks).
  */
 int rec_find(const uint8_t *p, size_t len, uint32_t type, uint32_t instance, const void **data,
              uint32_t *dlen);
@@ -80,8 +80,5 @@ int rec_get_port(const uint8_t *p, size_t len, uint32_t type, uint32_t instance,
  * it. 1 for a record, 0 at a well-formed end, -EBADMSG when malformed.
  */
 int rec_next(const uint8_t *p, size_t len, size_t *off, struct rec_hdr *h, const void **data);
-
-/* Checks the whole sequence is well formed. 0 or -EBADMSG. */
-int rec_check(const uint8_t *p, size_t len);
 
 #endif

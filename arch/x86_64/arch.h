@@ -57,7 +57,7 @@ struct recbuf;
 /* Snapshot records of a vCPU (stopped, its I/O completed) and of the VM's irqchip, PIT, clock. */
 int arch_vcpu_save(struct rvm_vcpu *vcpu, struct recbuf *b);
 int arch_vm_save(struct rvm_vm *vm, struct recbuf *b);
-/* Loads them back (the records checked with rec_check() first). 0, -EBADMSG or -errno. */
+/* Loads them back (the state checked with snap_check_state() first). 0, -EBADMSG or -errno. */
 int arch_vcpu_load(struct rvm_vcpu *vcpu, const uint8_t *state, size_t len);
 int arch_vm_load(struct rvm_vm *vm, const uint8_t *state, size_t len, bool allow_tsc_drift);
 

@@ -15,6 +15,7 @@
 #include <ringvm/boot.h>
 #include <ringvm/mem.h>
 
+#include "../../core/fileio.h"
 #include "../../core/log.h"
 #include "../../core/vm_internal.h"
 #include "../../mem/mem_internal.h"
@@ -384,7 +385,7 @@ static int read_image(struct rvm_vm *vm, const char *path, uint8_t **out, size_t
 {
     struct stat st;
     uint8_t *buf;
-    size_t got = 0;
+    ssize_t got;
     int fd, r;
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -408,18 +409,15 @@ static int read_image(struct rvm_vm *vm, const char *path, uint8_t **out, size_t
         close(fd);
         return -ENOMEM;
     }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* shrank meanwhile: parse what there is */
-        got += (size_t)n;
-    }
+    got = fio_read_full(fd, buf, (size_t)st.st_size); /* shrank meanwhile: what there is */
     close(fd);
+    if (got < 0) {
+        rvm_err(vm->hv, "read %s: %s", path, strerror((int)-got));
+        free(buf);
+        return (int)got;
+    }
     *out = buf;
-    *len = got;
+    *len = (size_t)got;
     return 0;
 }
 
