@@ -104,7 +104,16 @@ int rvm_vm_create(struct rvm_hv *hv, const struct rvm_vm_config *config, struct 
     if ((r = bus_init(&vm->bus[RVM_BUS_MMIO], 0)) < 0)
         goto err_bus_pio;
 
-    vm->fd = ioctl(hv->kvm_fd, KVM_CREATE_VM, 0);
+    /*
+     * KVM_CREATE_VM fails with EINTR when the thread has a signal or task
+     * work pending while it registers its MMU notifier (io_uring completions
+     * of a snapshot this thread just took are such work): each return to
+     * user space runs it, so asking again succeeds.
+     */
+    for (int tries = 0;
+         (vm->fd = ioctl(hv->kvm_fd, KVM_CREATE_VM, 0)) < 0 && errno == EINTR && tries < 1000;
+         tries++)
+        ;
     if (vm->fd < 0) {
         r = -errno;
         rvm_err(hv, "KVM_CREATE_VM: %s", strerror(-r));
