@@ -287,6 +287,38 @@ static void test_corrupt_ring(void **state)
     assert_true(f->q.broken);
 }
 
+/*
+ * A driver that offers heads the device still holds (the same head over and
+ * over) would let the device hold more chains than the queue has: found by
+ * review, a receive device then overran what it saves of its held chains.
+ * Once as many chains are out as the queue holds, one more breaks the ring.
+ */
+static void test_heads_offered_twice(void **state)
+{
+    struct fx *f = *state;
+
+    desc(f, DESC, 0, DATA, 64, VRING_DESC_F_WRITE, 0);
+    for (int i = 0; i < QSZ; i++)
+        offer(f, 0);
+    for (int i = 0; i < QSZ; i++)
+        assert_int_equal(vq_pop(&f->q, &f->c), 1);
+    assert_false(f->q.broken);
+    offer(f, 0);
+    assert_int_equal(vq_pop(&f->q, &f->c), -EIO);
+    assert_true(f->q.broken);
+
+    /* Given back, a head may come again as often as the driver likes. */
+    assert_int_equal(vq_setup(&f->q, f->m, QSZ, 256, DESC, AVAIL, USED, false, true), 0);
+    f->avail_idx = 0;
+    assert_int_equal(rvm_mem_write(f->m, AVAIL + 2, &f->avail_idx, 2), 0);
+    for (int i = 0; i < 3 * QSZ; i++) {
+        offer(f, 0);
+        assert_int_equal(vq_pop(&f->q, &f->c), 1);
+        vq_add_used(&f->q, 0, 0);
+    }
+    assert_false(f->q.broken);
+}
+
 /* EVENT_IDX: interrupts only when the driver's used_event is crossed, across the wrap. */
 static void test_event_idx_wraparound(void **state)
 {
@@ -402,6 +434,7 @@ int main(void)
         T(test_direction_and_segments),
         T(test_indirect),
         T(test_corrupt_ring),
+        T(test_heads_offered_twice),
         T(test_event_idx_wraparound),
         T(test_no_event_idx_flags),
         T(test_fuzz),

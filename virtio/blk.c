@@ -284,6 +284,7 @@ static void worker_loop(struct virtio_blk *b)
     /* Chains made available before this worker started (one taken before a restore) are
      * served now. */
     broken = !drain_all(b);
+    bool took = true; /* what a drain outside the loop took is published before any wait */
 
     while (!stopping || b->inflight > 0) {
         struct io_uring_cqe *cqe;
@@ -295,6 +296,7 @@ static void worker_loop(struct virtio_blk *b)
             if (!worker_park(&b->gate))
                 break; /* reset while paused: nothing in flight, nothing new taken */
             broken = broken || !drain_all(b);
+            took = true;
         }
         bool pausing = worker_pause_wanted(&b->gate);
         if (b->poll_ns && !stopping && !broken && !pausing) {
@@ -304,7 +306,10 @@ static void worker_loop(struct virtio_blk *b)
                 if (b->vqs[q].size && vq_set_notify(&b->vqs[q], true))
                     polled = true;
         }
-        int w = polled ? 0 : io_uring_submit_and_wait(&b->ring, 1);
+        int w = polled ? 0
+                : took ? io_uring_submit(&b->ring)
+                       : io_uring_submit_and_wait(&b->ring, 1);
+        took = false;
         if (w < 0 && w != -EINTR) /* liburing returns -errno; errno is not set */
             break;
         io_uring_for_each_cqe(&b->ring, head, cqe)
@@ -471,10 +476,12 @@ struct blk_state {
 static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
 {
     struct virtio_blk *b = dev;
-    struct blk_state *s = calloc(1, sizeof(*s));
+    struct blk_state *s;
     struct stat st;
 
-    if (!s)
+    if (!b->t)
+        return -ENODEV; /* its attach failed: there is no device to save */
+    if (!(s = calloc(1, sizeof(*s))))
         return -ENOMEM;
     s->capacity = b->capacity;
     s->poll_us = (uint32_t)(b->poll_ns / 1000);

@@ -461,6 +461,8 @@ int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *saved)
 
 void virtio_mmio_quiesce(struct virtio_mmio *t)
 {
+    if (!t)
+        return; /* a device whose transport was never attached */
     pthread_mutex_lock(&t->lock);
     if (t->active && t->ops->quiesce)
         t->ops->quiesce(t->dev);
@@ -471,6 +473,8 @@ void virtio_mmio_quiesce(struct virtio_mmio *t)
 
 void virtio_mmio_resume(struct virtio_mmio *t)
 {
+    if (!t)
+        return;
     pthread_mutex_lock(&t->lock);
     if (t->active && t->ops->quiesce) {
         t->ops->resume(t->dev);

@@ -110,7 +110,7 @@ struct mmio_state {
  * guest memory again) and their positions, and activates a live device
  * where it stopped (-EIO if it cannot start).
  */
-void virtio_mmio_quiesce(struct virtio_mmio *t);
+void virtio_mmio_quiesce(struct virtio_mmio *t); /* these two: NULL is nothing */
 void virtio_mmio_resume(struct virtio_mmio *t);
 void virtio_mmio_save(struct virtio_mmio *t, struct mmio_state *s);
 int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *s);

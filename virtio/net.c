@@ -442,7 +442,8 @@ static bool post_rx(struct pair *p, bool quiet)
         uint16_t h;
 
         s->nchains = 0;
-        while ((n->mrg ? room < n->rx_need : s->nchains == 0) && (r = rx_take(p, &h)) > 0) {
+        while ((n->mrg ? room < n->rx_need : s->nchains == 0) && s->nchains < RX_IOV_MAX &&
+               (r = rx_take(p, &h)) > 0) {
             struct rx_chain *rc = &p->rxc[h];
             uint64_t got = 0;
 
@@ -712,12 +713,19 @@ static void cancel_inflight(struct pair *p, bool stopping)
     }
 }
 
-/* What the guest made available meanwhile (at start, after a pause); false if a ring broke. */
+/*
+ * What the guest made available meanwhile (at start, after a pause); false
+ * if a ring broke (the device then needs a reset, and says so).
+ */
 static bool take_all(struct pair *p)
 {
     bool quiet = p->n->poll_ns != 0;
 
-    return post_rx(p, quiet) && drain_tx(p, quiet) && drain_ctrl(p);
+    if (post_rx(p, quiet) && drain_tx(p, quiet) && drain_ctrl(p))
+        return true;
+    rvm_err(p->n->vm->hv, "virtio-net: a queue is corrupt; device needs a reset");
+    virtio_mmio_needs_reset(p->n->t);
+    return false;
 }
 
 static void net_loop(struct pair *p)
@@ -731,6 +739,7 @@ static void net_loop(struct pair *p)
     worker_arm_eventfd(&p->ring, p->stop_efd, &p->stop_buf, TAG_STOP);
     worker_arm_eventfd(&p->ring, p->gate.efd, &p->gate.buf, TAG_PAUSE);
     broken = !take_all(p);
+    bool took = true; /* what take_all() took is published before any wait */
 
     while (!stopping || p->tx_inflight > 0 || p->rx_posted > 0) {
         struct io_uring_cqe *cqe;
@@ -742,6 +751,7 @@ static void net_loop(struct pair *p)
             if (!worker_park(&p->gate))
                 break; /* reset while paused: nothing in flight, nothing new taken */
             broken = broken || !take_all(p);
+            took = true;
         }
         bool pausing = worker_pause_wanted(&p->gate);
         if (pausing && (p->rx_posted || p->tx_inflight))
@@ -755,7 +765,10 @@ static void net_loop(struct pair *p)
             if (!polled && !p->rx_posted && !p->rx_eof && !p->parked && vq_set_notify(p->rx, true))
                 polled = true;
         }
-        int w = polled ? 0 : io_uring_submit_and_wait(&p->ring, 1);
+        int w = polled ? 0
+                : took ? io_uring_submit(&p->ring)
+                       : io_uring_submit_and_wait(&p->ring, 1);
+        took = false;
         if (w < 0 && w != -EINTR) /* liburing returns -errno; errno is not set */
             break;
         io_uring_for_each_cqe(&p->ring, head, cqe)
@@ -1035,6 +1048,8 @@ static int net_save(void *dev, struct recbuf *b, uint32_t index)
     struct net_state s;
     struct ifreq ifr;
 
+    if (!n->t)
+        return -ENODEV; /* its attach failed: there is no device to save */
     memset(&s, 0, sizeof(s));
     memset(&ifr, 0, sizeof(ifr));
     if (!n->tap || ioctl(n->pairs[0].fd, TUNGETIFF, &ifr) < 0) {
@@ -1051,6 +1066,8 @@ static int net_save(void *dev, struct recbuf *b, uint32_t index)
     for (unsigned i = 0; i < n->npairs; i++) {
         const struct pair *p = &n->pairs[i];
 
+        if (p->running && p->held_n > p->rx->size)
+            return -EIO; /* cannot be: the queue refuses more chains out than it holds */
         for (unsigned k = 0; p->running && p->held && k < p->held_n; k++)
             s.held.head[i][s.held.n[i]++] = p->held[(p->held_first + k) % p->rx->size];
     }

@@ -155,8 +155,9 @@ int vq_pop(struct vq *q, struct vq_chain *c)
     avail_idx = __atomic_load_n(&q->avail->idx, __ATOMIC_ACQUIRE);
     if (avail_idx == q->last_avail)
         return 0;
-    if ((uint16_t)(avail_idx - q->last_avail) > q->size) {
-        q->broken = true; /* more outstanding than the queue can hold */
+    if ((uint16_t)(avail_idx - q->last_avail) > q->size ||
+        (uint16_t)(q->last_avail - q->used_idx) >= q->size) {
+        q->broken = true; /* more outstanding than the queue can hold (heads offered twice) */
         return -EIO;
     }
     head = __atomic_load_n(&q->avail->ring[q->last_avail & (q->size - 1)], __ATOMIC_RELAXED);
