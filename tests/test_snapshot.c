@@ -484,6 +484,31 @@ static void test_enospc_keeps_older(void **state)
     rmdir(dir);
 }
 
+/* A VM on a new 32 MiB disk at disk, its guest started on blk-verify with extra arguments. */
+static void disk_vm_start(struct tvm *t, const char *disk, const char *extra)
+{
+    struct rvm_vm_config c;
+    struct rvm_blk_config bc = {.path = disk};
+    char word[96], cmd[256];
+    int fd = open(disk, O_CREAT | O_RDWR | O_TRUNC, 0600);
+
+    assert_true(fd >= 0 && ftruncate(fd, 32 << 20) == 0);
+    close(fd);
+    vm_config(&c, RVM_MEM_ANON);
+    struct rvm_hv_config hc = {.log = log_to_buf, .log_opaque = &t->log, .log_level = RVM_LOG_WARN};
+    struct rvm_uart_config uc = {.out = console_out, .out_opaque = &t->con};
+    memset(t, 0, sizeof(*t));
+    assert_int_equal(rvm_hv_open(&hc, &t->hv), 0);
+    assert_int_equal(rvm_vm_create(t->hv, &c, &t->vm), 0);
+    assert_int_equal(rvm_uart_attach(t->vm, &uc, NULL), 0);
+    assert_int_equal(rvm_debug_exit_attach(t->vm, 0), 0);
+    assert_int_equal(rvm_vm_add_virtio_blk(t->vm, &bc, word, sizeof(word)), 0);
+    snprintf(cmd, sizeof(cmd), "test=blk-verify n=20000 %s %s", extra, word);
+    struct rvm_pvh_params pp = {.cmdline = cmd};
+    assert_int_equal(rvm_vm_load_pvh_file(t->vm, guest_path(), &pp, NULL), 0);
+    assert_int_equal(rvm_vm_start(t->vm), 0);
+}
+
 /*
  * A VM whose guest runs blk-verify (requests in flight) snapshotted and
  * restored: the device drains before the state is taken, the restored
@@ -492,29 +517,14 @@ static void test_enospc_keeps_older(void **state)
  */
 static void disk_round_trip(const char *extra, const char *name)
 {
-    struct rvm_vm_config c;
-    struct rvm_blk_config bc = {.path = path("disk")};
+    char disk[128];
     struct console con = {.len = 0};
     struct tvm t;
-    char word[96], cmd[256];
     uint64_t v;
-    int fd = open(bc.path, O_CREAT | O_RDWR | O_TRUNC, 0600), err;
+    int err;
 
-    assert_true(fd >= 0 && ftruncate(fd, 32 << 20) == 0);
-    close(fd);
-    vm_config(&c, RVM_MEM_ANON);
-    struct rvm_hv_config hc = {.log = log_to_buf, .log_opaque = &t.log, .log_level = RVM_LOG_WARN};
-    struct rvm_uart_config uc = {.out = console_out, .out_opaque = &t.con};
-    memset(&t, 0, sizeof(t));
-    assert_int_equal(rvm_hv_open(&hc, &t.hv), 0);
-    assert_int_equal(rvm_vm_create(t.hv, &c, &t.vm), 0);
-    assert_int_equal(rvm_uart_attach(t.vm, &uc, NULL), 0);
-    assert_int_equal(rvm_debug_exit_attach(t.vm, 0), 0);
-    assert_int_equal(rvm_vm_add_virtio_blk(t.vm, &bc, word, sizeof(word)), 0);
-    snprintf(cmd, sizeof(cmd), "test=blk-verify n=20000 %s %s", extra, word);
-    struct rvm_pvh_params pp = {.cmdline = cmd};
-    assert_int_equal(rvm_vm_load_pvh_file(t.vm, guest_path(), &pp, NULL), 0);
-    assert_int_equal(rvm_vm_start(t.vm), 0);
+    snprintf(disk, sizeof(disk), "%s", path("disk")); /* path()'s buffers are reused */
+    disk_vm_start(&t, disk, extra);
     sleep_ms(300);
     /*
      * Paused first: the snapshot leaves the VM paused and its disk as saved
@@ -533,7 +543,7 @@ static void disk_round_trip(const char *extra, const char *name)
     /* No disk handed: the path the snapshot names is not opened. */
     struct rvm_vm *vm = restore(hv, path(name), false, RVM_MEM_ANON, &con, &err);
     assert_int_equal(err, -ENODEV);
-    restore_disk = bc.path;
+    restore_disk = disk;
     vm = restore(hv, path(name), false, RVM_MEM_ANON, &con, &err);
     restore_disk = NULL;
     assert_int_equal(err, 0);
@@ -572,32 +582,14 @@ static void test_disk_mid_io(void **state)
  */
 static void test_snapshot_keeps_workers(void **state)
 {
-    struct rvm_vm_config c;
-    struct rvm_blk_config bc = {.path = path("disk-keep")};
     struct rvm_vm_result res;
     struct tvm t;
-    char word[96], cmd[256];
     long before[4], after[4];
     uint64_t v;
-    int fd = open(bc.path, O_CREAT | O_RDWR | O_TRUNC, 0600);
     (void)state;
 
     SKIP_WITHOUT_KVM();
-    assert_true(fd >= 0 && ftruncate(fd, 32 << 20) == 0);
-    close(fd);
-    vm_config(&c, RVM_MEM_ANON);
-    struct rvm_hv_config hc = {.log = log_to_buf, .log_opaque = &t.log, .log_level = RVM_LOG_WARN};
-    struct rvm_uart_config uc = {.out = console_out, .out_opaque = &t.con};
-    memset(&t, 0, sizeof(t));
-    assert_int_equal(rvm_hv_open(&hc, &t.hv), 0);
-    assert_int_equal(rvm_vm_create(t.hv, &c, &t.vm), 0);
-    assert_int_equal(rvm_uart_attach(t.vm, &uc, NULL), 0);
-    assert_int_equal(rvm_debug_exit_attach(t.vm, 0), 0);
-    assert_int_equal(rvm_vm_add_virtio_blk(t.vm, &bc, word, sizeof(word)), 0);
-    snprintf(cmd, sizeof(cmd), "test=blk-verify n=20000 qd=8 %s", word);
-    struct rvm_pvh_params pp = {.cmdline = cmd};
-    assert_int_equal(rvm_vm_load_pvh_file(t.vm, guest_path(), &pp, NULL), 0);
-    assert_int_equal(rvm_vm_start(t.vm), 0);
+    disk_vm_start(&t, path("disk-keep"), "qd=8");
     sleep_ms(300);
     assert_int_equal(thread_ids("rvm-blk", before, 4), 1);
     for (int i = 0; i < 3; i++) {
