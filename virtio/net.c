@@ -126,8 +126,8 @@ struct virtio_net {
 
     uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, several writers */
 
-    /* A restore's held receive chains, for the workers to take up at activate. */
-    struct net_held *restored;
+    /* While net_load() loads the transport: the held receive chains its activation takes up. */
+    const struct net_held *restored;
 };
 
 /* The receive chains each pair held when the snapshot was taken, oldest first. */
@@ -1103,12 +1103,8 @@ static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
         if (s.held.n[i] && !s.transport.active)
             return -EBADMSG; /* buffers held by a device that was not running */
     /* For the workers that the transport's state starts (if the device was live). */
-    free(n->restored);
-    if (!(n->restored = malloc(sizeof(*n->restored))))
-        return -ENOMEM;
-    *n->restored = s.held;
+    n->restored = &s.held;
     int r = virtio_mmio_load(n->t, &s.transport);
-    free(n->restored); /* taken up, or the device was not live */
     n->restored = NULL;
     return r;
 }
