@@ -44,6 +44,7 @@ struct net {
     int peer; /* the socket pair's other end, or an AF_PACKET socket on the tap */
     int udp;  /* a tap's namespace: a UDP socket on NS_IP:NS_PORT */
     uint16_t avail[5], used_seen[5];
+    uint16_t qsz[5]; /* queue sizes: QSZ, or larger for the first receive queue */
 };
 
 static uint32_t rd(struct net *n, uint64_t off)
@@ -107,7 +108,7 @@ static int tap_in_namespace(unsigned nq, int *fds, int *pkt, int *udp)
  * bits 0-31), and sets up pairs queue pairs (and the control queue with
  * more than one) of QSZ.
  */
-static int open_device(void **state, int kind, uint32_t extra, unsigned pairs)
+static int open_device_rxq(void **state, int kind, uint32_t extra, unsigned pairs, uint16_t rxq)
 {
     bool tap = kind == 1;
     static struct net n;
@@ -154,7 +155,8 @@ static int open_device(void **state, int kind, uint32_t extra, unsigned pairs)
         return -1;
     for (unsigned q = 0; q < 2 * pairs + (pairs > 1); q++) {
         wr(&n, VIRTIO_MMIO_QUEUE_SEL, q);
-        wr(&n, VIRTIO_MMIO_QUEUE_NUM, QSZ);
+        n.qsz[q] = q == 0 ? rxq : QSZ;
+        wr(&n, VIRTIO_MMIO_QUEUE_NUM, n.qsz[q]);
         wr(&n, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)ring((int)q));
         wr(&n, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)(ring((int)q) + 0x1000));
         wr(&n, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)(ring((int)q) + 0x2000));
@@ -165,6 +167,11 @@ static int open_device(void **state, int kind, uint32_t extra, unsigned pairs)
         return -1;
     *state = &n;
     return 0;
+}
+
+static int open_device(void **state, int kind, uint32_t extra, unsigned pairs)
+{
+    return open_device_rxq(state, kind, extra, pairs, QSZ);
 }
 
 static int setup(void **state)
@@ -221,7 +228,7 @@ static void *buf(struct net *n, int q, uint16_t i)
 /* Makes the chain at head available on queue q and kicks. */
 static void avail(struct net *n, int q, uint16_t head)
 {
-    uint16_t slot = n->avail[q] % QSZ;
+    uint16_t slot = n->avail[q] % n->qsz[q];
 
     rvm_mem_write(n->m, ring(q) + 0x1000 + 4 + 2 * slot, &head, 2);
     n->avail[q]++;
@@ -244,7 +251,7 @@ static struct vring_used_elem next_used(struct net *n, int q)
     for (int i = 0; i < 5000 && used_idx(n, q) == n->used_seen[q]; i++)
         sleep_ms(1);
     assert_int_not_equal(used_idx(n, q), n->used_seen[q]);
-    rvm_mem_read(n->m, ring(q) + 0x2000 + 4 + 8ULL * (n->used_seen[q] % QSZ), &e, sizeof(e));
+    rvm_mem_read(n->m, ring(q) + 0x2000 + 4 + 8ULL * (n->used_seen[q] % n->qsz[q]), &e, sizeof(e));
     n->used_seen[q]++;
     return e;
 }
@@ -507,9 +514,55 @@ static void test_dgram_empty_frame(void **state)
 
 /* ---- merged receive buffers, offloads, several queue pairs ---- */
 
+/* Puts head in queue q's available ring without a notification. */
+static void offer_quietly(struct net *n, int q, uint16_t head)
+{
+    uint16_t slot = n->avail[q] % n->qsz[q];
+
+    rvm_mem_write(n->m, ring(q) + 0x1000 + 4 + 2 * slot, &head, 2);
+    n->avail[q]++;
+    __atomic_store_n((uint16_t *)rvm_mem_hva(n->m, ring(q) + 0x1000 + 2, 2), n->avail[q],
+                     __ATOMIC_RELEASE);
+}
+
+static bool needs_reset_within(struct net *n, int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        if (rd(n, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET)
+            return true;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+/*
+ * A receive head offered while the device still has it: the ring has lost
+ * track, and the device says so (NEEDS_RESET) instead of filling one chain
+ * twice and giving its id back twice.
+ */
+static void test_rx_head_offered_twice(void **state)
+{
+    NEED_KVM(state);
+    struct net *n = *state;
+
+    desc(n, 0, 0, 2048, true, -1);
+    offer_quietly(n, 0, 0);
+    offer_quietly(n, 0, 0);
+    wr(n, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    assert_true(needs_reset_within(n, 5000));
+    /* A reset brings the device back. */
+    wr(n, VIRTIO_MMIO_STATUS, 0);
+    assert_int_equal(rd(n, VIRTIO_MMIO_STATUS), 0);
+}
+
 static int setup_mrg(void **state)
 {
     return open_device(state, 0, 1U << VIRTIO_NET_F_MRG_RXBUF, 1);
+}
+
+static int setup_mrg_big_rxq(void **state)
+{
+    return open_device_rxq(state, 0, 1U << VIRTIO_NET_F_MRG_RXBUF, 1, 128);
 }
 
 static int setup_tap_offloads(void **state)
@@ -535,6 +588,63 @@ static int setup_tap_mq(void **state)
     } while (0)
 
 /* A frame larger than one buffer spans two (num_buffers 2); what is left waits for room. */
+/*
+ * Merged receive buffers in many tiny pieces: chains of 15 one-byte buffers
+ * run out of the 64 pieces a receive takes before a largest frame fits,
+ * while more chains wait. The device used to give them back, see that more
+ * was available, take the same ones again and spin for ever; its worker then
+ * served nothing else (this transmit never completed). Now it receives into
+ * what fits: a small frame arrives in 5 chains.
+ */
+static void test_mrg_tiny_buffers(void **state)
+{
+    NEED_KVM(state);
+    struct net *n = *state;
+    uint8_t frame[200], got[2048];
+    struct virtio_net_stats st;
+    struct virtio_net_hdr_v1 h;
+
+    for (uint16_t c = 0; c < 7; c++) {
+        for (uint16_t k = 0; k < 15; k++)
+            desc(n, 0, (uint16_t)(15 * c + k), 1, true, k < 14 ? 15 * c + k + 1 : -1);
+        avail(n, 0, (uint16_t)(15 * c));
+    }
+    /* The same worker serves transmits: it is not stuck. */
+    make_frame(frame, sizeof(frame), 5);
+    send_frame(n, 0, frame, 60);
+    next_used(n, 1);
+    assert_int_equal(recv(n->peer, got, sizeof(got), 0), 60);
+
+    /* 12 + 60 bytes: four chains of 15 and 12 bytes of a fifth. */
+    assert_int_equal(send(n->peer, frame, 60, 0), 60);
+    for (int c = 0; c < 5; c++) {
+        struct vring_used_elem e = next_used(n, 0);
+        assert_int_equal(e.id, 15 * c);
+        assert_int_equal(e.len, c < 4 ? 15 : 12);
+        for (uint16_t k = 0; k < e.len; k++)
+            got[15 * c + k] = *(uint8_t *)buf(n, 0, (uint16_t)(15 * c + k));
+    }
+    memcpy(&h, got, sizeof(h));
+    assert_int_equal(h.num_buffers, 5);
+    assert_memory_equal(got + HDR, frame, 60);
+
+    /* Two chains are left (30 bytes): a larger frame waits for more room, then spans three. */
+    assert_int_equal(send(n->peer, frame, sizeof(frame), 0), sizeof(frame));
+    sleep_ms(50);
+    assert_int_equal(used_idx(n, 0), 5);
+    desc(n, 0, 105, 2048, true, -1);
+    avail(n, 0, 105);
+    assert_int_equal(next_used(n, 0).len, 15);
+    assert_int_equal(next_used(n, 0).len, 15);
+    struct vring_used_elem e = next_used(n, 0);
+    assert_int_equal(e.id, 105);
+    assert_int_equal(e.len, HDR + sizeof(frame) - 30);
+    virtio_net_stats(n->dev, &st);
+    assert_int_equal(st.rx_frames, 2);
+    assert_int_equal(st.rx_dropped, 0);
+    assert_int_equal(rd(n, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+}
+
 static void test_mrg_rxbuf(void **state)
 {
     NEED_KVM(state);
@@ -826,10 +936,12 @@ int main(void)
         T(test_rx_backpressure),
         T(test_hostile),
         T(test_peer_gone),
+        T(test_rx_head_offered_twice),
         cmocka_unit_test_setup_teardown(test_tap, setup_tap, teardown),
         cmocka_unit_test_setup_teardown(test_reset_with_sends_blocked, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_dgram_empty_frame, setup_dgram, teardown),
         cmocka_unit_test_setup_teardown(test_mrg_rxbuf, setup_mrg, teardown),
+        cmocka_unit_test_setup_teardown(test_mrg_tiny_buffers, setup_mrg_big_rxq, teardown),
         cmocka_unit_test_setup_teardown(test_tap_offloads, setup_tap_offloads, teardown),
         cmocka_unit_test_setup_teardown(test_tap_mq, setup_tap_mq, teardown),
     };

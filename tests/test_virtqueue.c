@@ -319,6 +319,90 @@ static void test_heads_offered_twice(void **state)
     assert_false(f->q.broken);
 }
 
+/*
+ * Rings that share bytes are refused: with the used ring over the avail
+ * ring, the device's own flags write moved avail->idx and its drain loops
+ * never ended. Rings packed edge to edge are fine, with or without the event
+ * fields (which exist only with EVENT_IDX).
+ */
+static void test_overlapping_rings(void **state)
+{
+    struct fx *f = *state;
+    struct vq q;
+
+    /* The case a fuzzer found: avail at 0x2, used at 0x4, no EVENT_IDX. */
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, 0x2, 0x4, false, false), -EINVAL);
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, AVAIL, AVAIL + 4, false, false), -EINVAL);
+    /* The used ring over the table, the table over the avail ring, and all three at one place. */
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, AVAIL, DESC + 16 * QSZ - 4, false, false),
+                     -EINVAL);
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, DESC + 16 * QSZ - 2, USED, false, false),
+                     -EINVAL);
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, DESC, DESC, false, false), -EINVAL);
+    /* The avail ring's used_event field under the used ring: only with EVENT_IDX a clash. */
+    uint64_t packed = AVAIL + 4 + 2 * QSZ;
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, AVAIL, packed, true, false), -EINVAL);
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, AVAIL, packed, false, false), 0);
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, AVAIL, packed + 4, true, false), 0);
+    assert_int_equal(vq_setup(&q, f->m, QSZ, 256, DESC, DESC + 16 * QSZ, USED, false, false), 0);
+}
+
+struct drain_count {
+    unsigned taken, room;
+};
+
+static bool count_take(void *arg, struct vq_chain *c)
+{
+    struct drain_count *d = arg;
+
+    (void)c;
+    return ++d->taken < d->room;
+}
+
+/*
+ * vq_drain() ends whatever the ring says. Here the rings overlap as
+ * vq_setup() no longer allows (the used flags on avail->idx), so every
+ * notification change makes the ring look non-empty again: the old
+ * "disable; drain; while (enable says more)" loop never ended on it.
+ */
+static void test_drain_ends(void **state)
+{
+    struct fx *f = *state;
+    struct drain_count d = {.room = 1000};
+
+    desc(f, DESC, 0, DATA, 64, VRING_DESC_F_WRITE, 0);
+    f->q.used = (struct vring_used *)((uint8_t *)f->q.avail + 2);
+    f->q.used_gpa = AVAIL + 2;
+    assert_int_equal(vq_drain(&f->q, &f->c, false, count_take, &d), 0);
+    assert_true(d.taken <= 2);
+    assert_int_equal(f->q.used->flags, 0); /* notifications left on */
+
+    /* A sound ring: everything offered is taken; out of room, the rest waits. */
+    assert_int_equal(vq_setup(&f->q, f->m, QSZ, 256, DESC, AVAIL, USED, false, true), 0);
+    f->avail_idx = 0;
+    assert_int_equal(rvm_mem_write(f->m, AVAIL + 2, &f->avail_idx, 2), 0);
+    for (int i = 0; i < 5; i++)
+        offer(f, 0);
+    d = (struct drain_count){.room = 3};
+    assert_int_equal(vq_drain(&f->q, &f->c, false, count_take, &d), 0);
+    assert_int_equal(d.taken, 3);
+    assert_int_equal(f->q.used->flags, VRING_USED_F_NO_NOTIFY); /* completions bring it back */
+    d = (struct drain_count){.room = 100};
+    assert_int_equal(vq_drain(&f->q, &f->c, false, count_take, &d), 0);
+    assert_int_equal(d.taken, 2);
+    assert_int_equal(f->q.used->flags, 0);
+    /* Quiet (a polling device): notifications stay off. */
+    offer(f, 0);
+    assert_int_equal(vq_drain(&f->q, &f->c, true, count_take, &d), 0);
+    assert_int_equal(d.taken, 3);
+    assert_int_equal(f->q.used->flags, VRING_USED_F_NO_NOTIFY);
+    /* A corrupt ring: -EIO. */
+    f->avail_idx += 100;
+    assert_int_equal(rvm_mem_write(f->m, AVAIL + 2, &f->avail_idx, 2), 0);
+    assert_int_equal(vq_drain(&f->q, &f->c, false, count_take, &d), -EIO);
+    assert_true(f->q.broken);
+}
+
 /* EVENT_IDX: interrupts only when the driver's used_event is crossed, across the wrap. */
 static void test_event_idx_wraparound(void **state)
 {
@@ -435,6 +519,8 @@ int main(void)
         T(test_indirect),
         T(test_corrupt_ring),
         T(test_heads_offered_twice),
+        T(test_overlapping_rings),
+        T(test_drain_ends),
         T(test_event_idx_wraparound),
         T(test_no_event_idx_flags),
         T(test_fuzz),

@@ -181,37 +181,36 @@ static void handle_chain(struct virtio_blk *b, uint16_t q, struct vq_chain *c)
     submit(b, slot);
 }
 
-/* Drains queue q while there are free slots; false if it broke (NEEDS_RESET). */
+struct take_ctx {
+    struct virtio_blk *b;
+    uint16_t q;
+};
+
+static bool take_chain(void *arg, struct vq_chain *c)
+{
+    struct take_ctx *t = arg;
+
+    handle_chain(t->b, t->q, c);
+    return t->b->free_head >= 0; /* out of slots: completions will bring us back */
+}
+
 /*
- * Takes every available chain of queue q while slots last. Notifications
- * stay off afterwards when quiet (the worker is polling the ring); else they
- * are turned back on, looking once more for what raced with that.
+ * Takes every available chain of queue q while slots last (vq_drain();
+ * notifications stay off when quiet: the worker is polling the ring). False
+ * if the queue broke: the device then needs a reset, and says so.
  */
 static bool drain_queue(struct virtio_blk *b, uint16_t q, bool quiet)
 {
     struct vq_chain c = {.seg = b->seg, .max_seg = BLK_SEG_MAX + 2};
-    struct vq *vq = &b->vqs[q];
+    struct take_ctx t = {b, q};
 
-    if (!vq->size)
+    if (!b->vqs[q].size || b->free_head < 0)
         return true;
-    do {
-        vq_set_notify(vq, false);
-        while (b->free_head >= 0) {
-            int r = vq_pop(vq, &c);
-
-            if (r < 0) {
-                rvm_err(b->vm->hv, "virtio-blk: queue %u is corrupt; device needs a reset", q);
-                virtio_mmio_needs_reset(b->t);
-                return false;
-            }
-            if (r == 0)
-                break;
-            handle_chain(b, q, &c);
-        }
-        if (b->free_head < 0 || quiet)
-            return true; /* out of slots: completions will bring us back */
-    } while (vq_set_notify(vq, true));
-    return true;
+    if (vq_drain(&b->vqs[q], &c, quiet, take_chain, &t) == 0)
+        return true;
+    rvm_err(b->vm->hv, "virtio-blk: queue %u is corrupt; device needs a reset", q);
+    virtio_mmio_needs_reset(b->t);
+    return false;
 }
 
 /* An I/O completion: the status from the result, the slot back on the free list. */

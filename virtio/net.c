@@ -54,6 +54,7 @@
      (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6))
 
 struct tx_slot {
+    struct virtio_net_hdr_v1 hdr; /* what a tap is sent: the copy that was checked */
     uint16_t head;
     int next_free;
     int niov;
@@ -63,6 +64,7 @@ struct tx_slot {
 
 /* A receive chain the device holds: popped, not yet used. */
 struct rx_chain {
+    bool out; /* the device has it (held or posted): the driver must not offer it again */
     uint16_t nseg;
     uint32_t room; /* device-writable bytes */
     struct vq_seg seg[RX_CHAIN_SEG];
@@ -278,10 +280,16 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
         chain_read(c->seg, c->nseg, 0, &h, NET_HDR);
         ok = tx_header_ok(n, &h);
     }
-    /* A socket gets the frame alone; a tap the header too (it reads it). */
-    ok = ok && iov_from(c->seg, c->nseg, n->tap ? 0 : NET_HDR, s->iov, &s->niov, MAX_SEG, &payload);
-    if (n->tap)
-        payload -= payload >= NET_HDR ? NET_HDR : payload;
+    /*
+     * A socket gets the frame alone; a tap the header too (it acts on it), and
+     * that from the checked copy: the guest can rewrite its own at any time.
+     */
+    if (n->tap) {
+        s->hdr = h;
+        s->iov[0] = (struct iovec){.iov_base = &s->hdr, .iov_len = NET_HDR};
+        s->niov = 1;
+    }
+    ok = ok && iov_from(c->seg, c->nseg, NET_HDR, s->iov, &s->niov, MAX_SEG, &payload);
     ok = ok && payload >= ETH_HLEN_ &&
          payload <= (h.gso_type == VIRTIO_NET_HDR_GSO_NONE
                          ? (uint64_t)n->cfg.mtu + ETH_HLEN_ + VLAN_HLEN_
@@ -314,30 +322,29 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
  * only when the last one is done (their order holds). Notifications stay
  * off when quiet (the worker polls). False when the ring is corrupt.
  */
+struct tx_ctx {
+    struct pair *p;
+    struct io_uring_sqe *prev;
+};
+
+static bool take_tx(void *arg, struct vq_chain *c)
+{
+    struct tx_ctx *t = arg;
+
+    tx_chain(t->p, c, &t->prev);
+    return t->p->tx_free >= 0; /* out of slots: the batch's completions bring us back */
+}
+
 static bool drain_tx(struct pair *p, bool quiet)
 {
-    struct vq *vq = p->tx;
     struct vq_chain c = {.seg = p->seg, .max_seg = MAX_SEG + 2};
-    struct io_uring_sqe *prev = NULL;
+    struct tx_ctx t = {p, NULL};
 
-    if (!vq->size || p->tx_inflight)
+    if (!p->tx->size || p->tx_inflight)
         return true; /* the batch's completions bring us back */
     if (io_uring_sq_space_left(&p->ring) < TX_SLOTS)
         io_uring_submit(&p->ring); /* the batch must not be cut by a submit */
-    do {
-        vq_set_notify(vq, false);
-        while (p->tx_free >= 0) {
-            int r = vq_pop(vq, &c);
-            if (r < 0)
-                return false;
-            if (r == 0)
-                break;
-            tx_chain(p, &c, &prev);
-        }
-        if (p->tx_free < 0 || quiet)
-            return true; /* completions, or the polling worker, bring us back */
-    } while (vq_set_notify(vq, true));
-    return true;
+    return vq_drain(p->tx, &c, quiet, take_tx, &t) == 0;
 }
 
 static void tx_done(struct pair *p, int slot, int res)
@@ -374,6 +381,7 @@ static bool rx_keep(struct pair *p, const struct vq_chain *c)
     if (c->err != VQ_OK || c->out_len != 0 || c->in_len < min || c->nseg > RX_CHAIN_SEG)
         return false;
     struct rx_chain *rc = &p->rxc[c->head];
+    rc->out = true;
     rc->nseg = c->nseg;
     rc->room = (uint32_t)c->in_len;
     memcpy(rc->seg, c->seg, c->nseg * sizeof(c->seg[0]));
@@ -400,6 +408,10 @@ static int rx_take(struct pair *p, uint16_t *head)
         int r = vq_pop(p->rx, &c);
         if (r <= 0)
             return r < 0 ? -1 : 0;
+        if (p->rxc[c.head].out) {
+            p->rx->broken = true; /* offered again while the device has it: lost track */
+            return -1;
+        }
         if (!rx_keep(p, &c)) {
             stat_add(&n->stat_rx_drop);
             vq_add_used(p->rx, c.head, 0);
@@ -434,21 +446,25 @@ static bool post_rx(struct pair *p, bool quiet)
         return true;
     if (io_uring_sq_space_left(&p->ring) < RX_DEPTH)
         io_uring_submit(&p->ring);
+    bool rechecked = false;
+    uint16_t mark = 0;
     vq_set_notify(vq, false);
     while (p->rx_posted < RX_DEPTH) {
         struct rx_slot *s = &p->rx_slots[p->rx_posted];
         uint64_t room = 0;
         int niov = 0, r = 0;
+        bool full = false; /* out of pieces: gathering more cannot help */
         uint16_t h;
 
         s->nchains = 0;
-        while ((n->mrg ? room < n->rx_need : s->nchains == 0) && s->nchains < RX_IOV_MAX &&
+        while ((n->mrg ? room < n->rx_need : s->nchains == 0) && !full &&
                (r = rx_take(p, &h)) > 0) {
             struct rx_chain *rc = &p->rxc[h];
             uint64_t got = 0;
 
             if (niov + rc->nseg > RX_IOV_MAX) {
                 held_push_front(p, h);
+                full = true;
                 break;
             }
             /* A socket's frame goes past the header room; a tap writes the header itself. */
@@ -456,16 +472,23 @@ static bool post_rx(struct pair *p, bool quiet)
                      RX_IOV_MAX, &got);
             s->chain[s->nchains++] = h;
             room += rc->room;
+            full = s->nchains == RX_IOV_MAX || niov == RX_IOV_MAX;
         }
         if (r < 0)
             return false;
+        /* Short of room, a receive waits for more chains, unless none can come or fit. */
         bool short_of_room =
-            n->mrg && room < n->rx_need && p->held_n + s->nchains < vq->size && niov < RX_IOV_MAX;
+            n->mrg && room < n->rx_need && !full && p->held_n + s->nchains < vq->size;
         if (s->nchains == 0 || short_of_room) {
             rx_unwind(p, s);
             /* Completions, polling or the guest's next buffer bring us back. */
             if (p->rx_posted || quiet || !vq_set_notify(vq, true))
                 break;
+            /* Told "more" again and nothing was taken since: notifications are on; done. */
+            if (rechecked && vq->last_avail == mark)
+                break;
+            rechecked = true;
+            mark = vq->last_avail;
             vq_set_notify(vq, false);
             continue;
         }
@@ -559,6 +582,7 @@ static void rx_done(struct pair *p, struct rx_slot *s, int res)
         uint32_t k = left < rc->room ? (uint32_t)left : rc->room;
 
         rx_mark(n, rc, k);
+        rc->out = false;
         vq_add_used(p->rx, s->chain[i], k);
         left -= k;
     }
@@ -627,20 +651,20 @@ static void ctrl_chain(struct virtio_net *n, struct vq *vq, struct vq_chain *c)
     vq_add_used(vq, c->head, 1);
 }
 
+static bool take_ctrl(void *arg, struct vq_chain *c)
+{
+    struct pair *p = arg;
+
+    ctrl_chain(p->n, p->ctrl, c);
+    return true;
+}
+
+/* Commands are answered at once, so notifications always go back on. */
 static bool drain_ctrl(struct pair *p)
 {
     struct vq_chain c = {.seg = p->seg, .max_seg = MAX_SEG + 2};
-    int r;
 
-    if (!p->ctrl || !p->ctrl->size)
-        return true;
-    do {
-        while ((r = vq_pop(p->ctrl, &c)) > 0)
-            ctrl_chain(p->n, p->ctrl, &c);
-        if (r < 0)
-            return false;
-    } while (vq_set_notify(p->ctrl, true));
-    return true;
+    return !p->ctrl || !p->ctrl->size || vq_drain(p->ctrl, &c, false, take_ctrl, p) == 0;
 }
 
 /* ---- the worker ---- */

@@ -19,6 +19,12 @@ static bool is_pow2(uint32_t x)
     return x && !(x & (x - 1));
 }
 
+/* Whether [a, a+alen) and [b, b+blen) share a byte; lengths are non-zero, ends may wrap. */
+static bool overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a - b < blen || b - a < alen;
+}
+
 uint64_t vq_desc_bytes(uint16_t size)
 {
     return 16ULL * size;
@@ -45,9 +51,20 @@ int vq_setup(struct vq *q, struct rvm_mem *mem, uint16_t size, uint16_t max_size
     if (desc_gpa % VRING_DESC_ALIGN_SIZE || avail_gpa % VRING_AVAIL_ALIGN_SIZE ||
         used_gpa % VRING_USED_ALIGN_SIZE)
         return -EINVAL;
-    desc = rvm_mem_hva(mem, desc_gpa, vq_desc_bytes(size));
-    avail = rvm_mem_hva(mem, avail_gpa, vq_avail_bytes(size));
-    used = rvm_mem_hva(mem, used_gpa, vq_used_bytes(size));
+    /* The event fields exist only with EVENT_IDX: a driver may pack the rings without them. */
+    uint64_t dlen = vq_desc_bytes(size), alen = vq_avail_bytes(size) - (event_idx ? 0 : 2),
+             ulen = vq_used_bytes(size) - (event_idx ? 0 : 2);
+    /*
+     * The device writes the used ring: over the avail ring it would change the
+     * indices it reads (its own flags write would move avail->idx), over the
+     * table the descriptors it walks. No two areas may share a byte.
+     */
+    if (overlap(desc_gpa, dlen, avail_gpa, alen) || overlap(desc_gpa, dlen, used_gpa, ulen) ||
+        overlap(avail_gpa, alen, used_gpa, ulen))
+        return -EINVAL;
+    desc = rvm_mem_hva(mem, desc_gpa, dlen);
+    avail = rvm_mem_hva(mem, avail_gpa, alen);
+    used = rvm_mem_hva(mem, used_gpa, ulen);
     if (!desc || !avail || !used)
         return -EINVAL;
     q->mem = mem;
@@ -233,4 +250,30 @@ bool vq_set_notify(struct vq *q, bool enable)
     }
     /* Buffers added before the driver could see the request would get no notify. */
     return __atomic_load_n(&q->avail->idx, __ATOMIC_SEQ_CST) != q->last_avail;
+}
+
+int vq_drain(struct vq *q, struct vq_chain *c, bool quiet,
+             bool (*take)(void *arg, struct vq_chain *c), void *arg)
+{
+    bool room = true;
+
+    for (unsigned round = 0;; round++) {
+        unsigned popped = 0;
+
+        vq_set_notify(q, false);
+        while (room) {
+            int r = vq_pop(q, c);
+
+            if (r < 0)
+                return -EIO;
+            if (r == 0)
+                break;
+            popped++;
+            room = take(arg, c);
+        }
+        if (!room || quiet || !vq_set_notify(q, true))
+            return 0;
+        if (round > 0 && popped == 0)
+            return 0; /* told "more" twice and nothing came: notifications are on; done */
+    }
 }

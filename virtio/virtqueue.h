@@ -128,6 +128,18 @@ bool vq_publish_used(struct vq *q);
  */
 bool vq_set_notify(struct vq *q, bool enable);
 
+/*
+ * A device's drain of q: with notifications off, hands each available chain
+ * to take(), which returns whether the device can take another. Out of room,
+ * or quiet (the caller polls the ring), notifications stay off; else they
+ * are turned back on and what raced with that is taken too. A re-check that
+ * pops nothing ends it, whatever the ring says: a hostile layout cannot keep
+ * it going. 0, or -EIO when the ring is corrupt (q->broken; the device needs
+ * a reset).
+ */
+int vq_drain(struct vq *q, struct vq_chain *c, bool quiet,
+             bool (*take)(void *arg, struct vq_chain *c), void *arg);
+
 /* Whether the driver has made a chain available that vq_pop() has not taken. */
 static inline bool vq_has_avail(const struct vq *q)
 {
