@@ -294,6 +294,72 @@ static void test_corrupt_ring_needs_reset(void **state)
     assert_int_equal(wait_used(d, h), 513);
 }
 
+/* The io_uring fds of this process, as a bit per fd below 1024. */
+static void uring_fds(uint64_t set[16])
+{
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *e;
+    char path[300], link[64];
+
+    memset(set, 0, 16 * sizeof(set[0]));
+    assert_non_null(dir);
+    while ((e = readdir(dir))) {
+        int fd = atoi(e->d_name);
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+        n = readlink(path, link, sizeof(link) - 1);
+        if (n > 0 && fd < 1024) {
+            link[n] = 0;
+            if (strcmp(link, "anon_inode:[io_uring]") == 0)
+                set[fd / 64] |= 1ULL << (fd % 64);
+        }
+    }
+    closedir(dir);
+}
+
+/*
+ * The worker's ring fails under it (its fd now /dev/null: every
+ * io_uring_enter fails): the device goes to NEEDS_RESET and interrupts the
+ * guest. The old loop ended without a word, the guest's I/O hung for good.
+ * A reset then brings the device back on a new ring.
+ */
+static void test_ring_failure_needs_reset(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    uint64_t before[16], after[16];
+    int ring = -1;
+
+    uring_fds(before);
+    driver_init(d, BASE);
+    uring_fds(after);
+    for (int fd = 0; fd < 1024; fd++)
+        if ((after[fd / 64] & ~before[fd / 64]) & (1ULL << (fd % 64))) {
+            assert_int_equal(ring, -1); /* exactly one new ring: the worker's */
+            ring = fd;
+        }
+    assert_int_not_equal(ring, -1);
+    /* A request served first: the worker is in its loop (past enabling its ring). */
+    assert_int_equal(wait_used(d, request(d, BASE, 1, VIRTIO_BLK_T_IN, 0, DATA, 512, true)), 513);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    assert_true(null >= 0);
+    assert_int_equal(dup2(null, ring), ring);
+    close(null);
+    request(d, BASE, 0, VIRTIO_BLK_T_IN, 0, DATA, 512, true);
+    for (int i = 0; i < 5000 && !(rd(d, BASE, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+         i++)
+        sleep_ms(1);
+    assert_true(rd(d, BASE, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    assert_true(rd(d, BASE, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+    uint16_t zero = 0;
+    publish_avail(d, 0);
+    rvm_mem_write(d->m, USED + 2, &zero, 2); /* a new driver's rings */
+    driver_init(d, BASE);
+    uint16_t h = request(d, BASE, 0, VIRTIO_BLK_T_IN, 0, DATA, 512, true);
+    assert_int_equal(wait_used(d, h), 513);
+}
+
 static void test_read_only_disk(void **state)
 {
     NEED_KVM(state);
@@ -479,6 +545,7 @@ int main(void)
         T(test_write_read_back),
         T(test_errors_keep_serving),
         T(test_corrupt_ring_needs_reset),
+        T(test_ring_failure_needs_reset),
         T(test_read_only_disk),
         T(test_disk_full),
         T(test_multiqueue),

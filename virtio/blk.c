@@ -2,14 +2,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <linux/virtio_blk.h>
@@ -32,9 +27,6 @@
 #include "worker.h"
 
 #define RING_ENTRIES  512
-#define TAG_STOP      (1ULL << 62)
-#define TAG_NOTIFY    (1ULL << 61) /* | queue index */
-#define TAG_PAUSE     (1ULL << 60)
 #define FILE_DIRECT   0 /* registered file indices */
 #define FILE_BUFFERED 1
 
@@ -55,20 +47,14 @@ struct virtio_blk {
     int fd_direct, fd_buffered;
     uint64_t capacity; /* sectors */
     uint16_t nq;
-    uint64_t poll_ns;   /* device-side polling window; 0: none */
-    bool ring_disabled; /* created disabled, enabled by the worker */
-    char path[4096];    /* the backing file, absolute ("" when handed as an fd) */
-    bool other_copy;    /* restored onto a disk the caller vouched for: identity not compared */
+    uint64_t poll_ns; /* device-side polling window; 0: none */
+    char path[4096];  /* the backing file, absolute ("" when handed as an fd) */
+    bool other_copy;  /* restored onto a disk the caller vouched for: identity not compared */
 
     /* Set at activate, used by the worker alone until reset. */
     struct vq *vqs;
-    pthread_t worker;
-    bool running;
-    int stop_efd;
-    struct worker_gate gate; /* a snapshot's pause */
-    struct io_uring ring;
-    uint64_t notify_buf[VIRTIO_MMIO_MAX_QUEUES];
-    uint64_t stop_buf;
+    struct worker w;
+    bool completed; /* slots came free this round: every queue may have waited for one */
     struct blk_slot *slots;
     int nslots, free_head, inflight;
     struct vq_seg seg[BLK_SEG_MAX + 2];
@@ -109,14 +95,39 @@ static bool aligned(const struct blk_req *r)
     return true;
 }
 
+/* An I/O completion: the status from the result, the slot back on the free list. */
+static void finish(struct virtio_blk *b, int slot, int res)
+{
+    struct blk_slot *s = &b->slots[slot];
+    struct blk_req *r = &s->req;
+    bool ok = res >= 0 && (uint64_t)res == s->expect;
+    uint32_t written = 0;
+
+    if (ok && r->type == VIRTIO_BLK_T_IN) {
+        for (unsigned i = 0; i < r->niov; i++)
+            mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], r->iov[i].iov_len);
+        written = (uint32_t)r->data_len;
+    }
+    complete(b, s->queue, s->head, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, written);
+    s->next_free = b->free_head;
+    b->free_head = slot;
+    b->inflight--;
+}
+
 /* Starts one parsed request on the ring. */
 static void submit(struct virtio_blk *b, int slot)
 {
     struct blk_slot *s = &b->slots[slot];
     struct blk_req *r = &s->req;
-    struct io_uring_sqe *sqe = worker_sqe(&b->ring);
+    struct io_uring_sqe *sqe = worker_sqe(&b->w);
     int file = b->has_direct && aligned(r) ? FILE_DIRECT : FILE_BUFFERED;
     off_t off = (off_t)(r->sector * BLK_SECTOR);
+
+    b->inflight++;
+    if (!sqe) { /* the kernel refused to take more: this request fails, the device goes on */
+        finish(b, slot, -EAGAIN);
+        return;
+    }
 
     switch (r->type) {
     case VIRTIO_BLK_T_IN:
@@ -145,7 +156,6 @@ static void submit(struct virtio_blk *b, int slot)
     }
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, (uint64_t)slot);
-    b->inflight++;
 }
 
 /* Takes one chain off queue q: completed at once, or started on the ring. */
@@ -197,7 +207,7 @@ static bool take_chain(void *arg, struct vq_chain *c)
 /*
  * Takes every available chain of queue q while slots last (vq_drain();
  * notifications stay off when quiet: the worker is polling the ring). False
- * if the queue broke: the device then needs a reset, and says so.
+ * if the queue broke (the worker then puts the device in NEEDS_RESET).
  */
 static bool drain_queue(struct virtio_blk *b, uint16_t q, bool quiet)
 {
@@ -206,166 +216,81 @@ static bool drain_queue(struct virtio_blk *b, uint16_t q, bool quiet)
 
     if (!b->vqs[q].size || b->free_head < 0)
         return true;
-    if (vq_drain(&b->vqs[q], &c, quiet, take_chain, &t) == 0)
-        return true;
-    rvm_err(b->vm->hv, "virtio-blk: queue %u is corrupt; device needs a reset", q);
-    virtio_mmio_needs_reset(b->t);
-    return false;
+    return vq_drain(&b->vqs[q], &c, quiet, take_chain, &t) == 0;
 }
 
-/* An I/O completion: the status from the result, the slot back on the free list. */
-static void finish(struct virtio_blk *b, int slot, int res)
+/* ---- the worker's callbacks (worker.h) ---- */
+
+static bool blk_take(void *dev, uint32_t kicked, bool polled)
 {
-    struct blk_slot *s = &b->slots[slot];
-    struct blk_req *r = &s->req;
-    bool ok = res >= 0 && (uint64_t)res == s->expect;
-    uint32_t written = 0;
+    struct virtio_blk *b = dev;
+    bool any = b->completed || polled;
 
-    if (ok && r->type == VIRTIO_BLK_T_IN) {
-        for (unsigned i = 0; i < r->niov; i++)
-            mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], r->iov[i].iov_len);
-        written = (uint32_t)r->data_len;
-    }
-    complete(b, s->queue, s->head, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, written);
-    s->next_free = b->free_head;
-    b->free_head = slot;
-    b->inflight--;
-}
-
-/*
- * Device-side polling: spins until a completion is ready or a queue has a
- * chain we have a slot for, for at most poll_ns. Returns whether work came.
- * Notifications stay suppressed meanwhile (drain_queue() left them off).
- */
-static bool poll_for_work(struct virtio_blk *b)
-{
-    uint64_t start = vm_now_ns();
-
-    io_uring_submit(&b->ring);
-    for (unsigned i = 1;; i++) {
-        if (io_uring_cq_ready(&b->ring) || worker_pause_wanted(&b->gate))
-            return true;
-        if (b->free_head >= 0)
-            for (uint16_t q = 0; q < b->nq; q++)
-                if (b->vqs[q].size && vq_has_avail(&b->vqs[q]))
-                    return true;
-        if (i % 8 == 0) {
-            if (b->inflight > 0)
-                io_uring_get_events(&b->ring); /* runs the completions' task work */
-            /* Writes that must allocate go to io_uring's kernel workers: let them run. */
-            sched_yield();
-        }
-        if (i % 64 == 0 && vm_now_ns() - start > b->poll_ns)
-            return false;
-        __builtin_ia32_pause();
-    }
-}
-
-/* Every queue drained (at start, and after a pause); false if one broke. */
-static bool drain_all(struct virtio_blk *b)
-{
+    b->completed = false;
     for (uint16_t q = 0; q < b->nq; q++)
-        if (!drain_queue(b, q, b->poll_ns != 0))
+        if (((kicked >> q) & 1 || any) && !drain_queue(b, q, b->poll_ns != 0))
             return false;
     return true;
 }
 
-static void worker_loop(struct virtio_blk *b)
+static void blk_complete(void *dev, uint64_t tag, int res)
 {
-    bool stopping = false, broken = false;
+    struct virtio_blk *b = dev;
+
+    finish(b, (int)tag, res);
+    b->completed = true;
+}
+
+static bool blk_publish(void *dev)
+{
+    struct virtio_blk *b = dev;
+    bool irq = false;
 
     for (uint16_t q = 0; q < b->nq; q++)
         if (b->vqs[q].size)
-            worker_arm_eventfd(&b->ring, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q],
-                               TAG_NOTIFY | q);
-    worker_arm_eventfd(&b->ring, b->stop_efd, &b->stop_buf, TAG_STOP);
-    worker_arm_eventfd(&b->ring, b->gate.efd, &b->gate.buf, TAG_PAUSE);
-    /* Chains made available before this worker started (one taken before a restore) are
-     * served now. */
-    broken = !drain_all(b);
-    bool took = true; /* what a drain outside the loop took is published before any wait */
-
-    while (!stopping || b->inflight > 0) {
-        struct io_uring_cqe *cqe;
-        unsigned head, seen = 0;
-        bool kicked[VIRTIO_MMIO_MAX_QUEUES] = {false}, completed = false, polled = false;
-
-        /* A snapshot's pause: once what is in flight is done and published (the loop's end). */
-        if (!stopping && b->inflight == 0 && worker_pause_wanted(&b->gate)) {
-            if (!worker_park(&b->gate))
-                break; /* reset while paused: nothing in flight, nothing new taken */
-            broken = broken || !drain_all(b);
-            took = true;
-        }
-        bool pausing = worker_pause_wanted(&b->gate);
-        if (b->poll_ns && !stopping && !broken && !pausing) {
-            polled = poll_for_work(b);
-            /* Before sleeping, notifications back on; what raced with that is work. */
-            for (uint16_t q = 0; q < b->nq && !polled; q++)
-                if (b->vqs[q].size && vq_set_notify(&b->vqs[q], true))
-                    polled = true;
-        }
-        int w = polled ? 0
-                : took ? io_uring_submit(&b->ring)
-                       : io_uring_submit_and_wait(&b->ring, 1);
-        took = false;
-        if (w < 0 && w != -EINTR) /* liburing returns -errno; errno is not set */
-            break;
-        io_uring_for_each_cqe(&b->ring, head, cqe)
-        {
-            uint64_t tag = io_uring_cqe_get_data64(cqe);
-
-            seen++;
-            if (tag == TAG_STOP)
-                stopping = true;
-            else if (tag == TAG_PAUSE)
-                worker_arm_eventfd(&b->ring, b->gate.efd, &b->gate.buf, TAG_PAUSE);
-            else if (tag & TAG_NOTIFY)
-                kicked[tag & 0xffff] = true;
-            else {
-                finish(b, (int)tag, cqe->res);
-                completed = true;
-            }
-        }
-        io_uring_cq_advance(&b->ring, seen);
-        /* Stopping: nothing new is taken, but what completes is published (a snapshot
-         * saves the queues after this drain: the driver must see these completions). */
-        pausing = worker_pause_wanted(&b->gate);
-        for (uint16_t q = 0; q < b->nq && !broken && !stopping; q++) {
-            /* After completions every queue may have waited for a slot (not while pausing:
-             * its notification stays consumed, and the drain after the pause finds it). */
-            if (!pausing && (kicked[q] || completed || polled))
-                broken = !drain_queue(b, q, b->poll_ns != 0);
-            if (kicked[q])
-                worker_arm_eventfd(&b->ring, virtio_mmio_queue_eventfd(b->t, q), &b->notify_buf[q],
-                                   TAG_NOTIFY | q);
-        }
-        bool irq = false;
-        for (uint16_t q = 0; q < b->nq; q++)
-            if (b->vqs[q].size)
-                irq |= vq_publish_used(&b->vqs[q]);
-        counter_bump(&b->stat_batches);
-        if (irq) {
-            counter_bump(&b->stat_irqs);
-            virtio_mmio_interrupt(b->t, VIRTIO_MMIO_INT_VRING);
-        }
-    }
+            irq |= vq_publish_used(&b->vqs[q]);
+    counter_bump(&b->stat_batches);
+    if (irq)
+        counter_bump(&b->stat_irqs);
+    return irq;
 }
 
-static void *worker_main(void *arg)
+static bool blk_idle(void *dev)
 {
-    struct virtio_blk *b = arg;
-
-    pthread_setname_np(pthread_self(), "rvm-blk");
-    if (worker_ring_enable(&b->ring, b->ring_disabled) < 0) {
-        rvm_err(b->vm->hv, "virtio-blk: cannot enable the io_uring; device needs a reset");
-        virtio_mmio_needs_reset(b->t);
-    } else {
-        worker_loop(b);
-    }
-    worker_gone(&b->gate);
-    return NULL;
+    return ((struct virtio_blk *)dev)->inflight == 0;
 }
+
+/* Polling: a queue has a chain and there is a slot for it. */
+static bool blk_has_work(void *dev)
+{
+    struct virtio_blk *b = dev;
+
+    if (b->free_head >= 0)
+        for (uint16_t q = 0; q < b->nq; q++)
+            if (b->vqs[q].size && vq_has_avail(&b->vqs[q]))
+                return true;
+    return false;
+}
+
+static bool blk_notify_on(void *dev)
+{
+    struct virtio_blk *b = dev;
+    bool raced = false;
+
+    for (uint16_t q = 0; q < b->nq; q++)
+        if (b->vqs[q].size && vq_set_notify(&b->vqs[q], true))
+            raced = true;
+    return raced;
+}
+
+static const struct worker_ops blk_worker_ops = {
+    .take = blk_take,
+    .complete = blk_complete,
+    .publish = blk_publish,
+    .idle = blk_idle,
+    .has_work = blk_has_work,
+    .notify_on = blk_notify_on,
+};
 
 static int blk_activate(void *dev, struct vq *queues, uint64_t features)
 {
@@ -384,30 +309,29 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         b->slots[i].next_free = i + 1 < b->nslots ? i + 1 : -1;
     b->free_head = b->nslots ? 0 : -1;
     b->inflight = 0;
-    if ((r = worker_ring_init(&b->ring, RING_ENTRIES, &b->ring_disabled)) < 0)
+    b->completed = false;
+    b->w = (struct worker){.ops = &blk_worker_ops,
+                           .dev = b,
+                           .vm = b->vm,
+                           .t = b->t,
+                           .name = "virtio-blk",
+                           .thread_name = "rvm-blk",
+                           .poll_ns = b->poll_ns,
+                           .nnotify = b->nq};
+    for (uint16_t q = 0; q < b->nq; q++)
+        b->w.notify_fd[q] = queues[q].size ? virtio_mmio_queue_eventfd(b->t, q) : -1;
+    /* Completions: every slot's, and the loop's own reads (a notification per queue, stop, pause).
+     */
+    if ((r = worker_init(&b->w, RING_ENTRIES, (unsigned)b->nslots + b->nq + 2)) < 0)
         goto err_slots;
     files[FILE_DIRECT] = b->has_direct ? b->fd_direct : b->fd_buffered;
     files[FILE_BUFFERED] = b->fd_buffered;
-    if ((r = io_uring_register_files(&b->ring, files, 2)) < 0)
-        goto err_ring;
-    b->stop_efd = eventfd(0, EFD_CLOEXEC);
-    if (b->stop_efd < 0) {
-        r = -errno;
-        goto err_ring;
-    }
-    if ((r = worker_gate_init(&b->gate)) < 0)
-        goto err_efd;
-    if ((r = vm_io_thread_create(b->vm, &b->worker, worker_main, b)) < 0)
-        goto err_gate;
-    b->running = true;
+    if ((r = io_uring_register_files(&b->w.ring, files, 2)) < 0 || (r = worker_start(&b->w)) < 0)
+        goto err_worker;
     return 0;
 
-err_gate:
-    worker_gate_destroy(&b->gate);
-err_efd:
-    close(b->stop_efd);
-err_ring:
-    io_uring_queue_exit(&b->ring);
+err_worker:
+    worker_fini(&b->w);
 err_slots:
     free(b->slots);
     b->slots = NULL;
@@ -420,32 +344,22 @@ static void blk_reset(void *dev)
 {
     struct virtio_blk *b = dev;
 
-    if (!b->running)
+    if (!b->w.running)
         return;
-    worker_quit(&b->gate); /* a VM destroyed while a snapshot holds it paused */
-    if (worker_stop(b->worker, b->stop_efd, &b->ring) < 0)
-        rvm_err(b->vm->hv, "virtio-blk: cannot signal the worker to stop");
-    worker_gate_destroy(&b->gate);
+    worker_stop(&b->w);
     free(b->slots);
     b->slots = NULL;
-    b->running = false;
 }
 
 /* A snapshot's pause: in-flight I/O done and published, the worker waiting; nothing forgotten. */
 static void blk_quiesce(void *dev)
 {
-    struct virtio_blk *b = dev;
-
-    if (b->running && worker_pause(&b->gate) < 0)
-        rvm_err(b->vm->hv, "virtio-blk: cannot signal the worker to pause");
+    worker_pause_dev(&((struct virtio_blk *)dev)->w);
 }
 
 static void blk_resume(void *dev)
 {
-    struct virtio_blk *b = dev;
-
-    if (b->running)
-        worker_unpause(&b->gate);
+    worker_resume_dev(&((struct virtio_blk *)dev)->w);
 }
 
 static void blk_config_read(void *dev, uint32_t off, void *buf, uint32_t len)

@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <liburing.h>
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <net/if.h>
 #include <linux/if_tun.h>
@@ -39,12 +36,12 @@
 #define RX_IOV_MAX    64 /* pieces of one receive (merged buffers) */
 #define MAX_SEG       64
 #define RING_SIZE     256
-#define CTRL_MAX      64 /* bytes of a control command we read */
-#define TAG_STOP      (1ULL << 62)
-#define TAG_NOTIFY    (1ULL << 61) /* | queue index within the pair: 0 rx, 1 tx, 2 control */
-#define TAG_RX        (1ULL << 60) /* | slot */
-#define TAG_TX        (1ULL << 59) /* | slot */
-#define TAG_PAUSE     (1ULL << 58)
+#define CTRL_MAX      64           /* bytes of a control command we read */
+#define TAG_RX        (1ULL << 55) /* | slot (worker.h: below WORKER_TAG_DEVICE_LIMIT) */
+#define TAG_TX        (1ULL << 54) /* | slot */
+#define NOTIFY_RX     1            /* a pair's notifications, as bits of the worker's kicked mask */
+#define NOTIFY_TX     2
+#define NOTIFY_CTRL   4
 #define NET_QUEUE_MAX 256
 
 /* Offloads passed through to a tap in the virtio-net header. */
@@ -86,15 +83,10 @@ struct pair {
     unsigned index;
     int fd;
     struct vq *rx, *tx, *ctrl; /* ctrl: pair 0 only, when negotiated */
-    pthread_t worker;
-    bool running;
+    struct worker w;
     bool detached; /* a tap queue the guest has not enabled (MQ); __atomic */
     bool parked;   /* the worker found it detached and stopped reading */
-    int stop_efd;
-    struct worker_gate gate; /* a snapshot's pause */
-    struct io_uring ring;
-    bool ring_disabled;
-    uint64_t notify_buf[3], stop_buf;
+    bool txd, rxd; /* transmits, receives completed this round */
     struct tx_slot tx_slots[TX_SLOTS];
     int tx_free, tx_inflight;
     struct rx_slot rx_slots[RX_DEPTH];
@@ -305,7 +297,13 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
     memset(&s->msg, 0, sizeof(s->msg));
     s->msg.msg_iov = s->iov;
     s->msg.msg_iovlen = (size_t)s->niov;
-    struct io_uring_sqe *sqe = worker_sqe(&p->ring);
+    struct io_uring_sqe *sqe = worker_sqe(&p->w);
+    if (!sqe) { /* the kernel refused to take more: this frame is dropped */
+        p->tx_free = slot;
+        stat_add(&n->stat_tx_drop);
+        vq_add_used(p->tx, c->head, 0);
+        return;
+    }
     if (n->tap)
         io_uring_prep_writev(sqe, p->fd, s->iov, (unsigned)s->niov, 0);
     else
@@ -317,11 +315,6 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
     p->tx_inflight++;
 }
 
-/*
- * Takes transmit chains while slots last, as one batch; a new batch starts
- * only when the last one is done (their order holds). Notifications stay
- * off when quiet (the worker polls). False when the ring is corrupt.
- */
 struct tx_ctx {
     struct pair *p;
     struct io_uring_sqe *prev;
@@ -335,6 +328,11 @@ static bool take_tx(void *arg, struct vq_chain *c)
     return t->p->tx_free >= 0; /* out of slots: the batch's completions bring us back */
 }
 
+/*
+ * Takes transmit chains while slots last, as one batch; a new batch starts
+ * only when the last one is done (their order holds). Notifications stay
+ * off when quiet (the worker polls). False when the ring is corrupt.
+ */
 static bool drain_tx(struct pair *p, bool quiet)
 {
     struct vq_chain c = {.seg = p->seg, .max_seg = MAX_SEG + 2};
@@ -342,8 +340,8 @@ static bool drain_tx(struct pair *p, bool quiet)
 
     if (!p->tx->size || p->tx_inflight)
         return true; /* the batch's completions bring us back */
-    if (io_uring_sq_space_left(&p->ring) < TX_SLOTS)
-        io_uring_submit(&p->ring); /* the batch must not be cut by a submit */
+    if (io_uring_sq_space_left(&p->w.ring) < TX_SLOTS)
+        io_uring_submit(&p->w.ring); /* the batch must not be cut by a submit */
     return vq_drain(p->tx, &c, quiet, take_tx, &t) == 0;
 }
 
@@ -444,8 +442,8 @@ static bool post_rx(struct pair *p, bool quiet)
 
     if (!vq->size || p->rx_posted || p->rx_eof || p->parked)
         return true;
-    if (io_uring_sq_space_left(&p->ring) < RX_DEPTH)
-        io_uring_submit(&p->ring);
+    if (io_uring_sq_space_left(&p->w.ring) < RX_DEPTH)
+        io_uring_submit(&p->w.ring);
     bool rechecked = false;
     uint16_t mark = 0;
     vq_set_notify(vq, false);
@@ -495,7 +493,11 @@ static bool post_rx(struct pair *p, bool quiet)
         memset(&s->msg, 0, sizeof(s->msg));
         s->msg.msg_iov = s->iov;
         s->msg.msg_iovlen = (size_t)niov;
-        struct io_uring_sqe *sqe = worker_sqe(&p->ring);
+        struct io_uring_sqe *sqe = worker_sqe(&p->w);
+        if (!sqe) { /* the kernel refused to take more: completions bring us back */
+            rx_unwind(p, s);
+            break;
+        }
         if (n->tap) /* the tap writes the header (its first 10 bytes) and the frame */
             io_uring_prep_readv(sqe, p->fd, s->iov, (unsigned)niov, 0);
         else
@@ -667,34 +669,7 @@ static bool drain_ctrl(struct pair *p)
     return !p->ctrl || !p->ctrl->size || vq_drain(p->ctrl, &c, false, take_ctrl, p) == 0;
 }
 
-/* ---- the worker ---- */
-
-/*
- * Device-side polling, as virtio-blk's: spins until a completion is ready
- * or a queue has chains the device would take, for at most poll_ns, with
- * guest notifications off. Returns whether work came.
- */
-static bool poll_for_work(struct pair *p)
-{
-    uint64_t start = vm_now_ns();
-
-    io_uring_submit(&p->ring);
-    for (unsigned i = 1;; i++) {
-        if (io_uring_cq_ready(&p->ring) || worker_pause_wanted(&p->gate))
-            return true;
-        if (p->tx->size && !p->tx_inflight && vq_has_avail(p->tx))
-            return true;
-        if (p->rx->size && !p->rx_posted && !p->rx_eof && !p->parked && vq_has_avail(p->rx))
-            return true;
-        if ((p->rx_posted || p->tx_inflight) && worker_has_task_work(&p->ring, p->ring_disabled))
-            io_uring_get_events(&p->ring); /* runs the completions' task work */
-        if (i % 8 == 0)
-            sched_yield(); /* io_uring's kernel workers may need this CPU */
-        if (i % 64 == 0 && vm_now_ns() - start > p->n->poll_ns)
-            return false;
-        __builtin_ia32_pause();
-    }
-}
+/* ---- the worker's callbacks (worker.h), one worker per pair ---- */
 
 static struct vq *pair_queue(struct pair *p, unsigned k)
 {
@@ -706,10 +681,84 @@ static uint16_t pair_queue_index(struct pair *p, unsigned k)
     return k < 2 ? (uint16_t)(2 * p->index + k) : (uint16_t)(2 * p->n->npairs);
 }
 
-static void arm(struct pair *p, unsigned k)
+static bool rx_waits(const struct pair *p)
 {
-    worker_arm_eventfd(&p->ring, virtio_mmio_queue_eventfd(p->n->t, pair_queue_index(p, k)),
-                       &p->notify_buf[k], TAG_NOTIFY | k);
+    return p->rx->size && !p->rx_posted && !p->rx_eof && !p->parked;
+}
+
+static bool tx_waits(const struct pair *p)
+{
+    return p->tx->size && !p->tx_inflight;
+}
+
+static bool net_take(void *dev, uint32_t kicked, bool polled)
+{
+    struct pair *p = dev;
+    bool quiet = p->n->poll_ns != 0, txd = p->txd, rxd = p->rxd;
+
+    p->txd = p->rxd = false;
+    if ((kicked & NOTIFY_TX || txd || polled) && !drain_tx(p, quiet))
+        return false;
+    if ((kicked & NOTIFY_RX || rxd || polled) && !post_rx(p, quiet))
+        return false;
+    return !(kicked & NOTIFY_CTRL) || drain_ctrl(p);
+}
+
+static void net_kicked(void *dev, uint32_t kicked)
+{
+    struct pair *p = dev;
+
+    if ((kicked & NOTIFY_RX) && p->parked && !is_detached(p))
+        p->parked = false; /* attached again */
+}
+
+static void net_complete(void *dev, uint64_t tag, int res)
+{
+    struct pair *p = dev;
+
+    if (tag & TAG_RX) {
+        rx_done(p, &p->rx_slots[tag & 0xffff], res);
+        p->rx_posted--;
+        p->rxd = true;
+    } else if (tag & TAG_TX) {
+        tx_done(p, (int)(tag & 0xffff), res);
+        p->txd = true;
+    } /* else a cancel's own completion */
+}
+
+static bool net_publish(void *dev)
+{
+    struct pair *p = dev;
+    bool irq = false;
+
+    for (unsigned k = 0; k < 3; k++)
+        if (pair_queue(p, k) && pair_queue(p, k)->size)
+            irq |= vq_publish_used(pair_queue(p, k));
+    return irq;
+}
+
+static bool net_idle(void *dev)
+{
+    struct pair *p = dev;
+
+    return !p->tx_inflight && !p->rx_posted;
+}
+
+/* Polling: chains the device would take now. */
+static bool net_has_work(void *dev)
+{
+    struct pair *p = dev;
+
+    return (tx_waits(p) && vq_has_avail(p->tx)) || (rx_waits(p) && vq_has_avail(p->rx));
+}
+
+/* Notifications back on where the device waits for the guest (not while its own I/O is out). */
+static bool net_notify_on(void *dev)
+{
+    struct pair *p = dev;
+
+    return (tx_waits(p) && vq_set_notify(p->tx, true)) ||
+           (rx_waits(p) && vq_set_notify(p->rx, true));
 }
 
 /*
@@ -719,147 +768,38 @@ static void arm(struct pair *p, unsigned k)
  * only (the device keeps their chains), sends to a tap finish at once. A
  * hard link goes on after a cancelled request, so this repeats until the
  * chains are through (each cancel's own completion brings the loop back).
+ * Without a submission entry now, the next round asks again.
  */
-static void cancel_inflight(struct pair *p, bool stopping)
+static void net_cancel(void *dev, bool stopping)
 {
+    struct pair *p = dev;
     struct io_uring_sqe *sqe;
 
     if (stopping || !p->n->tap) {
-        sqe = worker_sqe(&p->ring);
-        io_uring_prep_cancel_fd(sqe, p->fd, IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, 0);
+        if ((sqe = worker_sqe(&p->w))) {
+            io_uring_prep_cancel_fd(sqe, p->fd, IORING_ASYNC_CANCEL_ALL);
+            io_uring_sqe_set_data64(sqe, 0);
+        }
         return;
     }
     for (int i = p->rx_batch - p->rx_posted; i < p->rx_batch; i++) {
-        sqe = worker_sqe(&p->ring);
+        if (!(sqe = worker_sqe(&p->w)))
+            return;
         io_uring_prep_cancel64(sqe, TAG_RX | (uint64_t)i, 0);
         io_uring_sqe_set_data64(sqe, 0);
     }
 }
 
-/*
- * What the guest made available meanwhile (at start, after a pause); false
- * if a ring broke (the device then needs a reset, and says so).
- */
-static bool take_all(struct pair *p)
-{
-    bool quiet = p->n->poll_ns != 0;
-
-    if (post_rx(p, quiet) && drain_tx(p, quiet) && drain_ctrl(p))
-        return true;
-    rvm_err(p->n->vm->hv, "virtio-net: a queue is corrupt; device needs a reset");
-    virtio_mmio_needs_reset(p->n->t);
-    return false;
-}
-
-static void net_loop(struct pair *p)
-{
-    struct virtio_net *n = p->n;
-    bool stopping = false, broken = false, quiet = n->poll_ns != 0;
-
-    for (unsigned k = 0; k < 3; k++)
-        if (pair_queue(p, k) && pair_queue(p, k)->size)
-            arm(p, k);
-    worker_arm_eventfd(&p->ring, p->stop_efd, &p->stop_buf, TAG_STOP);
-    worker_arm_eventfd(&p->ring, p->gate.efd, &p->gate.buf, TAG_PAUSE);
-    broken = !take_all(p);
-    bool took = true; /* what take_all() took is published before any wait */
-
-    while (!stopping || p->tx_inflight > 0 || p->rx_posted > 0) {
-        struct io_uring_cqe *cqe;
-        unsigned head, seen = 0;
-        bool kicked[3] = {false, false, false}, txd = false, rxd = false, polled = false;
-
-        /* A snapshot's pause: nothing in flight (receives cancelled), all published. */
-        if (!stopping && !p->tx_inflight && !p->rx_posted && worker_pause_wanted(&p->gate)) {
-            if (!worker_park(&p->gate))
-                break; /* reset while paused: nothing in flight, nothing new taken */
-            broken = broken || !take_all(p);
-            took = true;
-        }
-        bool pausing = worker_pause_wanted(&p->gate);
-        if (pausing && (p->rx_posted || p->tx_inflight))
-            cancel_inflight(p, false);
-        if (quiet && !stopping && !broken && !pausing) {
-            polled = poll_for_work(p);
-            /* Before sleeping, notifications back on where the device waits for the guest
-             * (not while its own I/O is in flight); what raced with that is work. */
-            if (!polled && !p->tx_inflight && vq_set_notify(p->tx, true))
-                polled = true;
-            if (!polled && !p->rx_posted && !p->rx_eof && !p->parked && vq_set_notify(p->rx, true))
-                polled = true;
-        }
-        int w = polled ? 0
-                : took ? io_uring_submit(&p->ring)
-                       : io_uring_submit_and_wait(&p->ring, 1);
-        took = false;
-        if (w < 0 && w != -EINTR) /* liburing returns -errno; errno is not set */
-            break;
-        io_uring_for_each_cqe(&p->ring, head, cqe)
-        {
-            uint64_t tag = io_uring_cqe_get_data64(cqe);
-
-            seen++;
-            if (tag == TAG_STOP) {
-                stopping = true;
-            } else if (tag == TAG_PAUSE) {
-                worker_arm_eventfd(&p->ring, p->gate.efd, &p->gate.buf, TAG_PAUSE);
-            } else if (tag & TAG_NOTIFY) {
-                kicked[tag & 3] = true;
-            } else if (tag & TAG_RX) {
-                rx_done(p, &p->rx_slots[tag & 0xffff], cqe->res);
-                p->rx_posted--;
-                rxd = true;
-            } else if (tag & TAG_TX) {
-                tx_done(p, (int)(tag & 0xffff), cqe->res);
-                txd = true;
-            }
-        }
-        io_uring_cq_advance(&p->ring, seen);
-        if (stopping && (p->rx_posted || p->tx_inflight))
-            cancel_inflight(p, true);
-        pausing = worker_pause_wanted(&p->gate);
-        if (!stopping && !broken) {
-            /* Pausing: notifications stay consumed; the take after the pause finds their work. */
-            if (kicked[0] && p->parked && !is_detached(p))
-                p->parked = false; /* attached again */
-            if (!pausing && (kicked[1] || txd || polled))
-                broken = !drain_tx(p, quiet);
-            if (!broken && !pausing && (kicked[0] || rxd || polled))
-                broken = !post_rx(p, quiet);
-            if (!broken && !pausing && kicked[2])
-                broken = !drain_ctrl(p);
-            for (unsigned k = 0; k < 3; k++)
-                if (kicked[k])
-                    arm(p, k);
-            if (broken) {
-                rvm_err(n->vm->hv, "virtio-net: a queue is corrupt; device needs a reset");
-                virtio_mmio_needs_reset(n->t);
-            }
-        }
-        bool irq = false;
-        for (unsigned k = 0; k < 3; k++)
-            if (pair_queue(p, k) && pair_queue(p, k)->size)
-                irq |= vq_publish_used(pair_queue(p, k));
-        if (irq)
-            virtio_mmio_interrupt(n->t, VIRTIO_MMIO_INT_VRING);
-    }
-}
-
-static void *net_worker(void *arg)
-{
-    struct pair *p = arg;
-
-    pthread_setname_np(pthread_self(), "rvm-net");
-    if (worker_ring_enable(&p->ring, p->ring_disabled) < 0) {
-        rvm_err(p->n->vm->hv, "virtio-net: cannot enable the io_uring; device needs a reset");
-        virtio_mmio_needs_reset(p->n->t);
-    } else {
-        net_loop(p);
-    }
-    worker_gone(&p->gate);
-    return NULL;
-}
+static const struct worker_ops net_worker_ops = {
+    .take = net_take,
+    .complete = net_complete,
+    .publish = net_publish,
+    .idle = net_idle,
+    .has_work = net_has_work,
+    .notify_on = net_notify_on,
+    .kicked = net_kicked,
+    .cancel = net_cancel,
+};
 
 static void pair_free(struct pair *p)
 {
@@ -919,43 +859,38 @@ static int pair_start(struct pair *p)
         pair_free(p);
         return r;
     }
-    if ((r = worker_ring_init(&p->ring, RING_SIZE, &p->ring_disabled)) < 0) {
+    p->txd = p->rxd = false;
+    p->w = (struct worker){.ops = &net_worker_ops,
+                           .dev = p,
+                           .vm = p->n->vm,
+                           .t = p->n->t,
+                           .name = "virtio-net",
+                           .thread_name = "rvm-net",
+                           .poll_ns = p->n->poll_ns,
+                           .nnotify = 3};
+    for (unsigned k = 0; k < 3; k++)
+        p->w.notify_fd[k] = pair_queue(p, k) && pair_queue(p, k)->size
+                                ? virtio_mmio_queue_eventfd(p->n->t, pair_queue_index(p, k))
+                                : -1;
+    /* Completions: every send and receive, a cancel for each receive, the loop's own reads. */
+    if ((r = worker_init(&p->w, RING_SIZE, TX_SLOTS + 2 * RX_DEPTH + 8)) < 0) {
         pair_free(p);
         return r;
     }
-    p->stop_efd = eventfd(0, EFD_CLOEXEC);
-    if (p->stop_efd < 0) {
-        r = -errno;
-        goto err_ring;
+    if ((r = worker_start(&p->w)) < 0) {
+        worker_fini(&p->w);
+        pair_free(p);
     }
-    if ((r = worker_gate_init(&p->gate)) < 0)
-        goto err_efd;
-    if ((r = vm_io_thread_create(p->n->vm, &p->worker, net_worker, p)) < 0)
-        goto err_gate;
-    p->running = true;
-    return 0;
-
-err_gate:
-    worker_gate_destroy(&p->gate);
-err_efd:
-    close(p->stop_efd);
-err_ring:
-    io_uring_queue_exit(&p->ring);
-    pair_free(p);
     return r;
 }
 
 static void pair_stop(struct pair *p)
 {
-    if (!p->running)
+    if (!p->w.running)
         return;
-    worker_quit(&p->gate); /* a VM destroyed while a snapshot holds it paused */
-    if (worker_stop(p->worker, p->stop_efd, &p->ring) < 0)
-        rvm_err(p->n->vm->hv, "virtio-net: cannot signal a worker to stop");
-    worker_gate_destroy(&p->gate);
+    worker_stop(&p->w);
     /* The chains it held are forgotten: a reset's driver forgets its rings too. */
     pair_free(p);
-    p->running = false;
 }
 
 /* The tap's offloads: what the guest takes (GUEST_*), as TUN_F_* flags. */
@@ -1023,8 +958,7 @@ static void net_quiesce(void *dev)
     struct virtio_net *n = dev;
 
     for (unsigned i = 0; i < n->npairs; i++)
-        if (n->pairs[i].running && worker_pause(&n->pairs[i].gate) < 0)
-            rvm_err(n->vm->hv, "virtio-net: cannot signal a worker to pause");
+        worker_pause_dev(&n->pairs[i].w);
 }
 
 static void net_resume(void *dev)
@@ -1032,8 +966,7 @@ static void net_resume(void *dev)
     struct virtio_net *n = dev;
 
     for (unsigned i = 0; i < n->npairs; i++)
-        if (n->pairs[i].running)
-            worker_unpause(&n->pairs[i].gate);
+        worker_resume_dev(&n->pairs[i].w);
 }
 
 static void net_destroy(void *dev)
@@ -1090,9 +1023,9 @@ static int net_save(void *dev, struct recbuf *b, uint32_t index)
     for (unsigned i = 0; i < n->npairs; i++) {
         const struct pair *p = &n->pairs[i];
 
-        if (p->running && p->held_n > p->rx->size)
+        if (p->w.running && p->held_n > p->rx->size)
             return -EIO; /* cannot be: the queue refuses more chains out than it holds */
-        for (unsigned k = 0; p->running && p->held && k < p->held_n; k++)
+        for (unsigned k = 0; p->w.running && p->held && k < p->held_n; k++)
             s.held.head[i][s.held.n[i]++] = p->held[(p->held_first + k) % p->rx->size];
     }
     virtio_mmio_save(n->t, &s.transport);

@@ -17,17 +17,23 @@
  * wait for it to ask (DEFER_TASKRUN): no interrupt of the worker per
  * completion. The ring starts disabled so that the worker, not the thread
  * that makes it, becomes its single issuer (worker_ring_enable()); kernels
- * before 6.1 get a plain ring (*disabled false). 0 or -errno.
+ * before 6.1 get a plain ring (*disabled false). The completion queue holds
+ * cq_entries (rounded up to a power of two by the kernel). 0 or -errno.
  */
-static inline int worker_ring_init(struct io_uring *ring, unsigned entries, bool *disabled)
+static inline int worker_ring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
+                                   bool *disabled)
 {
     struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                                         IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED};
+                                         IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED |
+                                         IORING_SETUP_CQSIZE,
+                                .cq_entries = cq_entries};
     int r = io_uring_queue_init_params(entries, ring, &p);
 
     *disabled = r == 0;
-    if (r == -EINVAL)
-        r = io_uring_queue_init(entries, ring, 0);
+    if (r == -EINVAL) {
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE, .cq_entries = cq_entries};
+        r = io_uring_queue_init_params(entries, ring, &p);
+    }
     return r;
 }
 
@@ -49,43 +55,6 @@ static inline int worker_ring_enable(struct io_uring *ring, bool disabled)
         syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
         return -errno;
     return 0;
-}
-
-/* A submission entry; when the ring is full, what is queued goes to the kernel first. */
-static inline struct io_uring_sqe *worker_sqe(struct io_uring *ring)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-    if (!sqe) {
-        io_uring_submit(ring);
-        sqe = io_uring_get_sqe(ring);
-    }
-    return sqe;
-}
-
-/* An 8-byte read of an eventfd (a queue's notifications, a stop request), tagged. */
-static inline void worker_arm_eventfd(struct io_uring *ring, int fd, uint64_t *buf, uint64_t tag)
-{
-    struct io_uring_sqe *sqe = worker_sqe(ring);
-
-    io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
-    io_uring_sqe_set_data64(sqe, tag);
-}
-
-/*
- * Asks a worker to stop through its stop eventfd, joins it, and frees its
- * ring and that eventfd. -EIO when the request could not be written (the
- * caller logs it; the join still waits, as the worker may stop anyway).
- */
-static inline int worker_stop(pthread_t thread, int stop_efd, struct io_uring *ring)
-{
-    uint64_t one = 1;
-    int r = write(stop_efd, &one, sizeof(one)) == sizeof(one) ? 0 : -EIO;
-
-    pthread_join(thread, NULL);
-    io_uring_queue_exit(ring);
-    close(stop_efd);
-    return r;
 }
 
 /*
@@ -191,5 +160,100 @@ static inline void worker_gone(struct worker_gate *g)
     pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->lock);
 }
+
+/*
+ * The io_uring worker loop of a virtio device, once for all devices. A
+ * device fills in a struct worker (its ops, the queue notification eventfds
+ * the loop reads, its polling window) and the loop does the rest: it waits
+ * on the ring, hands the device its completions, asks it to take what the
+ * guest made available, publishes and interrupts, polls, pauses for a
+ * snapshot and stops. A ring that fails, or a queue the device finds
+ * corrupt, puts the device in NEEDS_RESET and tells the guest; the loop
+ * never ends silently.
+ *
+ * Tags: a device's own requests carry tags below WORKER_TAG_DEVICE_LIMIT.
+ */
+#define WORKER_TAG_DEVICE_LIMIT (1ULL << 56)
+#define WORKER_MAX_NOTIFY       16
+
+struct rvm_vm;
+struct virtio_mmio;
+
+struct worker_ops {
+    /*
+     * Takes what the guest made available: kicked has bit k set for each
+     * notification k that came (all of them at start and after a pause),
+     * polled says the poll window found work. The device also looks at what
+     * its own completions freed. False when a ring is corrupt.
+     */
+    bool (*take)(void *dev, uint32_t kicked, bool polled);
+    /* One of the device's requests (tag, result) completed. */
+    void (*complete)(void *dev, uint64_t tag, int res);
+    /* Publishes the used entries of every queue; true when the driver wants an interrupt. */
+    bool (*publish)(void *dev);
+    /* Whether nothing of the device's is in flight. */
+    bool (*idle)(void *dev);
+    /* Polling: whether a queue holds work the device would take now. */
+    bool (*has_work)(void *dev);
+    /* Before sleeping after a poll: notifications back on; true if work raced with that. */
+    bool (*notify_on)(void *dev);
+    /* Optional: notifications as they come, even while pausing (take() is not called then). */
+    void (*kicked)(void *dev, uint32_t kicked);
+    /*
+     * Optional: cancels in-flight requests that may never complete on their
+     * own (a receive waiting for a frame): when stopping, or pausing. Called
+     * again each round until the device is idle.
+     */
+    void (*cancel)(void *dev, bool stopping);
+};
+
+struct worker {
+    /* Filled in by the device before worker_init(). */
+    const struct worker_ops *ops;
+    void *dev;
+    struct rvm_vm *vm;
+    struct virtio_mmio *t;
+    const char *name;        /* for the log: "virtio-blk" */
+    const char *thread_name; /* at most 15 characters */
+    uint64_t poll_ns;        /* device-side polling window; 0: none */
+    unsigned nnotify;
+    int notify_fd[WORKER_MAX_NOTIFY]; /* -1: not read */
+
+    /* The loop's. */
+    struct io_uring ring;
+    bool ring_disabled;
+    bool running; /* a thread was started (and not yet joined) */
+    pthread_t thread;
+    int stop_efd;
+    uint64_t stop_buf, notify_buf[WORKER_MAX_NOTIFY];
+    struct worker_gate gate;
+};
+
+/*
+ * The ring (sq_entries submissions; completions for cq_entries, which must
+ * cover everything the device can have in flight), the stop eventfd and the
+ * pause gate. The device may register files on w->ring before worker_start().
+ * 0 or -errno (nothing left to free).
+ */
+int worker_init(struct worker *w, unsigned sq_entries, unsigned cq_entries);
+/* Frees what worker_init() made, for a worker that was never started. */
+void worker_fini(struct worker *w);
+/* Starts the thread. 0 or -errno (then worker_fini()). */
+int worker_start(struct worker *w);
+/*
+ * Stops the worker once what it has in flight is done (or cancelled), joins
+ * it and frees its ring. A no-op for a worker that is not running.
+ */
+void worker_stop(struct worker *w);
+/* A snapshot's pause and its end (see struct worker_gate). */
+void worker_pause_dev(struct worker *w);
+void worker_resume_dev(struct worker *w);
+
+/*
+ * A submission entry on the worker's ring; when the ring is full, what is
+ * queued goes to the kernel first. NULL if even then there is none (the
+ * kernel refused the submit): the caller fails that request.
+ */
+struct io_uring_sqe *worker_sqe(struct worker *w);
 
 #endif

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/* The io_uring worker loop the virtio devices share (worker.h). */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <linux/virtio_mmio.h>
+
+#include "../core/log.h"
+#include "../core/vm_internal.h"
+#include "mmio.h"
+#include "worker.h"
+
+#define TAG_STOP   (1ULL << 63)
+#define TAG_PAUSE  (1ULL << 62)
+#define TAG_NOTIFY (1ULL << 61) /* | notification index */
+#define ALL_KICKED (~0U)
+/* Rounds in a row the kernel may refuse a submit for want of resources before the device fails. */
+#define TRANSIENT_MAX 10000
+
+struct io_uring_sqe *worker_sqe(struct worker *w)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+    if (!sqe) {
+        io_uring_submit(&w->ring);
+        sqe = io_uring_get_sqe(&w->ring);
+    }
+    return sqe;
+}
+
+/* An 8-byte read of an eventfd (a notification, a stop or pause request), tagged. */
+static bool arm(struct worker *w, int fd, uint64_t *buf, uint64_t tag)
+{
+    struct io_uring_sqe *sqe = worker_sqe(w);
+
+    if (!sqe)
+        return false;
+    io_uring_prep_read(sqe, fd, buf, sizeof(*buf), 0);
+    io_uring_sqe_set_data64(sqe, tag);
+    return true;
+}
+
+static bool arm_notify(struct worker *w, unsigned k)
+{
+    return w->notify_fd[k] < 0 || arm(w, w->notify_fd[k], &w->notify_buf[k], TAG_NOTIFY | k);
+}
+
+/* The device cannot go on: the guest is told (NEEDS_RESET, a config interrupt), the log says why.
+ */
+static void fail(struct worker *w, const char *why, int err)
+{
+    if (err)
+        rvm_err(w->vm->hv, "%s: %s: %s; device needs a reset", w->name, why, strerror(-err));
+    else
+        rvm_err(w->vm->hv, "%s: %s; device needs a reset", w->name, why);
+    virtio_mmio_needs_reset(w->t);
+}
+
+/*
+ * Device-side polling: spins until a completion is ready or a queue holds
+ * work the device would take, for at most poll_ns, with guest notifications
+ * off (the device's drains left them off). Returns whether work came.
+ */
+static bool poll_for_work(struct worker *w)
+{
+    uint64_t start = vm_now_ns();
+
+    io_uring_submit(&w->ring);
+    for (unsigned i = 1;; i++) {
+        if (io_uring_cq_ready(&w->ring) || worker_pause_wanted(&w->gate) ||
+            w->ops->has_work(w->dev))
+            return true;
+        if (!w->ops->idle(w->dev) && worker_has_task_work(&w->ring, w->ring_disabled))
+            io_uring_get_events(&w->ring); /* runs the completions' task work */
+        if (i % 8 == 0)
+            sched_yield(); /* writes that must allocate go to io_uring's kernel workers */
+        if (i % 64 == 0 && vm_now_ns() - start > w->poll_ns)
+            return false;
+        __builtin_ia32_pause();
+    }
+}
+
+/* One round's completions: stop, pause, notifications (into *kicked), the device's own. */
+static unsigned reap(struct worker *w, bool *stopping, uint32_t *kicked, bool *armed)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+
+    io_uring_for_each_cqe(&w->ring, head, cqe)
+    {
+        uint64_t tag = io_uring_cqe_get_data64(cqe);
+
+        seen++;
+        if (tag == TAG_STOP)
+            *stopping = true;
+        else if (tag == TAG_PAUSE)
+            *armed = *armed && arm(w, w->gate.efd, &w->gate.buf, TAG_PAUSE);
+        else if (tag & TAG_NOTIFY)
+            *kicked |= 1U << (tag & (WORKER_MAX_NOTIFY - 1));
+        else
+            w->ops->complete(w->dev, tag, cqe->res);
+    }
+    io_uring_cq_advance(&w->ring, seen);
+    return seen;
+}
+
+/*
+ * Waits for work: not at all after polling found some, only a submit after
+ * a take (what it took is published first). 0 to go on, else the error
+ * that ends the device; the kernel's refusals for want of resources are
+ * retried a while.
+ */
+static int wait_for_work(struct worker *w, bool polled, bool took, unsigned *transient)
+{
+    int r = polled ? 0 : took ? io_uring_submit(&w->ring) : io_uring_submit_and_wait(&w->ring, 1);
+
+    if (r >= 0 || r == -EINTR) { /* liburing returns -errno; errno is not set */
+        *transient = 0;
+        return 0;
+    }
+    if ((r == -EAGAIN || r == -EBUSY || r == -ENOMEM) && ++*transient < TRANSIENT_MAX) {
+        if (!io_uring_cq_ready(&w->ring))
+            sched_yield();
+        return 0;
+    }
+    return r;
+}
+
+/* The device takes new work; a corrupt queue fails it (true: broken). */
+static bool take(struct worker *w, uint32_t kicked, bool polled)
+{
+    if (w->ops->take(w->dev, kicked, polled))
+        return false;
+    fail(w, "a queue is corrupt", 0);
+    return true;
+}
+
+static void loop(struct worker *w)
+{
+    const struct worker_ops *o = w->ops;
+    bool stopping = false, broken = false, armed = true;
+    unsigned transient = 0;
+
+    for (unsigned k = 0; k < w->nnotify; k++)
+        armed = armed && arm_notify(w, k);
+    armed = armed && arm(w, w->stop_efd, &w->stop_buf, TAG_STOP) &&
+            arm(w, w->gate.efd, &w->gate.buf, TAG_PAUSE);
+    if (!armed) {
+        fail(w, "cannot arm its notifications", 0);
+        return;
+    }
+    /* Chains made available before the worker started (one restored, say) are served now. */
+    broken = take(w, ALL_KICKED, false);
+    bool took = true; /* what a take outside the loop took is published before any wait */
+
+    while (!stopping || !o->idle(w->dev)) {
+        uint32_t kicked = 0;
+        bool polled = false;
+
+        /* A snapshot's pause: once what is in flight is done and published (the round's end). */
+        if (!stopping && o->idle(w->dev) && worker_pause_wanted(&w->gate)) {
+            if (!worker_park(&w->gate))
+                break; /* reset while paused: nothing in flight, nothing new taken */
+            broken = broken || take(w, ALL_KICKED, false);
+            took = true;
+        }
+        bool pausing = worker_pause_wanted(&w->gate);
+        if (pausing && o->cancel && !o->idle(w->dev))
+            o->cancel(w->dev, false);
+        if (w->poll_ns && !stopping && !broken && !pausing)
+            polled = poll_for_work(w) || o->notify_on(w->dev);
+        int r = wait_for_work(w, polled, took, &transient);
+        took = false;
+        if (r < 0) {
+            fail(w, "io_uring_enter", r);
+            return;
+        }
+        reap(w, &stopping, &kicked, &armed);
+        if (stopping && o->cancel && !o->idle(w->dev))
+            o->cancel(w->dev, true);
+        if (kicked && o->kicked)
+            o->kicked(w->dev, kicked);
+        /* Stopping: nothing new is taken, but what completed is published (a snapshot
+         * saves the queues after this: the driver must see these completions). */
+        pausing = worker_pause_wanted(&w->gate);
+        if (!stopping && !broken) {
+            /* Pausing: notifications stay consumed; the take after the pause finds their work. */
+            if (!pausing)
+                broken = take(w, kicked, polled);
+            for (unsigned k = 0; k < w->nnotify; k++)
+                if (kicked & (1U << k))
+                    armed = armed && arm_notify(w, k);
+        }
+        if (o->publish(w->dev))
+            virtio_mmio_interrupt(w->t, VIRTIO_MMIO_INT_VRING);
+        if (!armed) {
+            fail(w, "cannot re-arm its notifications", 0);
+            return;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    int r;
+
+    pthread_setname_np(pthread_self(), w->thread_name);
+    if ((r = worker_ring_enable(&w->ring, w->ring_disabled)) < 0)
+        fail(w, "cannot enable its io_uring", r);
+    else
+        loop(w);
+    worker_gone(&w->gate);
+    return NULL;
+}
+
+int worker_init(struct worker *w, unsigned sq_entries, unsigned cq_entries)
+{
+    int r;
+
+    w->running = false;
+    if (w->nnotify > WORKER_MAX_NOTIFY)
+        return -EINVAL;
+    /* The kernel wants at least as many completions as submissions; it gives twice by default. */
+    if (cq_entries < 2 * sq_entries)
+        cq_entries = 2 * sq_entries;
+    if ((r = worker_ring_init(&w->ring, sq_entries, cq_entries, &w->ring_disabled)) < 0)
+        return r;
+    w->stop_efd = eventfd(0, EFD_CLOEXEC);
+    if (w->stop_efd < 0) {
+        r = -errno;
+        io_uring_queue_exit(&w->ring);
+        return r;
+    }
+    if ((r = worker_gate_init(&w->gate)) < 0) {
+        close(w->stop_efd);
+        io_uring_queue_exit(&w->ring);
+    }
+    return r;
+}
+
+void worker_fini(struct worker *w)
+{
+    worker_gate_destroy(&w->gate);
+    close(w->stop_efd);
+    io_uring_queue_exit(&w->ring);
+}
+
+int worker_start(struct worker *w)
+{
+    int r = vm_io_thread_create(w->vm, &w->thread, worker_main, w);
+
+    w->running = r == 0;
+    return r;
+}
+
+void worker_stop(struct worker *w)
+{
+    uint64_t one = 1;
+
+    if (!w->running)
+        return;
+    worker_quit(&w->gate); /* a VM destroyed while a snapshot holds it paused */
+    if (write(w->stop_efd, &one, sizeof(one)) != sizeof(one))
+        rvm_err(w->vm->hv, "%s: cannot signal the worker to stop", w->name);
+    pthread_join(w->thread, NULL); /* waits anyway: the worker may stop on its own */
+    w->running = false;
+    worker_fini(w);
+}
+
+void worker_pause_dev(struct worker *w)
+{
+    if (w->running && worker_pause(&w->gate) < 0)
+        rvm_err(w->vm->hv, "%s: cannot signal the worker to pause", w->name);
+}
+
+void worker_resume_dev(struct worker *w)
+{
+    if (w->running)
+        worker_unpause(&w->gate);
+}
