@@ -78,6 +78,8 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_TARGETS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 # Each target's sources beside its own: what it drives, unchanged.
 FUZZ_SRCS_fuzz_snapshot := core/snapfile.c core/snaprec.c core/log.c core/fileio.c
+FUZZ_SRCS_fuzz_virtqueue := virtio/virtqueue.c mem/mem.c core/hv.c core/log.c
+FUZZ_LIBS_fuzz_virtqueue := -lhugetlbfs -lnuma
 
 .PHONY: all lib cli bench tests guest examples test demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
 
@@ -93,7 +95,7 @@ fuzz-build: $(FUZZ_TARGETS)
 $(BUILD)/fuzz/%: fuzz/%.c $$(FUZZ_SRCS_$$*)
 	$(call say,FUZZ,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) -lxxhash
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) -lxxhash $(FUZZ_LIBS_$*)
 
 # Each target for FUZZ_SECONDS over a copy of its seed corpus (fuzz/corpus/NAME).
 fuzz: $(FUZZ_TARGETS)

@@ -24,7 +24,7 @@
 /* Workload limits and defaults. */
 #define MAX_QD                  64
 #define DEFAULT_BS              4096
-#define MAX_BS                  (4u << 20)
+#define MAX_BS                  (1u << 20) /* the device's size_max: one buffer */
 #define NEEDS_RESET_CHECK_SPINS (1u << 20) /* pause iterations between Status reads */
 
 struct blk_req_hdr {

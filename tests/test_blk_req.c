@@ -139,12 +139,46 @@ static void test_other_types(void **state)
     assert_int_equal(blk_parse(&c, CAP, false, &r), VIRTIO_BLK_S_IOERR); /* two ranges */
 }
 
+/*
+ * What the device offers it enforces: a data buffer larger than size_max,
+ * or more data buffers than seg_max, fails the request (the device used to
+ * advertise size_max and take anything).
+ */
+static void test_size_max_and_seg_max(void **state)
+{
+    static struct vq_seg big[BLK_SEG_MAX + 3];
+    struct vq_chain bc = {.seg = big, .max_seg = BLK_SEG_MAX + 3};
+    uint32_t h[4] = {VIRTIO_BLK_T_IN, 0, 0, 0};
+    (void)state;
+
+    memcpy(mem, h, sizeof(h));
+    big[0] = (struct vq_seg){.hva = mem, .gpa = 0x1000, .len = 16};
+    /* The buffers' bytes are never touched for a read: any addresses do. */
+    big[1] = (struct vq_seg){.hva = mem + 64, .gpa = 0x100000, .len = BLK_SIZE_MAX, .write = true};
+    big[2] = (struct vq_seg){.hva = mem + 32, .gpa = 0x2000, .len = 1, .write = true};
+    bc.nseg = 3;
+    assert_int_equal(blk_parse(&bc, 1ULL << 30, false, &r), BLK_SUBMIT);
+    big[1].len = BLK_SIZE_MAX + 512;
+    assert_int_equal(blk_parse(&bc, 1ULL << 30, false, &r), VIRTIO_BLK_S_IOERR);
+
+    for (unsigned i = 1; i <= BLK_SEG_MAX + 1; i++)
+        big[i] = (struct vq_seg){
+            .hva = mem + 64, .gpa = 0x100000 + 512ULL * i, .len = 512, .write = true};
+    big[BLK_SEG_MAX + 2] = (struct vq_seg){.hva = mem + 32, .gpa = 0x2000, .len = 1, .write = true};
+    bc.nseg = BLK_SEG_MAX + 3; /* seg_max + 1 data buffers */
+    assert_int_equal(blk_parse(&bc, 1ULL << 30, false, &r), VIRTIO_BLK_S_IOERR);
+    big[BLK_SEG_MAX + 1] = big[BLK_SEG_MAX + 2];
+    bc.nseg = BLK_SEG_MAX + 2; /* exactly seg_max */
+    assert_int_equal(blk_parse(&bc, 1ULL << 30, false, &r), BLK_SUBMIT);
+    assert_int_equal(r.niov, BLK_SEG_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_write),  cmocka_unit_test(test_short_header_and_no_status),
         cmocka_unit_test(test_ranges),      cmocka_unit_test(test_direction_and_ro),
-        cmocka_unit_test(test_other_types),
+        cmocka_unit_test(test_other_types), cmocka_unit_test(test_size_max_and_seg_max),
     };
     return cmocka_run_group_tests_name("blk_req", tests, NULL, NULL);
 }

@@ -378,6 +378,60 @@ static void test_read_only_disk(void **state)
 }
 
 /* A backing store that fills up: IOERR to the driver, and the device goes on. */
+/*
+ * A backend of 4 KiB sectors (a loop device made so): O_DIRECT takes only
+ * 4 KiB-aligned requests there. The device used to choose it on 512-byte
+ * alignment and fail every smaller request with IOERR; it now asks the
+ * backend (STATX_DIOALIGN), offers blk_size 4096, and sends what cannot go
+ * direct through the page cache.
+ */
+static void test_4k_sector_backend(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+    char cmd[256], loop[64] = "";
+    struct virtio_blk_config_opts o = {.path = loop};
+    const uint64_t base2 = BASE + 0x3000;
+    uint64_t blk_size = 0;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "losetup -f --show -b 4096 '%s' 2>/dev/null", d->path);
+    if (!(p = popen(cmd, "r")) || !fgets(loop, sizeof(loop), p) || pclose(p) != 0) {
+        if (p)
+            pclose(p);
+        print_message("SKIP: cannot make a 4 KiB-sector loop device (needs root and loop)\n");
+        skip();
+    }
+    loop[strcspn(loop, "\n")] = 0;
+    assert_int_equal(virtio_blk_attach(d->vm, base2, 8, &o, NULL), 0);
+    assert_true(driver_init(d, base2) & (1ULL << VIRTIO_BLK_F_BLK_SIZE));
+    assert_int_equal(vm_io_access(d->vm, RVM_BUS_MMIO, base2 + 0x100 + 20, 4, false, &blk_size), 0);
+    assert_int_equal(blk_size, 4096);
+    /* 512 bytes at sector 1: not direct-able here, served through the page cache. */
+    memset(rvm_mem_hva(d->m, DATA, 4096), 0x5a, 4096);
+    uint16_t h = request(d, base2, 0, VIRTIO_BLK_T_OUT, 1, DATA, 512, false);
+    wait_used(d, h);
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_OK);
+    /* 4 KiB at sector 8, page-aligned: direct. Then both read back. */
+    h = request(d, base2, 1, VIRTIO_BLK_T_OUT, 8, DATA, 4096, false);
+    wait_used(d, h);
+    assert_int_equal(status_of(d, 1), VIRTIO_BLK_S_OK);
+    memset(rvm_mem_hva(d->m, DATA, 8192), 0, 8192);
+    h = request(d, base2, 2, VIRTIO_BLK_T_IN, 1, DATA, 512, true);
+    assert_int_equal(wait_used(d, h), 513);
+    assert_int_equal(status_of(d, 2), VIRTIO_BLK_S_OK);
+    h = request(d, base2, 3, VIRTIO_BLK_T_IN, 8, DATA + 4096, 4096, true);
+    assert_int_equal(wait_used(d, h), 4097);
+    assert_int_equal(status_of(d, 3), VIRTIO_BLK_S_OK);
+    for (int i = 0; i < 512; i++)
+        assert_int_equal(((uint8_t *)rvm_mem_hva(d->m, DATA, 1))[i], 0x5a);
+    for (int i = 0; i < 4096; i++)
+        assert_int_equal(((uint8_t *)rvm_mem_hva(d->m, DATA + 4096, 1))[i], 0x5a);
+    wr(d, base2, VIRTIO_MMIO_STATUS, 0); /* the worker stops before the loop device goes */
+    snprintf(cmd, sizeof(cmd), "losetup -d '%s'", loop);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_disk_full(void **state)
 {
     NEED_KVM(state);
@@ -547,6 +601,7 @@ int main(void)
         T(test_corrupt_ring_needs_reset),
         T(test_ring_failure_needs_reset),
         T(test_read_only_disk),
+        T(test_4k_sector_backend),
         T(test_disk_full),
         T(test_multiqueue),
         T(test_worker_cpus),

@@ -19,8 +19,8 @@ struct blk_range {
 
 static bool add_iov(struct blk_req *r, void *base, uint64_t gpa, uint64_t len)
 {
-    if (r->niov == BLK_SEG_MAX)
-        return false;
+    if (r->niov == BLK_SEG_MAX || len > BLK_SIZE_MAX)
+        return false; /* past what the device offered (seg_max, size_max) */
     r->iov[r->niov] = (struct iovec){.iov_base = base, .iov_len = len};
     r->gpa[r->niov++] = gpa;
     r->data_len += len;

@@ -13,10 +13,11 @@
 
 #include "virtqueue.h"
 
-#define BLK_SECTOR  512
-#define BLK_SEG_MAX 128  /* data buffers per request (the device's seg_max) */
-#define BLK_SUBMIT  0    /* blk_parse(): execute the request */
-#define BLK_DROP    (-1) /* blk_parse(): no status byte to answer in; used length 0 */
+#define BLK_SECTOR   512
+#define BLK_SEG_MAX  128        /* data buffers per request (the device's seg_max) */
+#define BLK_SIZE_MAX (1u << 20) /* bytes of one data buffer (the device's size_max) */
+#define BLK_SUBMIT   0          /* blk_parse(): execute the request */
+#define BLK_DROP     (-1)       /* blk_parse(): no status byte to answer in; used length 0 */
 
 struct blk_req {
     uint32_t type;        /* VIRTIO_BLK_T_* */
@@ -34,8 +35,9 @@ struct blk_req {
 /*
  * Checks chain c against a disk of `capacity` sectors and fills *r. Returns
  * BLK_SUBMIT, BLK_DROP, or a final VIRTIO_BLK_S_* status (IOERR for a
- * malformed or out-of-range request or a write to a read-only disk, UNSUPP
- * for an unknown type) to write to *r->status without executing anything.
+ * malformed or out-of-range request, a data buffer past size_max or more
+ * than seg_max of them, or a write to a read-only disk; UNSUPP for an
+ * unknown type) to write to *r->status without executing anything.
  */
 int blk_parse(const struct vq_chain *c, uint64_t capacity, bool ro, struct blk_req *r);
 
