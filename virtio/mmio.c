@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+/* The virtio-mmio transport's registers (mmio.h). */
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -10,51 +10,13 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 
-#include <ringvm/virtio.h>
-#include <ringvm/vm.h>
-
-#include "../core/vm_internal.h"
-#include "mmio.h"
+#include "mmio_internal.h"
 
 #define MAGIC 0x74726976 /* "virt" */
 
-struct mmio_queue {
-    uint16_t num;
-    bool ready;
-    uint64_t desc, avail, used;
-    int efd; /* ioeventfd: the guest's notifications of this queue */
-};
-
-struct virtio_mmio {
-    struct rvm_vm *vm;
-    uint64_t base;
-    uint32_t gsi;
-    const struct virtio_device_ops *ops;
-    void *dev;
-    pthread_mutex_t lock; /* register state; never held by the device's worker */
-    uint32_t status;      /* __atomic: the worker may set NEEDS_RESET */
-    uint32_t isr;         /* __atomic */
-    uint32_t dev_feat_sel, drv_feat_sel, queue_sel;
-    uint64_t driver_features;
-    bool active;
-    int irqfd;
-    struct mmio_queue q[VIRTIO_MMIO_MAX_QUEUES];
-    struct vq vqs[VIRTIO_MMIO_MAX_QUEUES]; /* the device's while active */
-};
-
-static uint64_t offered(const struct virtio_mmio *t)
-{
-    return t->ops->features | (1ULL << VIRTIO_F_VERSION_1);
-}
-
-static uint32_t status(const struct virtio_mmio *t)
-{
-    return __atomic_load_n(&t->status, __ATOMIC_ACQUIRE);
-}
-
 uint32_t virtio_mmio_status(const struct virtio_mmio *t)
 {
-    return status(t);
+    return mmio_status(t);
 }
 
 int virtio_mmio_queue_eventfd(const struct virtio_mmio *t, uint16_t q)
@@ -78,15 +40,7 @@ void virtio_mmio_needs_reset(struct virtio_mmio *t)
         virtio_mmio_interrupt(t, VIRTIO_MMIO_INT_CONFIG);
 }
 
-int virtio_mmio_cmdline(uint64_t base, uint32_t gsi, char *buf, size_t len)
-{
-    int n = snprintf(buf, len, "virtio_mmio.device=0x%x@0x%llx:%u", VIRTIO_MMIO_SIZE,
-                     (unsigned long long)base, gsi);
-    return n < 0 || (size_t)n >= len ? -ENOSPC : n;
-}
-
-/* Back to the state after power-on. Caller holds t->lock. */
-static void reset_locked(struct virtio_mmio *t)
+void mmio_reset_locked(struct virtio_mmio *t)
 {
     if (t->active)
         t->ops->reset(t->dev); /* the worker has stopped when this returns */
@@ -103,6 +57,22 @@ static void reset_locked(struct virtio_mmio *t)
     }
 }
 
+int mmio_setup_queues_locked(struct virtio_mmio *t)
+{
+    bool event_idx = t->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+    bool indirect = t->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+
+    for (int i = 0; i < t->ops->num_queues; i++) {
+        struct mmio_queue *q = &t->q[i];
+
+        vq_reset(&t->vqs[i]);
+        if (q->ready && vq_setup(&t->vqs[i], t->mem, q->num, t->ops->queue_max, q->desc, q->avail,
+                                 q->used, event_idx, indirect) < 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
 /*
  * DRIVER_OK: every enabled queue checked and set up, then the device
  * activated. Never twice: a device already live would get a second worker.
@@ -111,19 +81,8 @@ static int activate_locked(struct virtio_mmio *t)
 {
     if (t->active)
         return -EBUSY;
-    bool event_idx = t->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
-    bool indirect = t->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-
-    for (int i = 0; i < t->ops->num_queues; i++) {
-        struct mmio_queue *q = &t->q[i];
-
-        vq_reset(&t->vqs[i]);
-        if (!q->ready)
-            continue;
-        if (vq_setup(&t->vqs[i], rvm_vm_mem(t->vm), q->num, t->ops->queue_max, q->desc, q->avail,
-                     q->used, event_idx, indirect) < 0)
-            return -EINVAL;
-    }
+    if (mmio_setup_queues_locked(t) < 0)
+        return -EINVAL;
     if (t->ops->activate(t->dev, t->vqs, t->driver_features) < 0)
         return -EIO;
     t->active = true;
@@ -132,10 +91,10 @@ static int activate_locked(struct virtio_mmio *t)
 
 static void write_status_locked(struct virtio_mmio *t, uint32_t v)
 {
-    uint32_t old = status(t);
+    uint32_t old = mmio_status(t);
 
     if (v == 0) {
-        reset_locked(t);
+        mmio_reset_locked(t);
         return;
     }
     if (old & ~v)
@@ -143,7 +102,7 @@ static void write_status_locked(struct virtio_mmio *t, uint32_t v)
     if ((v & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
         /* Refused unless modern and a subset of what was offered: FEATURES_OK reads back 0. */
         if (!(t->driver_features & (1ULL << VIRTIO_F_VERSION_1)) ||
-            (t->driver_features & ~offered(t)))
+            (t->driver_features & ~mmio_offered(t)))
             v &= ~VIRTIO_CONFIG_S_FEATURES_OK;
     }
     if ((v & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK)) {
@@ -159,7 +118,7 @@ static struct mmio_queue *writable_queue(struct virtio_mmio *t)
 {
     struct mmio_queue *q;
 
-    if (t->queue_sel >= t->ops->num_queues || (status(t) & VIRTIO_CONFIG_S_DRIVER_OK))
+    if (t->queue_sel >= t->ops->num_queues || (mmio_status(t) & VIRTIO_CONFIG_S_DRIVER_OK))
         return NULL;
     q = &t->q[t->queue_sel];
     return q->ready ? NULL : q;
@@ -184,8 +143,8 @@ static uint32_t read_reg(struct virtio_mmio *t, uint64_t off)
     case VIRTIO_MMIO_VENDOR_ID:
         return VIRTIO_MMIO_VENDOR;
     case VIRTIO_MMIO_DEVICE_FEATURES:
-        return t->dev_feat_sel == 0   ? (uint32_t)offered(t)
-               : t->dev_feat_sel == 1 ? (uint32_t)(offered(t) >> 32)
+        return t->dev_feat_sel == 0   ? (uint32_t)mmio_offered(t)
+               : t->dev_feat_sel == 1 ? (uint32_t)(mmio_offered(t) >> 32)
                                       : 0;
     case VIRTIO_MMIO_QUEUE_NUM_MAX:
         return q ? t->ops->queue_max : 0;
@@ -194,7 +153,7 @@ static uint32_t read_reg(struct virtio_mmio *t, uint64_t off)
     case VIRTIO_MMIO_INTERRUPT_STATUS:
         return __atomic_load_n(&t->isr, __ATOMIC_ACQUIRE);
     case VIRTIO_MMIO_STATUS:
-        return status(t);
+        return mmio_status(t);
     case VIRTIO_MMIO_CONFIG_GENERATION:
         return 0;
     default:
@@ -215,8 +174,8 @@ static void write_reg(struct virtio_mmio *t, uint64_t off, uint32_t v)
         t->drv_feat_sel = v;
         break;
     case VIRTIO_MMIO_DRIVER_FEATURES:
-        if ((status(t) & VIRTIO_CONFIG_S_DRIVER) && !(status(t) & VIRTIO_CONFIG_S_FEATURES_OK) &&
-            t->drv_feat_sel < 2)
+        if ((mmio_status(t) & VIRTIO_CONFIG_S_DRIVER) &&
+            !(mmio_status(t) & VIRTIO_CONFIG_S_FEATURES_OK) && t->drv_feat_sel < 2)
             set_half(&t->driver_features, t->drv_feat_sel == 1, v);
         break;
     case VIRTIO_MMIO_QUEUE_SEL:
@@ -227,7 +186,7 @@ static void write_reg(struct virtio_mmio *t, uint64_t off, uint32_t v)
             q->num = v > UINT16_MAX ? 0 : (uint16_t)v; /* checked at DRIVER_OK */
         break;
     case VIRTIO_MMIO_QUEUE_READY:
-        if (t->queue_sel < t->ops->num_queues && !(status(t) & VIRTIO_CONFIG_S_DRIVER_OK))
+        if (t->queue_sel < t->ops->num_queues && !(mmio_status(t) & VIRTIO_CONFIG_S_DRIVER_OK))
             t->q[t->queue_sel].ready = v & 1;
         break;
     case VIRTIO_MMIO_QUEUE_DESC_LOW:
@@ -313,7 +272,46 @@ static int mmio_write(void *opaque, uint64_t off, uint32_t size, uint64_t data)
     return r;
 }
 
-static const struct rvm_io_ops mmio_ops = {.read = mmio_read, .write = mmio_write};
+const struct rvm_io_ops mmio_bus_ops = {.read = mmio_read, .write = mmio_write};
+
+int virtio_mmio_access(struct virtio_mmio *t, uint64_t off, uint32_t size, bool is_write,
+                       uint64_t *data)
+{
+    return is_write ? mmio_write(t, off, size, *data) : mmio_read(t, off, size, data);
+}
+
+int virtio_mmio_create(struct rvm_mem *mem, const struct virtio_device_ops *ops, void *dev,
+                       struct virtio_mmio **out)
+{
+    struct virtio_mmio *t;
+
+    if (!mem || !ops || !ops->activate || !ops->reset || !ops->quiesce != !ops->resume ||
+        ops->num_queues == 0 || ops->num_queues > VIRTIO_MMIO_MAX_QUEUES ||
+        ops->config_size > 256 || !ops->queue_max || (ops->queue_max & (ops->queue_max - 1)) ||
+        ops->queue_max > VQ_MAX_SIZE)
+        return -EINVAL;
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->mem = mem;
+    t->ops = ops;
+    t->dev = dev;
+    t->irqfd = -1;
+    for (int i = 0; i < ops->num_queues; i++)
+        t->q[i].efd = -1;
+    pthread_mutex_init(&t->lock, NULL);
+    t->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    for (int i = 0; t->irqfd >= 0 && i < ops->num_queues; i++)
+        if ((t->q[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            break;
+    if (t->irqfd < 0 || t->q[ops->num_queues - 1].efd < 0) {
+        int e = -errno;
+        virtio_mmio_destroy(t);
+        return e;
+    }
+    *out = t;
+    return 0;
+}
 
 void virtio_mmio_destroy(struct virtio_mmio *t)
 {
@@ -324,252 +322,10 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
         t->ops->reset(t->dev);
     pthread_mutex_unlock(&t->lock);
     for (int i = 0; i < t->ops->num_queues; i++)
-        close(t->q[i].efd);
-    close(t->irqfd);
-    pthread_mutex_destroy(&t->lock);
-    free(t);
-}
-
-/* ---- snapshots ---------------------------------------------------------- */
-
-#define STATUS_KNOWN                                                                               \
-    (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK |            \
-     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_NEEDS_RESET | VIRTIO_CONFIG_S_FAILED)
-#define STATUS_LIVE (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK)
-
-/*
- * A saved transport as only a real one could be: known status bits; live
- * only with FEATURES_OK and DRIVER_OK and a modern driver; DRIVER_OK and not
- * live only with NEEDS_RESET (its activation failed); FEATURES_OK only over
- * VERSION_1; ISR and ready flags within their bits.
- */
-static bool saved_state_valid(const struct mmio_state *s, uint32_t nq)
-{
-    bool modern = s->driver_features & (1ULL << VIRTIO_F_VERSION_1);
-
-    if ((s->status & ~STATUS_KNOWN) || s->active > 1 || s->nq != nq ||
-        (s->isr & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG)))
-        return false;
-    if (s->active && ((s->status & STATUS_LIVE) != STATUS_LIVE || !modern))
-        return false;
-    if (!s->active && (s->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
-        !(s->status & VIRTIO_CONFIG_S_NEEDS_RESET))
-        return false;
-    if ((s->status & VIRTIO_CONFIG_S_FEATURES_OK) && !modern)
-        return false;
-    for (uint32_t i = 0; i < nq && i < VIRTIO_MMIO_MAX_QUEUES; i++)
-        if (s->q[i].ready > 1 || s->q[i].signalled_valid > 1 || s->q[i].broken > 1)
-            return false;
-    return true;
-}
-
-void virtio_mmio_save(struct virtio_mmio *t, struct mmio_state *out)
-{
-    struct mmio_state s;
-
-    memset(&s, 0, sizeof(s));
-    pthread_mutex_lock(&t->lock);
-    s.base = t->base;
-    s.gsi = t->gsi;
-    s.device_id = t->ops->device_id;
-    s.status = status(t);
-    s.isr = __atomic_load_n(&t->isr, __ATOMIC_ACQUIRE);
-    s.dev_feat_sel = t->dev_feat_sel;
-    s.drv_feat_sel = t->drv_feat_sel;
-    s.queue_sel = t->queue_sel;
-    s.driver_features = t->driver_features;
-    s.active = t->active;
-    s.nq = t->ops->num_queues;
-    for (uint32_t i = 0; i < s.nq; i++) {
-        const struct vq *v = &t->vqs[i];
-        s.q[i] = (struct mmio_queue_state){.desc = t->q[i].desc,
-                                           .avail = t->q[i].avail,
-                                           .used = t->q[i].used,
-                                           .num = t->q[i].num,
-                                           .ready = t->q[i].ready,
-                                           .last_avail = v->last_avail,
-                                           .used_idx = v->used_idx,
-                                           .signalled_used = v->signalled_used,
-                                           .signalled_valid = v->signalled_valid,
-                                           .broken = v->broken};
-    }
-    pthread_mutex_unlock(&t->lock);
-    *out = s;
-}
-
-int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *saved)
-{
-    struct mmio_state s = *saved;
-    int r = 0;
-
-    if (!saved_state_valid(&s, t->ops->num_queues))
-        return -EBADMSG;
-    if (s.base != t->base || s.gsi != t->gsi || s.device_id != t->ops->device_id ||
-        s.nq != t->ops->num_queues || (s.driver_features & ~offered(t)))
-        return -EINVAL;
-    pthread_mutex_lock(&t->lock);
-    reset_locked(t);
-    t->dev_feat_sel = s.dev_feat_sel;
-    t->drv_feat_sel = s.drv_feat_sel;
-    t->queue_sel = s.queue_sel;
-    t->driver_features = s.driver_features;
-    for (uint32_t i = 0; i < s.nq; i++) {
-        t->q[i].desc = s.q[i].desc;
-        t->q[i].avail = s.q[i].avail;
-        t->q[i].used = s.q[i].used;
-        t->q[i].num = s.q[i].num;
-        t->q[i].ready = s.q[i].ready;
-    }
-    __atomic_store_n(&t->isr, s.isr, __ATOMIC_RELEASE);
-    if (s.active && !(s.status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
-        bool event_idx = t->driver_features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
-        bool indirect = t->driver_features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-
-        for (uint32_t i = 0; i < s.nq && r == 0; i++) {
-            struct vq *v = &t->vqs[i];
-
-            vq_reset(v);
-            if (!t->q[i].ready)
-                continue;
-            if (vq_setup(v, rvm_vm_mem(t->vm), t->q[i].num, t->ops->queue_max, t->q[i].desc,
-                         t->q[i].avail, t->q[i].used, event_idx, indirect) < 0) {
-                r = -EINVAL;
-                break;
-            }
-            v->last_avail = s.q[i].last_avail;
-            v->used_idx = s.q[i].used_idx;
-            v->signalled_used = s.q[i].signalled_used;
-            v->signalled_valid = s.q[i].signalled_valid;
-            v->broken = s.q[i].broken;
-        }
-        if (r == 0 && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0)
-            r = -EIO;
-        t->active = r == 0;
-    }
-    __atomic_store_n(&t->status, s.status, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&t->lock);
-    /*
-     * An interrupt the device raised while it drained for the snapshot may
-     * have reached the interrupt controller after its state was taken: with
-     * ISR bits pending, raise it again (the driver reads ISR and the rings;
-     * one too many is harmless, one too few hangs it).
-     */
-    if (r == 0 && s.isr)
-        virtio_mmio_interrupt(t, 0);
-    return r;
-}
-
-void virtio_mmio_quiesce(struct virtio_mmio *t)
-{
-    if (!t)
-        return; /* a device whose transport was never attached */
-    pthread_mutex_lock(&t->lock);
-    if (t->active && t->ops->quiesce)
-        t->ops->quiesce(t->dev);
-    else if (t->active)
-        t->ops->reset(t->dev); /* stops the worker after its in-flight work; queues stay */
-    pthread_mutex_unlock(&t->lock);
-}
-
-void virtio_mmio_resume(struct virtio_mmio *t)
-{
-    if (!t)
-        return;
-    pthread_mutex_lock(&t->lock);
-    if (t->active && t->ops->quiesce) {
-        t->ops->resume(t->dev);
-    } else if (t->active && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0) {
-        t->active = false;
-        pthread_mutex_unlock(&t->lock);
-        virtio_mmio_needs_reset(t);
-        return;
-    }
-    pthread_mutex_unlock(&t->lock);
-}
-
-/*
- * The device for the DSDT: LNRO0005 (what Linux's virtio_mmio driver
- * matches), named and numbered by its slot.
- */
-static int describe(struct rvm_vm *vm, uint64_t base, uint32_t gsi)
-{
-    uint64_t slot = (base - RVM_VIRTIO_MMIO_BASE) / RVM_VIRTIO_MMIO_STRIDE;
-    struct rvm_acpi_device d = {
-        .hid = "LNRO0005", .base = base, .len = VIRTIO_MMIO_SIZE, .gsi = (int32_t)gsi};
-
-    if (base < RVM_VIRTIO_MMIO_BASE || slot > 999)
-        slot = vm_fw_devs(vm, NULL, 0) % 1000; /* outside the slots (tests): still unique */
-    d.uid = (uint32_t)slot;
-    snprintf(d.name, sizeof(d.name), "V%03u", (unsigned)slot);
-    return vm_add_fw_dev(vm, &d);
-}
-
-int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
-                       const struct virtio_device_ops *ops, void *dev, struct virtio_mmio **out)
-{
-    struct virtio_mmio *t;
-    int r = 0, i = 0;
-
-    if (!vm || !ops || !ops->activate || !ops->reset || !ops->quiesce != !ops->resume ||
-        ops->num_queues == 0 || ops->num_queues > VIRTIO_MMIO_MAX_QUEUES ||
-        ops->config_size > 256 || !ops->queue_max || (ops->queue_max & (ops->queue_max - 1)) ||
-        ops->queue_max > VQ_MAX_SIZE)
-        return -EINVAL;
-    t = calloc(1, sizeof(*t));
-    if (!t)
-        return -ENOMEM;
-    t->vm = vm;
-    t->base = base;
-    t->gsi = gsi;
-    t->ops = ops;
-    t->dev = dev;
-    pthread_mutex_init(&t->lock, NULL);
-    t->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (t->irqfd < 0 || (r = rvm_vm_add_irqfd(vm, gsi, t->irqfd)) < 0)
-        goto err;
-    for (; i < ops->num_queues; i++) {
-        t->q[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (t->q[i].efd < 0 ||
-            (r = rvm_vm_add_ioeventfd(vm, RVM_BUS_MMIO, base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, true,
-                                      (uint64_t)i, t->q[i].efd)) < 0) {
-            i++;
-            goto err;
-        }
-    }
-    if ((r = rvm_vm_map_io(vm, RVM_BUS_MMIO, base, VIRTIO_MMIO_SIZE, &mmio_ops, t)) < 0)
-        goto err;
-    if ((r = describe(vm, base, gsi)) < 0) {
-        rvm_vm_unmap_io(vm, RVM_BUS_MMIO, base);
-        goto err;
-    }
-    if (out)
-        *out = t;
-    return 0;
-
-err:
-    if (r == 0)
-        r = -errno;
-    /* KVM drops its bindings with the VM; closing our ends is enough here. */
-    while (i-- > 0)
         if (t->q[i].efd >= 0)
             close(t->q[i].efd);
     if (t->irqfd >= 0)
         close(t->irqfd);
     pthread_mutex_destroy(&t->lock);
     free(t);
-    return r;
-}
-
-int virtio_mmio_next_slot(struct rvm_vm *vm, uint64_t *base, uint32_t *gsi)
-{
-    uint32_t slot;
-
-    pthread_mutex_lock(&vm->dev_lock);
-    slot = vm->virtio_slots < RVM_VIRTIO_MAX_DEVICES ? vm->virtio_slots++ : UINT32_MAX;
-    pthread_mutex_unlock(&vm->dev_lock);
-    if (slot == UINT32_MAX)
-        return -ENOSPC;
-    *base = RVM_VIRTIO_MMIO_BASE + slot * RVM_VIRTIO_MMIO_STRIDE;
-    *gsi = RVM_VIRTIO_GSI_BASE + slot;
-    return 0;
 }

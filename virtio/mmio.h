@@ -18,6 +18,7 @@
 
 #include "virtqueue.h"
 
+struct rvm_mem;
 struct rvm_vm;
 struct virtio_mmio;
 
@@ -59,6 +60,23 @@ struct virtio_device_ops {
  */
 int virtio_mmio_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
                        const struct virtio_device_ops *ops, void *dev, struct virtio_mmio **out);
+
+/*
+ * A transport over guest memory alone, on no bus and bound to no VM: its
+ * interrupt and queue notifications are plain eventfds, its registers are
+ * reached through virtio_mmio_access(). What virtio_mmio_attach() builds
+ * on, and what the tests and the fuzzer drive. 0 or -errno.
+ */
+int virtio_mmio_create(struct rvm_mem *mem, const struct virtio_device_ops *ops, void *dev,
+                       struct virtio_mmio **out);
+
+/*
+ * One access at offset off of the window (registers: 4 bytes, aligned;
+ * config space: 1, 2, 4 or 8 bytes inside it), as the bus makes it. 0, or
+ * -EINVAL for an access the transport refuses (a read then gives 0).
+ */
+int virtio_mmio_access(struct virtio_mmio *t, uint64_t off, uint32_t size, bool is_write,
+                       uint64_t *data);
 
 /* Resets the device if it is live, and frees the transport (NULL: nothing). */
 void virtio_mmio_destroy(struct virtio_mmio *t);
