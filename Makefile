@@ -80,6 +80,9 @@ FUZZ_TARGETS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SRCS_fuzz_snapshot := core/snapfile.c core/snaprec.c core/log.c core/fileio.c
 FUZZ_SRCS_fuzz_virtqueue := virtio/virtqueue.c mem/mem.c core/hv.c core/log.c
 FUZZ_LIBS_fuzz_virtqueue := -lhugetlbfs -lnuma
+FUZZ_SRCS_fuzz_mmio := virtio/mmio.c virtio/mmio_snap.c virtio/virtqueue.c mem/mem.c core/hv.c \
+                       core/log.c
+FUZZ_LIBS_fuzz_mmio := -lhugetlbfs -lnuma
 
 .PHONY: all lib cli bench tests guest examples test demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
 
