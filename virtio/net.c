@@ -25,18 +25,14 @@
 #include "mmio.h"
 #include "worker.h"
 #include "net.h"
+#include "net_req.h"
 
-#define NET_HDR       ((uint32_t)sizeof(struct virtio_net_hdr_v1))
-#define ETH_HLEN_     14
-#define VLAN_HLEN_    4
-#define GSO_MAX       65535u /* the largest frame a GSO header may describe, less Ethernet */
 #define TX_SLOTS      64
 #define RX_DEPTH      32 /* receives posted at once, as one ordered chain */
 #define RX_CHAIN_SEG  20 /* pieces of one receive chain (Linux's big-packet chains have 19) */
 #define RX_IOV_MAX    64 /* pieces of one receive (merged buffers) */
 #define MAX_SEG       64
 #define RING_SIZE     256
-#define CTRL_MAX      64           /* bytes of a control command we read */
 #define TAG_RX        (1ULL << 55) /* | slot (worker.h: below WORKER_TAG_DEVICE_LIMIT) */
 #define TAG_TX        (1ULL << 54) /* | slot */
 #define NOTIFY_RX     1            /* a pair's notifications, as bits of the worker's kicked mask */
@@ -51,11 +47,9 @@
      (1ULL << VIRTIO_NET_F_GUEST_TSO4) | (1ULL << VIRTIO_NET_F_GUEST_TSO6))
 
 struct tx_slot {
-    struct virtio_net_hdr_v1 hdr; /* what a tap is sent: the copy that was checked */
+    struct net_tx tx; /* the checked frame (a tap's header: the checked copy) */
     uint16_t head;
     int next_free;
-    int niov;
-    struct iovec iov[MAX_SEG];
     struct msghdr msg;
 };
 
@@ -114,9 +108,9 @@ struct virtio_net {
     /* Set at activate, for the workers. */
     struct vq *vqs;
     uint64_t features;
-    bool mrg;         /* VIRTIO_NET_F_MRG_RXBUF */
-    uint32_t rx_need; /* with mrg: bytes a receive gathers room for */
-    uint32_t tx_max;  /* largest frame (past the header) a transmit may carry */
+    bool mrg;                       /* VIRTIO_NET_F_MRG_RXBUF */
+    uint32_t rx_need;               /* with mrg: bytes a receive gathers room for */
+    struct net_tx_limits tx_limits; /* what a transmit is checked against */
 
     uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, several writers */
 
@@ -158,53 +152,6 @@ static void net_config_read(void *dev, uint32_t off, void *buf, uint32_t len)
     memcpy(buf, (const uint8_t *)&c + off, len);
 }
 
-/* Copies up to len bytes of the chain from offset off into p; returns how many. */
-static uint32_t chain_read(const struct vq_seg *seg, unsigned nseg, uint32_t off, void *p,
-                           uint32_t len)
-{
-    uint8_t *d = p;
-    uint32_t got = 0;
-
-    for (unsigned i = 0; i < nseg && got < len; i++) {
-        if (off >= seg[i].len) {
-            off -= seg[i].len;
-            continue;
-        }
-        uint32_t k = seg[i].len - off < len - got ? seg[i].len - off : len - got;
-        memcpy(d + got, (const uint8_t *)seg[i].hva + off, k);
-        got += k;
-        off = 0;
-    }
-    return got;
-}
-
-/*
- * The chain's bytes from offset skip on, as iovecs appended at iov[*niov]
- * (at most max). False when the chain is shorter than skip or has too many
- * pieces.
- */
-static bool iov_from(const struct vq_seg *seg, unsigned nseg, uint32_t skip, struct iovec *iov,
-                     int *niov, int max, uint64_t *payload)
-{
-    for (unsigned i = 0; i < nseg; i++) {
-        uint32_t len = seg[i].len, off = 0;
-
-        if (skip) {
-            off = skip < len ? skip : len;
-            skip -= off;
-        }
-        if (off == len)
-            continue;
-        if (*niov == max)
-            return false;
-        iov[*niov].iov_base = (uint8_t *)seg[i].hva + off;
-        iov[*niov].iov_len = len - off;
-        *payload += len - off;
-        (*niov)++;
-    }
-    return skip == 0;
-}
-
 /*
  * The backend is gone for good (a deleted tap answers -EBADFD, a closed
  * socket EOF or -EPIPE): the link goes down, the guest is told through a
@@ -231,28 +178,6 @@ static bool is_detached(struct pair *p)
 /* ---- transmit ---- */
 
 /*
- * Whether the header asks only for what was negotiated: checksum offload
- * with CSUM, TCP segmentation with HOST_TSO4/6, nothing else.
- */
-static bool tx_header_ok(const struct virtio_net *n, const struct virtio_net_hdr_v1 *h)
-{
-    if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !has(n, VIRTIO_NET_F_CSUM))
-        return false;
-    if (h->flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
-        return false;
-    switch (h->gso_type) {
-    case VIRTIO_NET_HDR_GSO_NONE:
-        return true;
-    case VIRTIO_NET_HDR_GSO_TCPV4:
-        return has(n, VIRTIO_NET_F_HOST_TSO4) && h->gso_size;
-    case VIRTIO_NET_HDR_GSO_TCPV6:
-        return has(n, VIRTIO_NET_F_HOST_TSO6) && h->gso_size;
-    default:
-        return false;
-    }
-}
-
-/*
  * A transmit chain: sent as one message, or given back at once (malformed,
  * too big, an offload not negotiated). Sends of one batch are hard-linked so
  * they leave in the guest's order (io_uring would otherwise run a send that
@@ -263,30 +188,8 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
 {
     struct virtio_net *n = p->n;
     struct tx_slot *s = &p->tx_slots[p->tx_free];
-    struct virtio_net_hdr_v1 h = {.gso_type = VIRTIO_NET_HDR_GSO_NONE};
-    uint64_t payload = 0;
-    bool ok = c->err == VQ_OK && c->in_len == 0 && c->out_len >= NET_HDR;
 
-    s->niov = 0;
-    if (ok) {
-        chain_read(c->seg, c->nseg, 0, &h, NET_HDR);
-        ok = tx_header_ok(n, &h);
-    }
-    /*
-     * A socket gets the frame alone; a tap the header too (it acts on it), and
-     * that from the checked copy: the guest can rewrite its own at any time.
-     */
-    if (n->tap) {
-        s->hdr = h;
-        s->iov[0] = (struct iovec){.iov_base = &s->hdr, .iov_len = NET_HDR};
-        s->niov = 1;
-    }
-    ok = ok && iov_from(c->seg, c->nseg, NET_HDR, s->iov, &s->niov, MAX_SEG, &payload);
-    ok = ok && payload >= ETH_HLEN_ &&
-         payload <= (h.gso_type == VIRTIO_NET_HDR_GSO_NONE
-                         ? (uint64_t)n->cfg.mtu + ETH_HLEN_ + VLAN_HLEN_
-                         : (uint64_t)n->tx_max);
-    if (!ok) {
+    if (!net_tx_parse(&n->tx_limits, c, &s->tx)) {
         stat_add(&n->stat_tx_drop);
         vq_add_used(p->tx, c->head, 0);
         return;
@@ -295,8 +198,8 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
     p->tx_free = s->next_free;
     s->head = c->head;
     memset(&s->msg, 0, sizeof(s->msg));
-    s->msg.msg_iov = s->iov;
-    s->msg.msg_iovlen = (size_t)s->niov;
+    s->msg.msg_iov = s->tx.iov;
+    s->msg.msg_iovlen = (size_t)s->tx.niov;
     struct io_uring_sqe *sqe = worker_sqe(&p->w);
     if (!sqe) { /* the kernel refused to take more: this frame is dropped */
         p->tx_free = slot;
@@ -305,7 +208,7 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
         return;
     }
     if (n->tap)
-        io_uring_prep_writev(sqe, p->fd, s->iov, (unsigned)s->niov, 0);
+        io_uring_prep_writev(sqe, p->fd, s->tx.iov, (unsigned)s->tx.niov, 0);
     else
         io_uring_prep_sendmsg(sqe, p->fd, &s->msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, TAG_TX | (uint64_t)slot);
@@ -374,7 +277,7 @@ static void held_push_front(struct pair *p, uint16_t head)
 static bool rx_keep(struct pair *p, const struct vq_chain *c)
 {
     /* Merged buffers must each hold a header; a lone buffer a header and a frame. */
-    uint32_t min = p->n->mrg ? NET_HDR : NET_HDR + ETH_HLEN_;
+    uint32_t min = p->n->mrg ? NET_HDR : NET_HDR + NET_ETH_HLEN;
 
     if (c->err != VQ_OK || c->out_len != 0 || c->in_len < min || c->nseg > RX_CHAIN_SEG)
         return false;
@@ -466,8 +369,8 @@ static bool post_rx(struct pair *p, bool quiet)
                 break;
             }
             /* A socket's frame goes past the header room; a tap writes the header itself. */
-            iov_from(rc->seg, rc->nseg, !n->tap && s->nchains == 0 ? NET_HDR : 0, s->iov, &niov,
-                     RX_IOV_MAX, &got);
+            net_iov_from(rc->seg, rc->nseg, !n->tap && s->nchains == 0 ? NET_HDR : 0, s->iov, &niov,
+                         RX_IOV_MAX, &got);
             s->chain[s->nchains++] = h;
             room += rc->room;
             full = s->nchains == RX_IOV_MAX || niov == RX_IOV_MAX;
@@ -559,15 +462,16 @@ static void rx_done(struct pair *p, struct rx_slot *s, int res)
         return;
     }
     if (res < 0 || (s->msg.msg_flags & MSG_TRUNC) ||
-        res < (n->tap ? (int)NET_HDR : 0) + ETH_HLEN_) {
+        res < (n->tap ? (int)NET_HDR : 0) + NET_ETH_HLEN) {
         stat_add(&n->stat_rx_drop); /* larger than the buffers, or not a frame */
         rx_unwind(p, s);
         return;
     }
     uint64_t total = (n->tap ? 0 : NET_HDR) + (uint64_t)res;
-    unsigned used = 0;
-    for (uint64_t left = total; used < s->nchains && left; used++)
-        left -= left < p->rxc[s->chain[used]].room ? left : p->rxc[s->chain[used]].room;
+    uint32_t room[RX_IOV_MAX], len[RX_IOV_MAX];
+    for (unsigned i = 0; i < s->nchains; i++)
+        room[i] = p->rxc[s->chain[i]].room;
+    unsigned used = net_rx_spread(room, s->nchains, total, len);
     /* The header: a socket's is all ours; a tap fills its first 10 bytes, not num_buffers. */
     struct rx_chain *first = &p->rxc[s->chain[0]];
     if (n->tap) {
@@ -578,15 +482,12 @@ static void rx_done(struct pair *p, struct rx_slot *s, int res)
                                       .num_buffers = (uint16_t)used};
         rx_write(first, 0, &h, NET_HDR);
     }
-    uint64_t left = total;
     for (unsigned i = 0; i < used; i++) {
         struct rx_chain *rc = &p->rxc[s->chain[i]];
-        uint32_t k = left < rc->room ? (uint32_t)left : rc->room;
 
-        rx_mark(n, rc, k);
+        rx_mark(n, rc, len[i]);
         rc->out = false;
-        vq_add_used(p->rx, s->chain[i], k);
-        left -= k;
+        vq_add_used(p->rx, s->chain[i], len[i]);
     }
     /* Chains this frame did not need stay with the device for the next. */
     while (s->nchains > used)
@@ -623,33 +524,27 @@ static void set_active_pairs(struct virtio_net *n, unsigned active)
     }
 }
 
-/* One command: class, command, data (device-readable), then an ack byte (writable). */
+/* One command: MQ's VQ_PAIRS_SET is the only one taken; the rest get an error. */
 static void ctrl_chain(struct virtio_net *n, struct vq *vq, struct vq_chain *c)
 {
-    uint8_t cmd[CTRL_MAX], ack = VIRTIO_NET_ERR;
-    uint32_t len;
+    struct net_ctrl cmd;
+    uint8_t ack = VIRTIO_NET_ERR;
 
-    if (c->err != VQ_OK || c->in_len < 1 || c->out_len < 2) {
+    if (!net_ctrl_parse(c, &cmd)) {
         vq_add_used(vq, c->head, 0);
         return;
     }
-    len = chain_read(c->seg, c->nseg, 0, cmd, c->out_len < CTRL_MAX ? (uint32_t)c->out_len : 0);
-    if (len >= 2 + 2 && cmd[0] == VIRTIO_NET_CTRL_MQ && cmd[1] == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET &&
-        has(n, VIRTIO_NET_F_MQ)) {
-        unsigned pairs = (unsigned)cmd[2] | (unsigned)cmd[3] << 8;
+    if (cmd.class == VIRTIO_NET_CTRL_MQ && cmd.cmd == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET &&
+        cmd.data_len >= 2 && has(n, VIRTIO_NET_F_MQ)) {
+        unsigned pairs = (unsigned)cmd.data[0] | (unsigned)cmd.data[1] << 8;
 
         if (pairs >= 1 && pairs <= n->npairs) {
             set_active_pairs(n, pairs);
             ack = VIRTIO_NET_OK;
         }
     }
-    /* The ack: the first device-writable byte. */
-    for (unsigned i = 0; i < c->nseg; i++)
-        if (c->seg[i].write) {
-            *(uint8_t *)c->seg[i].hva = ack;
-            mem_mark_dirty(rvm_vm_mem(n->vm), c->seg[i].gpa, 1);
-            break;
-        }
+    *cmd.ack = ack;
+    mem_mark_dirty(rvm_vm_mem(n->vm), cmd.ack_gpa, 1);
     vq_add_used(vq, c->head, 1);
 }
 
@@ -925,10 +820,14 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
     n->features = features;
     n->mrg = has(n, VIRTIO_NET_F_MRG_RXBUF);
     bool gso_in = has(n, VIRTIO_NET_F_GUEST_TSO4) || has(n, VIRTIO_NET_F_GUEST_TSO6);
-    n->rx_need = NET_HDR + ETH_HLEN_ + VLAN_HLEN_ + (gso_in ? GSO_MAX : n->cfg.mtu);
-    n->tx_max = has(n, VIRTIO_NET_F_HOST_TSO4) || has(n, VIRTIO_NET_F_HOST_TSO6)
-                    ? ETH_HLEN_ + VLAN_HLEN_ + GSO_MAX
-                    : (uint32_t)n->cfg.mtu + ETH_HLEN_ + VLAN_HLEN_;
+    n->rx_need = NET_HDR + NET_ETH_HLEN + NET_VLAN_HLEN + (gso_in ? NET_GSO_MAX : n->cfg.mtu);
+    n->tx_limits = (struct net_tx_limits){
+        .features = features,
+        .mtu = n->cfg.mtu,
+        .tx_max = has(n, VIRTIO_NET_F_HOST_TSO4) || has(n, VIRTIO_NET_F_HOST_TSO6)
+                      ? NET_ETH_HLEN + NET_VLAN_HLEN + NET_GSO_MAX
+                      : (uint32_t)n->cfg.mtu + NET_ETH_HLEN + NET_VLAN_HLEN,
+        .tap = n->tap};
     if (n->tap && (r = tap_offloads(n)) < 0) {
         rvm_err(n->vm->hv, "virtio-net: TUNSETOFFLOAD: %s", strerror(-r));
         return r;
@@ -1157,7 +1056,7 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     int r;
 
     if (!vm || !o || o->fds[0] < 0 || nfds > RVM_NET_MAX_QUEUE_PAIRS || (nfds > 1 && !o->tap) ||
-        (o->mtu && (o->mtu < 68 || o->mtu > 65535 - ETH_HLEN_))) {
+        (o->mtu && (o->mtu < 68 || o->mtu > 65535 - NET_ETH_HLEN))) {
         for (unsigned i = 0; o && i < nfds && i < RVM_NET_MAX_QUEUE_PAIRS; i++)
             if (o->fds[i] >= 0)
                 close(o->fds[i]);
