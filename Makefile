@@ -83,8 +83,10 @@ FUZZ_LIBS_fuzz_virtqueue := -lhugetlbfs -lnuma
 FUZZ_SRCS_fuzz_mmio := virtio/mmio.c virtio/mmio_snap.c virtio/virtqueue.c mem/mem.c core/hv.c \
                        core/log.c
 FUZZ_LIBS_fuzz_mmio := -lhugetlbfs -lnuma
+FUZZ_SRCS_fuzz_blk := virtio/blk_req.c
+FUZZ_SRCS_fuzz_net := virtio/net_req.c
 
-.PHONY: all lib cli bench tests guest examples test demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
+.PHONY: all lib cli bench tests guest examples test test-asan test-tsan demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
 
 all: lib cli bench tests guest examples
 
@@ -181,6 +183,21 @@ test: deps
 	@$(MAKE) --no-print-directory linux-guest
 	@BUILD=$(BUILD) RINGVM_LINUX_DIR=$(LINUX_DIR) tests/run.sh
 
+# The suite again under AddressSanitizer and UBSan, and the tests of concurrent code under
+# ThreadSanitizer, each in its own build tree (docs/fuzzing.md). The fuzz smoke runs briefly:
+# its targets are built with ASan and UBSan whatever the tree.
+TSAN_TESTS := test_lifecycle test_bus test_dirty test_snapshot test_virtio_blk test_virtio_net \
+              test_virtio_mmio test_virtqueue test_snap_trust
+test-asan: deps
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined all
+	@$(MAKE) --no-print-directory linux-guest
+	@BUILD=build/san-address-undefined RINGVM_LINUX_DIR=$(LINUX_DIR) FUZZ_SMOKE_SECONDS=3 \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/run.sh
+test-tsan: deps
+	@$(MAKE) --no-print-directory SANITIZE=thread all
+	@BUILD=build/san-thread RINGVM_TESTS="$(TSAN_TESTS)" TSAN_OPTIONS=second_deadlock_stack=1 \
+	    tests/run.sh
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh $(BUILD)
@@ -215,6 +232,8 @@ help:
 	@echo 'make demo         install missing packages, build, print the benchmark table'
 	@echo 'make bench        build build/ringvm-bench (Google Benchmark)'
 	@echo 'make linux-guest  build the kernel and initramfs of the Linux tier (build/linux)'
+	@echo 'make test-asan    the suite under AddressSanitizer and UBSan'
+	@echo 'make test-tsan    the concurrency tests under ThreadSanitizer'
 	@echo 'make fuzz         run each libFuzzer target FUZZ_SECONDS (60) (docs/fuzzing.md)'
 	@echo 'make install PREFIX=/usr/local   headers, libringvm.{a,so}, ringvm.pc, ringvm'
 	@echo 'make format | format-check      clang-format the tree / check it'
