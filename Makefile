@@ -85,6 +85,9 @@ FUZZ_SRCS_fuzz_mmio := virtio/mmio.c virtio/mmio_snap.c virtio/virtqueue.c mem/m
 FUZZ_LIBS_fuzz_mmio := -lhugetlbfs -lnuma
 FUZZ_SRCS_fuzz_blk := virtio/blk_req.c
 FUZZ_SRCS_fuzz_net := virtio/net_req.c
+FUZZ_SRCS_fuzz_loader := arch/x86_64/pvh.c arch/x86_64/bzimage.c mem/mem.c core/hv.c core/log.c
+FUZZ_LIBS_fuzz_loader := -lhugetlbfs -lnuma
+FUZZ_SRCS_fuzz_cli := cli/args.c core/config.c
 
 .PHONY: all lib cli bench tests guest examples test test-asan test-tsan demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
 

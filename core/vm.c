@@ -13,16 +13,6 @@
 #include "log.h"
 #include "vm_internal.h"
 
-void rvm_vm_config_init(struct rvm_vm_config *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->mem.size = 128ULL << 20;
-    c->mem.backing = RVM_MEM_ANON;
-    c->mem.numa_node = -1;
-    c->vcpus = 1;
-    c->numa_node = -1;
-}
-
 int vm_register_memory(struct rvm_vm *vm, uint32_t flags)
 {
     for (unsigned i = 0; i < rvm_mem_region_count(vm->mem); i++) {
