@@ -173,12 +173,37 @@ static void test_size_max_and_seg_max(void **state)
     assert_int_equal(r.niov, BLK_SEG_MAX);
 }
 
+/* A short transfer goes on from where it stopped: the pieces advance past what moved. */
+static void test_advance(void **state)
+{
+    (void)state;
+    chain(VIRTIO_BLK_T_IN, 4, 4, (uint32_t[]){512, 1024, 512, 1}, (bool[]){true, true, true, true});
+    assert_int_equal(blk_parse(&c, CAP, false, &r), BLK_SUBMIT);
+    assert_int_equal(r.niov, 3);
+    uint8_t *second = r.iov[1].iov_base;
+    uint64_t second_gpa = r.gpa[1];
+    assert_int_equal(blk_req_advance(&r, 700), 2048 - 700);
+    assert_int_equal(r.done, 700);
+    assert_int_equal(r.niov, 2);
+    assert_ptr_equal(r.iov[0].iov_base, second + 188);
+    assert_int_equal(r.iov[0].iov_len, 1024 - 188);
+    assert_int_equal(r.gpa[0], second_gpa + 188);
+    assert_int_equal(r.iov[1].iov_len, 512);
+    assert_int_equal(blk_req_advance(&r, 1024 - 188), 512); /* exactly a piece */
+    assert_int_equal(r.niov, 1);
+    assert_int_equal(blk_req_advance(&r, 512), 0);
+    assert_int_equal(r.niov, 0);
+    assert_int_equal(r.done, 2048);
+    assert_int_equal(r.sector, 4); /* the offset is sector * 512 + done */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_write),  cmocka_unit_test(test_short_header_and_no_status),
         cmocka_unit_test(test_ranges),      cmocka_unit_test(test_direction_and_ro),
         cmocka_unit_test(test_other_types), cmocka_unit_test(test_size_max_and_seg_max),
+        cmocka_unit_test(test_advance),
     };
     return cmocka_run_group_tests_name("blk_req", tests, NULL, NULL);
 }

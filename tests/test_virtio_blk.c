@@ -432,6 +432,37 @@ static void test_4k_sector_backend(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * A read the backend cuts short (the disk file shrank under the device: it
+ * has 4 KiB of the 8 KiB asked): the device goes on from where it stopped,
+ * the rest moves nothing and the request fails, and the 4 KiB that landed
+ * in guest memory are marked dirty, exactly those. The old device failed it
+ * at once and marked nothing: a diff snapshot then missed what it wrote.
+ */
+static void test_short_read_marks_what_landed(void **state)
+{
+    NEED_KVM(state);
+    struct drv *d = *state;
+
+    driver_init(d, BASE);
+    memset(rvm_mem_hva(d->m, DATA, 8192), 0, 8192);
+    int fd = open(d->path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t ones[4096];
+    memset(ones, 0x11, sizeof(ones));
+    assert_int_equal(pwrite(fd, ones, sizeof(ones), 0), (ssize_t)sizeof(ones));
+    assert_int_equal(ftruncate(fd, 4096), 0);
+    close(fd);
+    mem_dirty_clear(d->m);
+    uint16_t h = request(d, BASE, 0, VIRTIO_BLK_T_IN, 0, DATA, 8192, true);
+    assert_int_equal(wait_used(d, h), 4096 + 1); /* what it wrote, and the status */
+    assert_int_equal(status_of(d, 0), VIRTIO_BLK_S_IOERR);
+    assert_int_equal(((uint8_t *)rvm_mem_hva(d->m, DATA, 1))[4095], 0x11);
+    assert_true(mem_dirty_test(d->m, DATA));
+    assert_false(mem_dirty_test(d->m, DATA + 4096));
+    assert_int_equal(truncate(d->path, DISK), 0); /* the fixture's size again */
+}
+
 static void test_disk_full(void **state)
 {
     NEED_KVM(state);
@@ -602,6 +633,7 @@ int main(void)
         T(test_ring_failure_needs_reset),
         T(test_read_only_disk),
         T(test_4k_sector_backend),
+        T(test_short_read_marks_what_landed),
         T(test_disk_full),
         T(test_multiqueue),
         T(test_worker_cpus),

@@ -93,7 +93,7 @@ static void complete(struct virtio_blk *b, uint16_t q, uint16_t head, struct blk
 /* Whether the backend takes r with O_DIRECT: buffers, lengths and offset as it requires. */
 static bool direct_ok(const struct virtio_blk *b, const struct blk_req *r)
 {
-    if (!b->has_direct || (r->sector * BLK_SECTOR) % b->dio_off_align)
+    if (!b->has_direct || (r->sector * BLK_SECTOR + r->done) % b->dio_off_align)
         return false;
     for (unsigned i = 0; i < r->niov; i++)
         if ((uintptr_t)r->iov[i].iov_base % b->dio_mem_align ||
@@ -102,19 +102,44 @@ static bool direct_ok(const struct virtio_blk *b, const struct blk_req *r)
     return true;
 }
 
-/* An I/O completion: the status from the result, the slot back on the free list. */
+static void submit(struct virtio_blk *b, int slot);
+
+/* A read's first `bytes` bytes landed in guest memory: recorded for dirty tracking. */
+static void mark_landed(struct virtio_blk *b, const struct blk_req *r, uint64_t bytes)
+{
+    for (unsigned i = 0; i < r->niov && bytes; i++) {
+        uint64_t k = r->iov[i].iov_len < bytes ? r->iov[i].iov_len : bytes;
+        mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], k);
+        bytes -= k;
+    }
+}
+
+/*
+ * An I/O completion. A transfer cut short goes on with what remains (a
+ * backend may move less than asked); one that moves nothing more fails.
+ * Either way a read's bytes that landed are marked dirty, exactly those.
+ */
 static void finish(struct virtio_blk *b, int slot, int res)
 {
     struct blk_slot *s = &b->slots[slot];
     struct blk_req *r = &s->req;
-    bool ok = res >= 0 && (uint64_t)res == s->expect;
-    uint32_t written = 0;
+    bool rw = r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT;
 
-    if (ok && r->type == VIRTIO_BLK_T_IN) {
-        for (unsigned i = 0; i < r->niov; i++)
-            mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], r->iov[i].iov_len);
-        written = (uint32_t)r->data_len;
+    if (rw && res > 0 && (uint64_t)res < s->expect) {
+        if (r->type == VIRTIO_BLK_T_IN)
+            mark_landed(b, r, (uint64_t)res);
+        blk_req_advance(r, (uint64_t)res);
+        b->inflight--;
+        submit(b, slot); /* the rest, from where it stopped */
+        return;
     }
+    bool ok = res >= 0 && (uint64_t)res == s->expect;
+    if (r->type == VIRTIO_BLK_T_IN && res > 0) {
+        mark_landed(b, r, (uint64_t)res);
+        r->done += (uint64_t)res;
+    }
+    /* What the device wrote into the buffers: a read's bytes, all or as far as it came. */
+    uint32_t written = r->type == VIRTIO_BLK_T_IN ? (uint32_t)r->done : 0;
     complete(b, s->queue, s->head, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, written);
     s->next_free = b->free_head;
     b->free_head = slot;
@@ -128,7 +153,7 @@ static void submit(struct virtio_blk *b, int slot)
     struct blk_req *r = &s->req;
     struct io_uring_sqe *sqe = worker_sqe(&b->w);
     int file = direct_ok(b, r) ? FILE_DIRECT : FILE_BUFFERED;
-    off_t off = (off_t)(r->sector * BLK_SECTOR);
+    off_t off = (off_t)(r->sector * BLK_SECTOR + r->done);
 
     b->inflight++;
     if (!sqe) { /* the kernel refused to take more: this request fails, the device goes on */
@@ -139,11 +164,11 @@ static void submit(struct virtio_blk *b, int slot)
     switch (r->type) {
     case VIRTIO_BLK_T_IN:
         io_uring_prep_readv(sqe, file, r->iov, r->niov, off);
-        s->expect = r->data_len;
+        s->expect = r->data_len - r->done;
         break;
     case VIRTIO_BLK_T_OUT:
         io_uring_prep_writev(sqe, file, r->iov, r->niov, off);
-        s->expect = r->data_len;
+        s->expect = r->data_len - r->done;
         break;
     case VIRTIO_BLK_T_FLUSH:
         io_uring_prep_fsync(sqe, FILE_BUFFERED, 0);

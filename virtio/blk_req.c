@@ -105,3 +105,21 @@ int blk_parse(const struct vq_chain *c, uint64_t capacity, bool ro, struct blk_r
         return VIRTIO_BLK_S_UNSUPP;
     }
 }
+
+uint64_t blk_req_advance(struct blk_req *r, uint64_t moved)
+{
+    unsigned i = 0;
+
+    r->done += moved;
+    while (i < r->niov && moved >= r->iov[i].iov_len)
+        moved -= r->iov[i++].iov_len;
+    if (i < r->niov && moved) {
+        r->iov[i].iov_base = (uint8_t *)r->iov[i].iov_base + moved;
+        r->iov[i].iov_len -= moved;
+        r->gpa[i] += moved;
+    }
+    memmove(r->iov, r->iov + i, (r->niov - i) * sizeof(r->iov[0]));
+    memmove(r->gpa, r->gpa + i, (r->niov - i) * sizeof(r->gpa[0]));
+    r->niov -= i;
+    return r->data_len - r->done;
+}

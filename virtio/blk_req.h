@@ -24,6 +24,7 @@ struct blk_req {
     uint64_t sector;      /* IN/OUT: first sector; DISCARD/WRITE_ZEROES: range start */
     uint64_t num_sectors; /* DISCARD/WRITE_ZEROES: range length */
     uint32_t range_flags; /* WRITE_ZEROES: VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP */
+    uint64_t done;        /* IN/OUT: bytes moved so far (a short transfer goes on from here) */
     struct iovec iov[BLK_SEG_MAX];
     uint64_t gpa[BLK_SEG_MAX]; /* guest address of each iov, for dirty tracking */
     unsigned niov;
@@ -40,5 +41,12 @@ struct blk_req {
  * unknown type) to write to *r->status without executing anything.
  */
 int blk_parse(const struct vq_chain *c, uint64_t capacity, bool ro, struct blk_req *r);
+
+/*
+ * A transfer moved `moved` more bytes of r (0 < moved <= what remains): the
+ * iovecs now start past them (the offset on disk is sector * 512 + done).
+ * Returns the bytes that remain.
+ */
+uint64_t blk_req_advance(struct blk_req *r, uint64_t moved);
 
 #endif
