@@ -645,6 +645,46 @@ static void test_mrg_tiny_buffers(void **state)
     assert_int_equal(rd(n, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
 }
 
+/*
+ * A receive gathers at most 64 chains. A socket's first chain may be only
+ * the header's 12 bytes (no piece of it holds frame data), and each further
+ * 12-byte chain adds one piece: the device once took a 65th chain into a
+ * receive of 64 (past its array). Now a receive of 64 chains of 12 bytes
+ * (756 bytes of frame room) takes a 700-byte frame across 60 of them, each
+ * id once and valid, and the rest wait for the next frame.
+ */
+static void test_mrg_many_small_chains(void **state)
+{
+    NEED_KVM(state);
+    struct net *n = *state;
+    uint8_t frame[700], got[800];
+    struct virtio_net_hdr_v1 h;
+    bool seen[128] = {false};
+
+    for (uint16_t i = 0; i < 70; i++) {
+        desc(n, 0, i, HDR, true, -1);
+        avail(n, 0, i);
+    }
+    make_frame(frame, sizeof(frame), 3);
+    assert_int_equal(send(n->peer, frame, sizeof(frame), 0), sizeof(frame));
+    uint32_t off = 0;
+    for (int k = 0; k < 60; k++) {
+        struct vring_used_elem e = next_used(n, 0);
+        assert_true(e.id < 70 && !seen[e.id]);
+        seen[e.id] = true;
+        assert_int_equal(e.id, k); /* in the order offered */
+        assert_int_equal(e.len, k < 59 ? HDR : (HDR + sizeof(frame)) - 59 * HDR);
+        memcpy(got + off, buf(n, 0, (uint16_t)e.id), e.len);
+        off += e.len;
+    }
+    memcpy(&h, got, sizeof(h));
+    assert_int_equal(h.num_buffers, 60);
+    assert_memory_equal(got + HDR, frame, sizeof(frame));
+    sleep_ms(50);
+    assert_int_equal(used_idx(n, 0), 60); /* the other ten wait */
+    assert_int_equal(rd(n, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+}
+
 static void test_mrg_rxbuf(void **state)
 {
     NEED_KVM(state);
@@ -942,6 +982,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dgram_empty_frame, setup_dgram, teardown),
         cmocka_unit_test_setup_teardown(test_mrg_rxbuf, setup_mrg, teardown),
         cmocka_unit_test_setup_teardown(test_mrg_tiny_buffers, setup_mrg_big_rxq, teardown),
+        cmocka_unit_test_setup_teardown(test_mrg_many_small_chains, setup_mrg_big_rxq, teardown),
         cmocka_unit_test_setup_teardown(test_tap_offloads, setup_tap_offloads, teardown),
         cmocka_unit_test_setup_teardown(test_tap_mq, setup_tap_mq, teardown),
     };
