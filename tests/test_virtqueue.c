@@ -371,8 +371,11 @@ static void test_drain_ends(void **state)
     struct drain_count d = {.room = 1000};
 
     desc(f, DESC, 0, DATA, 64, VRING_DESC_F_WRITE, 0);
-    f->q.used = (struct vring_used *)((uint8_t *)f->q.avail + 2);
-    f->q.used_gpa = AVAIL + 2;
+    /* avail at an address 2 past 4-aligned (it needs only 2), used right after its flags. */
+    f->q.avail = rvm_mem_hva(f->m, AVAIL + 2, vq_avail_bytes(QSZ));
+    f->q.avail_gpa = AVAIL + 2;
+    f->q.used = rvm_mem_hva(f->m, AVAIL + 4, vq_used_bytes(QSZ));
+    f->q.used_gpa = AVAIL + 4;
     assert_int_equal(vq_drain(&f->q, &f->c, false, count_take, &d), 0);
     assert_true(d.taken <= 2);
     assert_int_equal(f->q.used->flags, 0); /* notifications left on */
