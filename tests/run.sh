@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test binary in $BUILD/tests, shows their output, and ends with one
 # line "N passed, N failed, N skipped" over all of them. Exit status 1 if any
-# test failed or a binary crashed.
+# test failed or a binary crashed. RINGVM_TESTS="test_a test_b" runs only those.
 set -u
 build=${BUILD:-build}
 passed=0 failed=0 skipped=0 broken=()
 
+only=${RINGVM_TESTS:-}
+
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
+    if [ -n "$only" ]; then
+        case " $only " in *" $(basename "$t") "*) ;; *) continue ;; esac
+    fi
     log=$(mktemp)
     timeout 900 "$t" >"$log" 2>&1
     status=$?

@@ -362,7 +362,7 @@ static void count_signal(int sig)
 struct pester {
     pthread_t target;
     int sig;
-    volatile int stop;
+    int stop; /* __atomic */
 };
 
 static void *pester_main(void *arg)
@@ -371,7 +371,7 @@ static void *pester_main(void *arg)
 
     struct timespec gap = {0, 20000};
 
-    while (!p->stop) {
+    while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
         pthread_kill(p->target, p->sig);
         nanosleep(&gap, NULL);
     }
@@ -409,7 +409,7 @@ static void test_create_while_signalled(void **state)
         assert_int_equal(r, 0);
         rvm_vm_destroy(vm);
     }
-    p.stop = 1;
+    __atomic_store_n(&p.stop, 1, __ATOMIC_RELEASE);
     pthread_join(t, NULL);
     rvm_hv_close(hv);
     signal(p.sig, SIG_DFL);

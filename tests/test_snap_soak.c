@@ -35,6 +35,17 @@
 #include "common/scratch.h"
 #include "common/testutil.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RINGVM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RINGVM_ASAN 1
+#endif
+#endif
+#ifndef RINGVM_ASAN
+#define RINGVM_ASAN 0
+#endif
+
 #define SOAK_CYCLES 1000
 #define WS          256
 #define MEM         (24ULL << 20) /* the working set starts at 16 MiB */
@@ -149,7 +160,9 @@ static void test_soak(void **state)
             assert_int_equal(rvm_snapshot_merge(hv, dir, merged), 0);
             dir = merged;
         }
-        if (vm == t.vm)
+        /* The first VM is the fixture's (its hv too); the rest are restores. A restored VM
+         * may get the fixture's old address back: compare by cycle, not by pointer. */
+        if (i == 0)
             tvm_destroy(&t);
         else
             rvm_vm_destroy(vm);
@@ -179,7 +192,13 @@ static void test_soak(void **state)
                   (unsigned long long)by_mode[2], (unsigned long long)merges,
                   (unsigned long long)passes, fds, fds_end, rss, rss_end);
     assert_int_equal(fds_end, fds);
+#if RINGVM_ASAN
+    /* AddressSanitizer holds freed memory back (its quarantine): RSS says nothing here.
+     * LeakSanitizer's check at exit, exact where RSS is a bound, stands in for it. */
+    print_message("    RSS bound not checked under AddressSanitizer (LeakSanitizer checks)\n");
+#else
     assert_true(rss_end < rss + 16 * 1024); /* a leak of a page a cycle would be 4 MiB */
+#endif
     rvm_vm_destroy(vm);
     rvm_hv_close(hv);
 }
