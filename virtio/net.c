@@ -111,6 +111,7 @@ struct virtio_net {
     bool mrg;                       /* VIRTIO_NET_F_MRG_RXBUF */
     uint32_t rx_need;               /* with mrg: bytes a receive gathers room for */
     struct net_tx_limits tx_limits; /* what a transmit is checked against */
+    unsigned active_pairs;          /* queue pairs the driver enabled (MQ); pair 0's worker */
 
     uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, several writers */
 
@@ -499,6 +500,7 @@ static void rx_done(struct pair *p, struct rx_slot *s, int res)
 
 static void set_active_pairs(struct virtio_net *n, unsigned active)
 {
+    n->active_pairs = active;
     for (unsigned i = 1; i < n->npairs; i++) {
         struct pair *p = &n->pairs[i];
         bool detach = i >= active;
@@ -886,8 +888,8 @@ struct net_state {
     uint8_t mac[6];
     uint16_t mtu;
     uint16_t npairs;
-    uint16_t pad;
-    uint32_t poll_us; /* as the device ran: 0 never */
+    uint16_t active_pairs; /* the driver's VQ_PAIRS_SET (MQ); 0 in older records: 1 */
+    uint32_t poll_us;      /* as the device ran: 0 never */
     char tap[IFNAMSIZ];
     struct net_held held;
     struct mmio_state transport; /* the record is the whole device */
@@ -917,6 +919,7 @@ static int net_save(void *dev, struct recbuf *b, uint32_t index)
     s.mtu = n->cfg.mtu;
     s.npairs = (uint16_t)n->npairs;
     s.poll_us = (uint32_t)(n->poll_ns / 1000);
+    s.active_pairs = (uint16_t)(n->npairs > 1 ? n->active_pairs : 1); /* workers parked */
     memcpy(s.tap, ifr.ifr_name, IFNAMSIZ - 1);
     /* Quiesced: each worker parked, its held chains oldest first. */
     for (unsigned i = 0; i < n->npairs; i++) {
@@ -958,10 +961,15 @@ static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     for (unsigned i = 0; i < RVM_NET_MAX_QUEUE_PAIRS; i++)
         if (s.held.n[i] && !s.transport.active)
             return -EBADMSG; /* buffers held by a device that was not running */
+    if (s.active_pairs > n->npairs)
+        return -EBADMSG;
     /* For the workers that the transport's state starts (if the device was live). */
     n->restored = &s.held;
     int r = virtio_mmio_load(n->t, &s.transport);
     n->restored = NULL;
+    /* Activation enabled one pair, as for a new driver; this one had asked for more. */
+    if (r == 0 && s.transport.active && s.active_pairs > 1)
+        set_active_pairs(n, s.active_pairs);
     return r;
 }
 
