@@ -319,6 +319,8 @@ void bg_main(const void *start_info)
         net_main(cmdline, test, n); /* does not return */
     if (word_value(test, "mem-"))
         mem_main(cmdline, test, n); /* does not return */
+    if (word_eq(test, "hostile"))
+        hostile_main(cmdline); /* does not return */
 
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         const struct test *t = &tests[i];

@@ -94,6 +94,9 @@ void net_main(const char *cmdline, const char *test, uint64_t n) __attribute__((
 
 /* blk.c: the test=blk-* workloads; prints RESULT or ERROR and exits. */
 void blk_main(const char *cmdline, const char *test, uint64_t n) __attribute__((noreturn));
+
+/* test=hostile (hostile.c): the devices of the command line against a hostile driver. */
+void hostile_main(const char *cmdline) __attribute__((noreturn));
 /* Set by blk.c before the interrupt is unmasked; used by blk_isr at CPL0. */
 extern volatile uint64_t blk_isr_mmio;  /* virtio-mmio base of the device in use */
 extern volatile uint64_t blk_isr_count; /* interrupts taken */

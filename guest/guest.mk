@@ -22,7 +22,8 @@ GUEST_ASFLAGS := -m64 -Wall -Werror
 GUEST_LDFLAGS := -m64 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,noexecstack \
 	-Wl,-z,max-page-size=4096
 
-GUEST_C_SRCS := $(GUEST_SRCDIR)/bench.c $(GUEST_SRCDIR)/blk.c $(GUEST_SRCDIR)/mem.c $(GUEST_SRCDIR)/vio.c $(GUEST_SRCDIR)/net.c
+GUEST_C_SRCS := $(GUEST_SRCDIR)/bench.c $(GUEST_SRCDIR)/blk.c $(GUEST_SRCDIR)/mem.c $(GUEST_SRCDIR)/vio.c $(GUEST_SRCDIR)/net.c \
+	$(GUEST_SRCDIR)/hostile.c
 GUEST_S_SRCS := $(GUEST_SRCDIR)/boot.S
 GUEST_C_OBJS := $(patsubst $(GUEST_SRCDIR)/%.c,$(GUEST_OUT)/%.c.o,$(GUEST_C_SRCS))
 GUEST_S_OBJS := $(patsubst $(GUEST_SRCDIR)/%.S,$(GUEST_OUT)/%.S.o,$(GUEST_S_SRCS))
