@@ -535,17 +535,24 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t len)
         return fail(err, len, "unknown command '%s' (try --help)", argv[1]);
     o->snap_mode = RVM_SNAPSHOT_LIVE;
 
-    optind = 2;
+    /*
+     * The options after the command, as an argv of their own whose argv[0]
+     * is the command; optind 0 makes getopt start from scratch, with nothing
+     * left of an earlier parse (a cluster of short options half read).
+     */
+    int nargs = argc - 1;
+    char **args = argv + 1;
+    optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":vh", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(nargs, args, ":vh", long_opts, NULL)) != -1) {
         if (c == 'h') {
             o->cmd = CLI_HELP;
             return 0;
         }
         if (c == '?')
-            return fail(err, len, "unknown option '%s'", argv[optind - 1]);
+            return fail(err, len, "unknown option '%s'", args[optind - 1]);
         if (c == ':')
-            return fail(err, len, "option '%s' needs a value", argv[optind - 1]);
+            return fail(err, len, "option '%s' needs a value", args[optind - 1]);
         if (c == OPT_VERSION) {
             o->cmd = CLI_VERSION;
             return 0;
@@ -554,13 +561,13 @@ int cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t len)
             return -EINVAL;
     }
     if (o->cmd == CLI_RESTORE) {
-        if (optind != argc - 1)
+        if (optind != nargs - 1)
             return fail(err, len, "restore takes one snapshot directory", NULL);
-        o->dir = argv[optind];
+        o->dir = args[optind];
         return 0;
     }
-    if (optind < argc)
-        return fail(err, len, "unexpected argument '%s'", argv[optind]);
+    if (optind < nargs)
+        return fail(err, len, "unexpected argument '%s'", args[optind]);
     if (!o->kernel)
         return fail(err, len, "run needs --kernel PATH", NULL);
     if (o->vm.n_cpus && o->vm.numa_node >= 0)

@@ -7,20 +7,14 @@
  * non-zero where required, a command picked. A violation aborts.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../cli/args.h"
+#include "check.h"
 
 #define MAX_ARGS 64
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -39,7 +33,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         i += strlen(copy + i) + 1;
     }
     argv[argc] = NULL;
-    optind = 0; /* getopt's state, from scratch each run */
     memset(err, 0x55, sizeof(err));
     int r = cli_parse(argc, argv, &o, err, sizeof(err));
     CHECK(r == 0 || r == -EINVAL);
