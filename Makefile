@@ -100,7 +100,7 @@ tests: $(TESTS) guest fuzz-build
 fuzz-build: $(FUZZ_TARGETS)
 
 .SECONDEXPANSION:
-$(BUILD)/fuzz/%: fuzz/%.c $$(FUZZ_SRCS_$$*)
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/check.h $$(FUZZ_SRCS_$$*)
 	$(call say,FUZZ,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS_$*) -lxxhash $(FUZZ_LIBS_$*)

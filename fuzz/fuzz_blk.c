@@ -18,12 +18,7 @@
 #include <linux/virtio_blk.h>
 
 #include "../virtio/blk_req.h"
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "check.h"
 
 #define MAX_PIECES (BLK_SEG_MAX + 8)
 #define BUF        (64u << 10)

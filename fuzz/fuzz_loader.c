@@ -17,14 +17,9 @@
 
 #include <ringvm/boot.h>
 #include <ringvm/mem.h>
+#include "check.h"
 
 #define RAM (32ull << 20)
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 static struct rvm_mem *mem;
 static uint8_t initrd[4096];

@@ -24,16 +24,11 @@
 #include <ringvm/mem.h>
 
 #include "../virtio/mmio.h"
+#include "check.h"
 
 #define RAM     (64u << 10)
 #define NQ      3
 #define CFG_LEN 24
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 struct fake {
     uint8_t cfg[CFG_LEN];

@@ -18,12 +18,7 @@
 #include <string.h>
 
 #include "../virtio/net_req.h"
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "check.h"
 
 #define MAX_PIECES 80
 #define BUF        (64u << 10)

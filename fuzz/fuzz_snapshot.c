@@ -13,12 +13,7 @@
 
 #include "../core/snaprec.h"
 #include "../core/snapshot_internal.h"
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "check.h"
 
 static void manifest(const uint8_t *p, size_t n)
 {

@@ -21,15 +21,10 @@
 
 #include "../mem/mem_internal.h"
 #include "../virtio/virtqueue.h"
+#include "check.h"
 
 #define RAM     (64u << 10)
 #define MAX_SEG 32
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
 
 static struct rvm_mem *mem;
 static uint8_t *ram, shadow[RAM];
