@@ -340,11 +340,16 @@ static void test_parses_are_independent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nets),           cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_cpu_lists),      cmocka_unit_test(test_full_run),
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_help_version),   cmocka_unit_test(test_disks),
-        cmocka_unit_test(test_cpuid_and_acpi), cmocka_unit_test(test_restore_args),
+        cmocka_unit_test(test_nets),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_cpu_lists),
+        cmocka_unit_test(test_full_run),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_disks),
+        cmocka_unit_test(test_cpuid_and_acpi),
+        cmocka_unit_test(test_restore_args),
         cmocka_unit_test(test_parses_are_independent),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
