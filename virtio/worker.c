@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/virtio_mmio.h>
@@ -18,6 +20,134 @@
 #define ALL_KICKED (~0U)
 /* Rounds in a row the kernel may refuse a submit for want of resources before the device fails. */
 #define TRANSIENT_MAX 10000
+
+/*
+ * A worker's ring: the worker alone submits and reaps, so completions can
+ * wait for it to ask (DEFER_TASKRUN): no interrupt of the worker per
+ * completion. The ring starts disabled so that the worker, not the thread
+ * that makes it, becomes its single issuer (worker_ring_enable()); kernels
+ * before 6.1 get a plain ring (*disabled false). The completion queue holds
+ * cq_entries (rounded up to a power of two by the kernel). 0 or -errno.
+ */
+static int worker_ring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
+                            bool *disabled)
+{
+    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                                         IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_R_DISABLED |
+                                         IORING_SETUP_CQSIZE,
+                                .cq_entries = cq_entries};
+    int r = io_uring_queue_init_params(entries, ring, &p);
+
+    *disabled = r == 0;
+    if (r == -EINVAL) {
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE, .cq_entries = cq_entries};
+        r = io_uring_queue_init_params(entries, ring, &p);
+    }
+    return r;
+}
+
+/*
+ * Whether completions wait for the worker to run them (IORING_SQ_TASKRUN,
+ * set by the kernel with TASKRUN_FLAG): a polling worker asks for them only
+ * then, without a system call per look. True when the kernel cannot say.
+ */
+static bool worker_has_task_work(const struct io_uring *ring, bool disabled)
+{
+    return !disabled || (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+/* On the worker, first thing: 0 or -errno. */
+static int worker_ring_enable(struct io_uring *ring, bool disabled)
+{
+    /* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+    if (disabled &&
+        syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+static int worker_gate_init(struct worker_gate *g)
+{
+    g->efd = eventfd(0, EFD_CLOEXEC);
+    if (g->efd < 0)
+        return -errno;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    g->want = g->parked = g->gone = g->quit = false;
+    return 0;
+}
+
+static void worker_gate_destroy(struct worker_gate *g)
+{
+    close(g->efd);
+    pthread_cond_destroy(&g->cond);
+    pthread_mutex_destroy(&g->lock);
+}
+
+static bool worker_pause_wanted(struct worker_gate *g)
+{
+    return __atomic_load_n(&g->want, __ATOMIC_ACQUIRE);
+}
+
+/* Returns once the worker is parked (or gone). -EIO if it could not be woken. */
+static int worker_pause(struct worker_gate *g)
+{
+    uint64_t one = 1;
+    int r = 0;
+
+    pthread_mutex_lock(&g->lock);
+    __atomic_store_n(&g->want, true, __ATOMIC_RELEASE);
+    if (write(g->efd, &one, sizeof(one)) != sizeof(one))
+        r = -EIO;
+    while (r == 0 && !g->parked && !g->gone)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return r;
+}
+
+static void worker_unpause(struct worker_gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    __atomic_store_n(&g->want, false, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Ends a pause for good: the worker is about to be stopped. */
+static void worker_quit(struct worker_gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->quit = true;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/*
+ * On the worker, nothing in flight and everything published: waits out the
+ * pause. True to go on, false when it must stop (worker_quit()).
+ */
+static bool worker_park(struct worker_gate *g)
+{
+    bool go_on;
+
+    pthread_mutex_lock(&g->lock);
+    g->parked = true;
+    pthread_cond_broadcast(&g->cond);
+    while (g->want && !g->quit)
+        pthread_cond_wait(&g->cond, &g->lock);
+    g->parked = false;
+    go_on = !g->quit;
+    pthread_mutex_unlock(&g->lock);
+    return go_on;
+}
+
+static void worker_gone(struct worker_gate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->gone = true;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
 
 struct io_uring_sqe *worker_sqe(struct worker *w)
 {
