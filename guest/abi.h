@@ -33,6 +33,12 @@
  */
 #define BG_BLK_BUF_ADDR 0x1000000ULL /* 16 MiB */
 #define BG_BLK_BUF_MAX  0x2000000ULL /* 32 MiB: RAM up to 48 MiB covers any bs/qd */
+/*
+ * test=blk-*: the u64 count of requests completed so far (both passes of
+ * blk-verify), stored here so the host can see how far the guest has got.
+ * The page is BG_MEM_STATE, which block tests do not use.
+ */
+#define BG_BLK_DONE 0x80000ULL
 
 /*
  * test=mem-dirty: a working set of ws= pages from BG_MEM_ADDR, rewritten

@@ -52,6 +52,7 @@ volatile uint64_t blk_isr_count;
 static struct vdev dev;
 static struct vq vq;
 static uint64_t capacity; /* in 512-byte sectors */
+static volatile uint64_t *const blk_done = (volatile uint64_t *)(uintptr_t)BG_BLK_DONE;
 
 /* ---- requests ---- */
 
@@ -221,6 +222,7 @@ static void run_pass(struct run *r, struct sector_gen *g, uint32_t type, int ver
                 r->mismatches++;
             free_slots[nfree++] = (uint8_t)s;
             done++;
+            *blk_done = *blk_done + 1;
         }
     }
 }
@@ -289,6 +291,7 @@ void blk_main(const char *cmdline, const char *test, uint64_t n)
     uint64_t bytes = n * r.bs, t0, cycles;
 
     gen_init(&g, rand, r.bs);
+    *blk_done = 0;
     t0 = rdtsc();
     if (name[4] == 'r') {
         run_pass(&r, &g, VIRTIO_BLK_T_IN, 0, n);
