@@ -78,16 +78,26 @@ static int complete_io(struct rvm_vm *vm)
     return 0;
 }
 
-/* Every device quiesced (stop) or resumed, oldest first. */
-static void devices_each(struct rvm_vm *vm, bool stop)
+/*
+ * Every device quiesced (stop) or resumed, oldest first. Quiesce stops at
+ * the first device that fails (its error returned); resume is for every one.
+ */
+static int devices_each(struct rvm_vm *vm, bool stop)
 {
     struct vm_device *d;
+    int r = 0;
 
     pthread_mutex_lock(&vm->dev_lock);
-    for (d = vm->devices; d; d = d->next)
-        if (d->snap && (stop ? d->snap->quiesce : d->snap->resume))
-            (stop ? d->snap->quiesce : d->snap->resume)(d->dev);
+    for (d = vm->devices; d && r == 0; d = d->next) {
+        if (!d->snap)
+            continue;
+        if (stop && d->snap->quiesce)
+            r = d->snap->quiesce(d->dev);
+        else if (!stop && d->snap->resume)
+            d->snap->resume(d->dev);
+    }
     pthread_mutex_unlock(&vm->dev_lock);
+    return r;
 }
 
 void vm_snap_devices_resume(struct rvm_vm *vm)
@@ -422,8 +432,11 @@ static int take_paused(struct take *k)
     k->tp = now_s();
     if ((r = vm_hold_pause(vm, &k->paused)) < 0 || (r = complete_io(vm)) < 0)
         return r;
-    devices_each(vm, true);
-    k->quiesced = true;
+    k->quiesced = true; /* take_end() resumes them, also those a failure left running */
+    if ((r = devices_each(vm, true)) < 0) {
+        rvm_err(vm->hv, "snapshot: a device cannot stop its I/O: %s", strerror(-r));
+        return r;
+    }
     /* Nothing writes guest memory from here on. */
     if ((r = save_state(vm, &k->b)) < 0)
         return r;

@@ -94,9 +94,11 @@ struct vm_snap_ops {
     /*
      * Optional: stop writing guest memory (in-flight work finished), and
      * start again. A snapshot quiesces every device before it saves their
-     * state and the last memory, and resumes them after.
+     * state and the last memory, and resumes them after (all of them, also
+     * when one failed). Quiesce is 0 or -errno (-ETIMEDOUT: in-flight work
+     * did not finish in the device's bound), which fails the snapshot.
      */
-    void (*quiesce)(void *dev);
+    int (*quiesce)(void *dev);
     void (*resume)(void *dev);
 };
 

@@ -34,6 +34,8 @@ struct fake {
     uint8_t cfg[CFG_LEN];
     bool active;
     unsigned activations;
+    unsigned stuck;  /* bounded resets still to refuse (-ETIMEDOUT) */
+    unsigned resets; /* done */
 };
 
 static struct rvm_mem *mem;
@@ -81,17 +83,25 @@ static int activate(void *dev, struct vq *q, uint64_t features)
     return 0;
 }
 
-static void reset(void *dev)
+/* A backend that holds the first f->stuck bounded resets past their bound. */
+static int reset(void *dev, uint64_t timeout_ns)
 {
     struct fake *f = dev;
 
     CHECK(f->active);
+    if (f->stuck && timeout_ns != UINT64_MAX) {
+        f->stuck--;
+        return -ETIMEDOUT;
+    }
     f->active = false;
+    f->resets++;
+    return 0;
 }
 
-static void quiesce(void *dev)
+static int quiesce(void *dev)
 {
     CHECK(((struct fake *)dev)->active);
+    return 0;
 }
 
 static void resume(void *dev)
@@ -102,7 +112,7 @@ static void resume(void *dev)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct fake f = {.active = false};
+    struct fake f = {.active = false, .stuck = size ? (data[0] >> 2) & 7 : 0};
     struct virtio_mmio *t;
 
     if (!mem) {
@@ -150,13 +160,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t reg = (uint64_t)(a[1] | a[2] << 8) % 0x240, v = 0;
         memcpy(&v, a + 3, 4);
         uint32_t before = virtio_mmio_status(t);
+        unsigned resets = f.resets;
         int r = virtio_mmio_access(t, reg, len, write, &v);
         CHECK(r == 0 || r == -EINVAL);
         if (!write && r < 0)
             CHECK(v == 0);
         uint32_t after = virtio_mmio_status(t);
-        /* Status bits are only added, until the driver writes 0. */
-        CHECK((before & ~after) == 0 || (write && reg == 0x70 && (uint32_t)v == 0));
+        /* Status bits are only added, until the driver writes 0 (or a pending reset ends). */
+        CHECK((before & ~after) == 0 || (write && reg == 0x70 && (uint32_t)v == 0) ||
+              f.resets != resets);
     }
     virtio_mmio_destroy(t);
     CHECK(!f.active);

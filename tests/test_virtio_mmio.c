@@ -23,6 +23,8 @@
 struct testdev {
     uint8_t config[12];
     int activations, resets;
+    int stuck;          /* bounded resets to refuse: in-flight I/O that does not complete */
+    uint64_t last_wait; /* the bound the last reset was given */
     struct vq *queues;
     uint64_t features;
     uint8_t last_write[8];
@@ -48,9 +50,17 @@ static int activate(void *d, struct vq *queues, uint64_t features)
     return 0;
 }
 
-static void reset(void *d)
+static int reset(void *d, uint64_t timeout_ns)
 {
-    ((struct testdev *)d)->resets++;
+    struct testdev *t = d;
+
+    t->last_wait = timeout_ns;
+    if (t->stuck && timeout_ns != UINT64_MAX) {
+        t->stuck--;
+        return -ETIMEDOUT;
+    }
+    t->resets++;
+    return 0;
 }
 
 static const struct virtio_device_ops ops = {
@@ -358,6 +368,44 @@ static void test_restored_status_never_activates_twice(void **state)
     assert_true(rd(f, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
+/*
+ * A reset whose device cannot stop within the bound (a backend that does not
+ * answer) holds the vCPU no longer than VIRTIO_RESET_WAIT_NS an access: the
+ * status reads back nonzero and the driver's writes are dropped until the
+ * device has stopped; then the reset completes, on the access that finds it
+ * stopped, and the device can be set up again.
+ */
+static void test_reset_waits_for_the_device(void **state)
+{
+    NEED_KVM(state);
+    struct fx *f = *state;
+
+    assert_int_equal(negotiate(f, 1ULL << 32), OK_STATUS);
+    queue(f, 0, 16, 0x10000, 0x11000, 0x12000);
+    wr(f, VIRTIO_MMIO_STATUS, OK_STATUS | VIRTIO_CONFIG_S_DRIVER_OK);
+    assert_int_equal(f->dev.activations, 1);
+
+    f->dev.stuck = 3; /* the write, and two accesses after it, find it still stopping */
+    wr(f, VIRTIO_MMIO_STATUS, 0);
+    assert_int_equal(f->dev.last_wait, VIRTIO_RESET_WAIT_NS); /* bounded, on a vCPU */
+    assert_int_equal(f->dev.resets, 0);
+    wr(f, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE); /* dropped */
+    assert_int_equal(rd(f, VIRTIO_MMIO_STATUS), OK_STATUS | VIRTIO_CONFIG_S_DRIVER_OK);
+    assert_int_equal(f->dev.stuck, 0);
+    assert_int_equal(f->dev.resets, 0);
+    assert_int_equal(virtio_mmio_quiesce(f->t), -EBUSY); /* no snapshot of a device mid-reset */
+
+    /* Stopped now: the next access completes the reset. */
+    assert_int_equal(rd(f, VIRTIO_MMIO_STATUS), 0);
+    assert_int_equal(f->dev.resets, 1);
+    wr(f, VIRTIO_MMIO_QUEUE_SEL, 0);
+    assert_int_equal(rd(f, VIRTIO_MMIO_QUEUE_READY), 0);
+    assert_int_equal(negotiate(f, 1ULL << 32), OK_STATUS);
+    queue(f, 0, 16, 0x10000, 0x11000, 0x12000);
+    wr(f, VIRTIO_MMIO_STATUS, OK_STATUS | VIRTIO_CONFIG_S_DRIVER_OK);
+    assert_int_equal(f->dev.activations, 2);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -369,6 +417,7 @@ int main(void)
         T(test_config_space),
         T(test_interrupt_status),
         T(test_restored_status_never_activates_twice),
+        T(test_reset_waits_for_the_device),
     };
     return cmocka_run_group_tests_name("virtio_mmio", tests, NULL, NULL);
 }

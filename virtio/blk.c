@@ -371,22 +371,32 @@ err_slots:
     return r;
 }
 
-/* Stops the worker once its in-flight I/O is done (it writes into guest RAM). */
-static void blk_reset(void *dev)
+/*
+ * Stops the worker once its in-flight I/O is done or cancelled (it writes
+ * into guest RAM): the slots are its until then.
+ */
+static int blk_reset(void *dev, uint64_t timeout_ns)
 {
     struct virtio_blk *b = dev;
+    int r;
 
     if (!b->w.running)
-        return;
-    worker_stop(&b->w);
+        return 0;
+    if ((r = worker_stop_wait(&b->w, timeout_ns)) < 0)
+        return r;
     free(b->slots);
     b->slots = NULL;
+    return 0;
 }
 
-/* A snapshot's pause: in-flight I/O done and published, the worker waiting; nothing forgotten. */
-static void blk_quiesce(void *dev)
+/*
+ * A snapshot's pause: in-flight I/O done and published, the worker waiting;
+ * nothing forgotten. Bounded: a backend that does not answer fails the
+ * snapshot instead of holding the caller.
+ */
+static int blk_quiesce(void *dev)
 {
-    worker_pause_dev(&((struct virtio_blk *)dev)->w);
+    return worker_pause_dev(&((struct virtio_blk *)dev)->w, WORKER_PAUSE_WAIT_NS);
 }
 
 static void blk_resume(void *dev)
@@ -498,9 +508,9 @@ static int blk_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     return r;
 }
 
-static void blk_quiesce_dev(void *dev)
+static int blk_quiesce_dev(void *dev)
 {
-    virtio_mmio_quiesce(((struct virtio_blk *)dev)->t);
+    return virtio_mmio_quiesce(((struct virtio_blk *)dev)->t);
 }
 
 static void blk_resume_dev(void *dev)
@@ -563,7 +573,7 @@ static void blk_destroy(void *dev)
     struct virtio_blk *b = dev;
 
     virtio_mmio_destroy(b->t); /* resets the device: the worker is gone after */
-    blk_reset(b);              /* (attached without a transport) */
+    blk_reset(b, UINT64_MAX);  /* (attached without a transport) */
     if (b->has_direct)
         close(b->fd_direct);
     close(b->fd_buffered);

@@ -10,6 +10,8 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 
+#include "../core/log.h"
+#include "../core/vm_internal.h"
 #include "mmio_internal.h"
 
 #define MAGIC 0x74726976 /* "virt" */
@@ -40,10 +42,20 @@ void virtio_mmio_needs_reset(struct virtio_mmio *t)
         virtio_mmio_interrupt(t, VIRTIO_MMIO_INT_CONFIG);
 }
 
-void mmio_reset_locked(struct virtio_mmio *t)
+int mmio_reset_locked(struct virtio_mmio *t, uint64_t timeout_ns)
 {
-    if (t->active)
-        t->ops->reset(t->dev); /* the worker has stopped when this returns */
+    if (t->active && t->ops->reset(t->dev, timeout_ns) < 0) {
+        if (!t->resetting && t->vm)
+            rvm_warn(t->vm->hv,
+                     "virtio-mmio at 0x%llx: reset waits for the backend; the device is "
+                     "unavailable until its requests complete",
+                     (unsigned long long)t->base);
+        t->resetting = true;
+        return -ETIMEDOUT;
+    }
+    if (t->resetting && t->vm)
+        rvm_info(t->vm->hv, "virtio-mmio at 0x%llx: reset done", (unsigned long long)t->base);
+    t->resetting = false;
     t->active = false;
     __atomic_store_n(&t->status, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&t->isr, 0, __ATOMIC_RELEASE);
@@ -55,6 +67,7 @@ void mmio_reset_locked(struct virtio_mmio *t)
         t->q[i] = (struct mmio_queue){.efd = efd};
         vq_reset(&t->vqs[i]);
     }
+    return 0;
 }
 
 int mmio_setup_queues_locked(struct virtio_mmio *t)
@@ -94,7 +107,7 @@ static void write_status_locked(struct virtio_mmio *t, uint32_t v)
     uint32_t old = mmio_status(t);
 
     if (v == 0) {
-        mmio_reset_locked(t);
+        mmio_reset_locked(t, VIRTIO_RESET_WAIT_NS);
         return;
     }
     if (old & ~v)
@@ -231,6 +244,16 @@ static bool config_ok(const struct virtio_mmio *t, uint64_t off, uint32_t size)
            size <= t->ops->config_size - c;
 }
 
+/*
+ * A reset still waiting for the device: true while it does (after waiting
+ * once more). Reads then see the registers as they were (status nonzero);
+ * writes are dropped.
+ */
+static bool reset_pending_locked(struct virtio_mmio *t)
+{
+    return t->resetting && mmio_reset_locked(t, VIRTIO_RESET_WAIT_NS) < 0;
+}
+
 static int mmio_read(void *opaque, uint64_t off, uint32_t size, uint64_t *data)
 {
     struct virtio_mmio *t = opaque;
@@ -238,6 +261,7 @@ static int mmio_read(void *opaque, uint64_t off, uint32_t size, uint64_t *data)
 
     *data = 0;
     pthread_mutex_lock(&t->lock);
+    reset_pending_locked(t);
     if (off >= VIRTIO_MMIO_CONFIG) {
         if (config_ok(t, off, size) && t->ops->config_read)
             t->ops->config_read(t->dev, (uint32_t)(off - VIRTIO_MMIO_CONFIG), data, size);
@@ -258,7 +282,9 @@ static int mmio_write(void *opaque, uint64_t off, uint32_t size, uint64_t data)
     int r = 0;
 
     pthread_mutex_lock(&t->lock);
-    if (off >= VIRTIO_MMIO_CONFIG) {
+    if (reset_pending_locked(t)) {
+        /* dropped: the device is still stopping */
+    } else if (off >= VIRTIO_MMIO_CONFIG) {
         if (config_ok(t, off, size) && t->ops->config_write)
             t->ops->config_write(t->dev, (uint32_t)(off - VIRTIO_MMIO_CONFIG), &data, size);
         else
@@ -319,7 +345,7 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
         return;
     pthread_mutex_lock(&t->lock);
     if (t->active)
-        t->ops->reset(t->dev);
+        t->ops->reset(t->dev, UINT64_MAX); /* in-flight I/O writes guest memory: wait it out */
     pthread_mutex_unlock(&t->lock);
     for (int i = 0; i < t->ops->num_queues; i++)
         if (t->q[i].efd >= 0)

@@ -41,15 +41,22 @@ struct virtio_device_ops {
      * (NEEDS_RESET). The device may keep the pointer until reset.
      */
     int (*activate)(void *dev, struct vq *queues, uint64_t features);
-    /* Stops all processing before returning; the queues are forgotten after. */
-    void (*reset)(void *dev);
+    /*
+     * Stops all processing: 0 once it has, the queues forgotten after.
+     * Waits up to timeout_ns for what is in flight (cancelled first where
+     * the backend allows); -ETIMEDOUT when that has not completed: the
+     * device then still owns its queues and buffers, goes on stopping, and a
+     * later call waits again.
+     */
+    int (*reset)(void *dev, uint64_t timeout_ns);
     /*
      * Optional, for snapshots: stop writing guest memory (what is in flight
-     * finished and published) without forgetting anything, and go on. A
-     * device without them is reset and activated again instead, which its
-     * driver may see.
+     * finished and published) without forgetting anything (0; -ETIMEDOUT
+     * when in-flight requests do not complete in the device's bound), and
+     * go on. A device without them is reset and activated again instead,
+     * which its driver may see.
      */
-    void (*quiesce)(void *dev);
+    int (*quiesce)(void *dev);
     void (*resume)(void *dev);
 };
 
@@ -78,7 +85,19 @@ int virtio_mmio_create(struct rvm_mem *mem, const struct virtio_device_ops *ops,
 int virtio_mmio_access(struct virtio_mmio *t, uint64_t off, uint32_t size, bool is_write,
                        uint64_t *data);
 
-/* Resets the device if it is live, and frees the transport (NULL: nothing). */
+/*
+ * How long a guest's reset (status 0) may hold its vCPU for the device's
+ * in-flight requests. Past it the reset goes on in the background: status
+ * reads back nonzero (a driver waits for 0, as virtio 1.x asks) and writes
+ * are ignored until the device has stopped, which each access checks again
+ * for as long once more.
+ */
+#define VIRTIO_RESET_WAIT_NS (100 * 1000000ULL)
+
+/*
+ * Resets the device if it is live, waiting for it without a bound, and
+ * frees the transport (NULL: nothing).
+ */
 void virtio_mmio_destroy(struct virtio_mmio *t);
 
 /* The eventfd the guest's notifications of queue q signal (the device polls it). */
@@ -128,7 +147,8 @@ struct mmio_state {
  * guest memory again) and their positions, and activates a live device
  * where it stopped (-EIO if it cannot start).
  */
-void virtio_mmio_quiesce(struct virtio_mmio *t); /* these two: NULL is nothing */
+/* These two: NULL is nothing. Quiesce: 0, or -ETIMEDOUT / -EBUSY (a reset not yet done). */
+int virtio_mmio_quiesce(struct virtio_mmio *t);
 void virtio_mmio_resume(struct virtio_mmio *t);
 void virtio_mmio_save(struct virtio_mmio *t, struct mmio_state *s);
 int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *s);

@@ -35,6 +35,8 @@ struct virtio_mmio {
     uint32_t dev_feat_sel, drv_feat_sel, queue_sel;
     uint64_t driver_features;
     bool active;
+    bool resetting;          /* the driver reset it; the device has not stopped yet */
+    bool reset_for_snapshot; /* a device without quiesce stopped by virtio_mmio_quiesce() */
     int irqfd;
     struct mmio_queue q[VIRTIO_MMIO_MAX_QUEUES];
     struct vq vqs[VIRTIO_MMIO_MAX_QUEUES]; /* the device's while active */
@@ -50,8 +52,12 @@ static inline uint32_t mmio_status(const struct virtio_mmio *t)
     return __atomic_load_n(&t->status, __ATOMIC_ACQUIRE);
 }
 
-/* Back to the state after power-on. Caller holds t->lock. */
-void mmio_reset_locked(struct virtio_mmio *t);
+/*
+ * Back to the state after power-on, once the device has stopped (waiting up
+ * to timeout_ns for it): 0. -ETIMEDOUT: t->resetting, registers as they
+ * were; a later call finishes it. Caller holds t->lock.
+ */
+int mmio_reset_locked(struct virtio_mmio *t, uint64_t timeout_ns);
 
 /*
  * Every ready queue set up on guest memory from its registers (the others

@@ -84,7 +84,7 @@ int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *saved)
         s.nq != t->ops->num_queues || (s.driver_features & ~mmio_offered(t)))
         return -EINVAL;
     pthread_mutex_lock(&t->lock);
-    mmio_reset_locked(t);
+    mmio_reset_locked(t, UINT64_MAX); /* just attached: nothing in flight */
     t->dev_feat_sel = s.dev_feat_sel;
     t->drv_feat_sel = s.drv_feat_sel;
     t->queue_sel = s.queue_sel;
@@ -127,16 +127,21 @@ int virtio_mmio_load(struct virtio_mmio *t, const struct mmio_state *saved)
     return r;
 }
 
-void virtio_mmio_quiesce(struct virtio_mmio *t)
+int virtio_mmio_quiesce(struct virtio_mmio *t)
 {
+    int r = 0;
+
     if (!t)
-        return; /* a device whose transport was never attached */
+        return 0; /* a device whose transport was never attached */
     pthread_mutex_lock(&t->lock);
-    if (t->active && t->ops->quiesce)
-        t->ops->quiesce(t->dev);
-    else if (t->active)
-        t->ops->reset(t->dev); /* stops the worker after its in-flight work; queues stay */
+    if (t->resetting)
+        r = -EBUSY; /* still stopping after the driver's reset: nothing stable to save */
+    else if (t->active && t->ops->quiesce)
+        r = t->ops->quiesce(t->dev);
+    else if (t->active) /* stops the worker after its in-flight work; queues stay */
+        t->reset_for_snapshot = t->ops->reset(t->dev, UINT64_MAX) == 0; /* resume restarts it */
     pthread_mutex_unlock(&t->lock);
+    return r;
 }
 
 void virtio_mmio_resume(struct virtio_mmio *t)
@@ -144,9 +149,12 @@ void virtio_mmio_resume(struct virtio_mmio *t)
     if (!t)
         return;
     pthread_mutex_lock(&t->lock);
+    bool restart = t->reset_for_snapshot; /* a resume without its quiesce restarts nothing */
+
+    t->reset_for_snapshot = false;
     if (t->active && t->ops->quiesce) {
         t->ops->resume(t->dev);
-    } else if (t->active && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0) {
+    } else if (t->active && restart && t->ops->activate(t->dev, t->vqs, t->driver_features) < 0) {
         t->active = false;
         pthread_mutex_unlock(&t->lock);
         virtio_mmio_needs_reset(t);

@@ -781,13 +781,17 @@ static int pair_start(struct pair *p)
     return r;
 }
 
-static void pair_stop(struct pair *p)
+static int pair_stop(struct pair *p, uint64_t timeout_ns)
 {
+    int r;
+
     if (!p->w.running)
-        return;
-    worker_stop(&p->w);
+        return 0;
+    if ((r = worker_stop_wait(&p->w, timeout_ns)) < 0)
+        return r;
     /* The chains it held are forgotten: a reset's driver forgets its rings too. */
     pair_free(p);
+    return 0;
 }
 
 /* The tap's offloads: what the guest takes (GUEST_*), as TUN_F_* flags. */
@@ -805,12 +809,16 @@ static int tap_offloads(struct virtio_net *n)
     return ioctl(n->pairs[0].fd, TUNSETOFFLOAD, f) < 0 ? -errno : 0;
 }
 
-static void net_reset(void *dev)
+/* Every pair's worker stopped (each waits up to timeout_ns); -ETIMEDOUT if one has not. */
+static int net_reset(void *dev, uint64_t timeout_ns)
 {
     struct virtio_net *n = dev;
+    int r = 0;
 
     for (unsigned i = 0; i < n->npairs; i++)
-        pair_stop(&n->pairs[i]);
+        if (pair_stop(&n->pairs[i], timeout_ns) < 0)
+            r = -ETIMEDOUT;
+    return r;
 }
 
 static int net_activate(void *dev, struct vq *queues, uint64_t features)
@@ -846,20 +854,25 @@ static int net_activate(void *dev, struct vq *queues, uint64_t features)
         if (!p->rx->size && !p->tx->size && !(p->ctrl && p->ctrl->size))
             continue; /* the driver did not set this pair up */
         if ((r = pair_start(p)) < 0) {
-            net_reset(n);
+            net_reset(n, UINT64_MAX);
             break;
         }
     }
     return r;
 }
 
-/* A snapshot's pause: every pair's worker parked, the receive chains it held still its own. */
-static void net_quiesce(void *dev)
+/*
+ * A snapshot's pause: every pair's worker parked, the receive chains it held
+ * still its own. 0, or the first pair's error (those after are not asked).
+ */
+static int net_quiesce(void *dev)
 {
     struct virtio_net *n = dev;
+    int r = 0;
 
-    for (unsigned i = 0; i < n->npairs; i++)
-        worker_pause_dev(&n->pairs[i].w);
+    for (unsigned i = 0; i < n->npairs && r == 0; i++)
+        r = worker_pause_dev(&n->pairs[i].w, WORKER_PAUSE_WAIT_NS);
+    return r;
 }
 
 static void net_resume(void *dev)
@@ -875,7 +888,7 @@ static void net_destroy(void *dev)
     struct virtio_net *n = dev;
 
     virtio_mmio_destroy(n->t); /* resets the device: the workers are gone after */
-    net_reset(n);
+    net_reset(n, UINT64_MAX);
     for (unsigned i = 0; i < n->npairs; i++)
         close(n->pairs[i].fd);
     free(n);
@@ -973,9 +986,9 @@ static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     return r;
 }
 
-static void net_quiesce_dev(void *dev)
+static int net_quiesce_dev(void *dev)
 {
-    virtio_mmio_quiesce(((struct virtio_net *)dev)->t);
+    return virtio_mmio_quiesce(((struct virtio_net *)dev)->t);
 }
 
 static void net_resume_dev(void *dev)

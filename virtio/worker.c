@@ -2,7 +2,9 @@
 /* The io_uring worker loop the virtio devices share (worker.h). */
 #include <errno.h>
 #include <sched.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #define TAG_STOP   (1ULL << 63)
 #define TAG_PAUSE  (1ULL << 62)
 #define TAG_NOTIFY (1ULL << 61) /* | notification index */
+#define TAG_CANCEL (1ULL << 60) /* the stop's cancel of everything in flight */
 #define ALL_KICKED (~0U)
 /* Rounds in a row the kernel may refuse a submit for want of resources before the device fails. */
 #define TRANSIENT_MAX 10000
@@ -68,11 +71,16 @@ static int worker_ring_enable(struct io_uring *ring, bool disabled)
 
 static int worker_gate_init(struct worker_gate *g)
 {
+    pthread_condattr_t ca;
+
     g->efd = eventfd(0, EFD_CLOEXEC);
     if (g->efd < 0)
         return -errno;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->cond, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the bounded waits' deadlines */
+    pthread_cond_init(&g->cond, &ca);
+    pthread_condattr_destroy(&ca);
     g->want = g->parked = g->gone = g->quit = false;
     return 0;
 }
@@ -89,9 +97,42 @@ static bool worker_pause_wanted(struct worker_gate *g)
     return __atomic_load_n(&g->want, __ATOMIC_ACQUIRE);
 }
 
-/* Returns once the worker is parked (or gone). -EIO if it could not be woken. */
-static int worker_pause(struct worker_gate *g)
+/* The CLOCK_MONOTONIC time timeout_ns from now (far in the future for UINT64_MAX). */
+static struct timespec deadline_after(uint64_t timeout_ns)
 {
+    struct timespec ts;
+    const uint64_t cap = 100ULL * 365 * 24 * 3600 * 1000000000ULL; /* a century */
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (timeout_ns > cap)
+        timeout_ns = cap;
+    ts.tv_sec += (time_t)(timeout_ns / 1000000000ULL);
+    ts.tv_nsec += (long)(timeout_ns % 1000000000ULL);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Waits on g->cond (lock held) until *cond or the deadline: whether *cond came. */
+static bool gate_wait_until(struct worker_gate *g, const bool *c1, const bool *c2,
+                            const struct timespec *deadline)
+{
+    while (!*c1 && !(c2 && *c2))
+        if (pthread_cond_timedwait(&g->cond, &g->lock, deadline) == ETIMEDOUT)
+            return *c1 || (c2 && *c2);
+    return true;
+}
+
+/*
+ * Returns once the worker is parked (or gone): 0; -ETIMEDOUT when it is not
+ * within timeout_ns (its in-flight requests have not completed; the pause is
+ * still asked for until worker_unpause()); -EIO if it could not be woken.
+ */
+static int worker_pause(struct worker_gate *g, uint64_t timeout_ns)
+{
+    struct timespec deadline = deadline_after(timeout_ns);
     uint64_t one = 1;
     int r = 0;
 
@@ -99,8 +140,8 @@ static int worker_pause(struct worker_gate *g)
     __atomic_store_n(&g->want, true, __ATOMIC_RELEASE);
     if (write(g->efd, &one, sizeof(one)) != sizeof(one))
         r = -EIO;
-    while (r == 0 && !g->parked && !g->gone)
-        pthread_cond_wait(&g->cond, &g->lock);
+    if (r == 0 && !gate_wait_until(g, &g->parked, &g->gone, &deadline))
+        r = -ETIMEDOUT;
     pthread_mutex_unlock(&g->lock);
     return r;
 }
@@ -225,6 +266,8 @@ static unsigned reap(struct worker *w, bool *stopping, uint32_t *kicked, bool *a
         seen++;
         if (tag == TAG_STOP)
             *stopping = true;
+        else if (tag == TAG_CANCEL)
+            continue; /* what it cancelled completes on its own */
         else if (tag == TAG_PAUSE)
             *armed = *armed && arm(w, w->gate.efd, &w->gate.buf, TAG_PAUSE);
         else if (tag & TAG_NOTIFY)
@@ -267,10 +310,26 @@ static bool take(struct worker *w, uint32_t kicked, bool polled)
     return true;
 }
 
+/*
+ * Stopping: asks the kernel to cancel everything in flight (a request
+ * waiting on a backend that does not answer, say), once. What it cannot
+ * cancel (I/O already at the disk) completes on its own.
+ */
+static bool cancel_all(struct worker *w)
+{
+    struct io_uring_sqe *sqe = worker_sqe(w);
+
+    if (!sqe)
+        return false;
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+    return true;
+}
+
 static void loop(struct worker *w)
 {
     const struct worker_ops *o = w->ops;
-    bool stopping = false, broken = false, armed = true;
+    bool stopping = false, broken = false, armed = true, cancelled = false;
     unsigned transient = 0;
 
     for (unsigned k = 0; k < w->nnotify; k++)
@@ -308,6 +367,8 @@ static void loop(struct worker *w)
             return;
         }
         reap(w, &stopping, &kicked, &armed);
+        if (stopping && !cancelled && !o->idle(w->dev))
+            cancelled = cancel_all(w);
         if (stopping && o->cancel && !o->idle(w->dev))
             o->cancel(w->dev, true);
         if (kicked && o->kicked)
@@ -380,30 +441,68 @@ void worker_fini(struct worker *w)
 
 int worker_start(struct worker *w)
 {
-    int r = vm_io_thread_create(w->vm, &w->thread, worker_main, w);
+    int r;
+
+    w->stop_asked = false;
+    r = vm_io_thread_create(w->vm, &w->thread, worker_main, w);
 
     w->running = r == 0;
     return r;
 }
 
-void worker_stop(struct worker *w)
+/*
+ * The stop's first step, once: a paused worker let go, the stop signalled.
+ * The worker then cancels what it has in flight and ends when nothing is.
+ */
+static void worker_ask_stop(struct worker *w)
 {
     uint64_t one = 1;
 
-    if (!w->running)
+    if (w->stop_asked)
         return;
+    w->stop_asked = true;
     worker_quit(&w->gate); /* a VM destroyed while a snapshot holds it paused */
     if (write(w->stop_efd, &one, sizeof(one)) != sizeof(one))
         rvm_err(w->vm->hv, "%s: cannot signal the worker to stop", w->name);
-    pthread_join(w->thread, NULL); /* waits anyway: the worker may stop on its own */
-    w->running = false;
-    worker_fini(w);
 }
 
-void worker_pause_dev(struct worker *w)
+int worker_stop_wait(struct worker *w, uint64_t timeout_ns)
 {
-    if (w->running && worker_pause(&w->gate) < 0)
+    struct timespec deadline;
+    bool gone;
+
+    if (!w->running)
+        return 0;
+    worker_ask_stop(w);
+    deadline = deadline_after(timeout_ns);
+    pthread_mutex_lock(&w->gate.lock);
+    gone = gate_wait_until(&w->gate, &w->gate.gone, NULL, &deadline);
+    pthread_mutex_unlock(&w->gate.lock);
+    if (!gone)
+        return -ETIMEDOUT;
+    pthread_join(w->thread, NULL); /* it has left its loop: this returns at once */
+    w->running = false;
+    worker_fini(w);
+    return 0;
+}
+
+void worker_stop(struct worker *w)
+{
+    worker_stop_wait(w, UINT64_MAX);
+}
+
+int worker_pause_dev(struct worker *w, uint64_t timeout_ns)
+{
+    int r;
+
+    if (!w->running)
+        return 0;
+    if ((r = worker_pause(&w->gate, timeout_ns)) == -EIO)
         rvm_err(w->vm->hv, "%s: cannot signal the worker to pause", w->name);
+    else if (r == -ETIMEDOUT)
+        rvm_warn(w->vm->hv, "%s: in-flight requests did not complete within %llu ms", w->name,
+                 (unsigned long long)(timeout_ns / 1000000));
+    return r;
 }
 
 void worker_resume_dev(struct worker *w)

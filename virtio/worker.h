@@ -43,6 +43,8 @@ struct worker_gate {
  */
 #define WORKER_TAG_DEVICE_LIMIT (1ULL << 56)
 #define WORKER_MAX_NOTIFY       16
+/* How long a snapshot waits for a device's in-flight requests before it fails. */
+#define WORKER_PAUSE_WAIT_NS (5000 * 1000000ULL)
 
 struct rvm_vm;
 struct virtio_mmio;
@@ -90,7 +92,8 @@ struct worker {
     /* The loop's. */
     struct io_uring ring;
     bool ring_disabled;
-    bool running; /* a thread was started (and not yet joined) */
+    bool running;    /* a thread was started (and not yet joined) */
+    bool stop_asked; /* worker_stop_wait() signalled it */
     pthread_t thread;
     int stop_efd;
     uint64_t stop_buf, notify_buf[WORKER_MAX_NOTIFY];
@@ -109,12 +112,22 @@ void worker_fini(struct worker *w);
 /* Starts the thread. 0 or -errno (then worker_fini()). */
 int worker_start(struct worker *w);
 /*
- * Stops the worker once what it has in flight is done (or cancelled), joins
- * it and frees its ring. A no-op for a worker that is not running.
+ * Stops the worker: it cancels what it has in flight and ends once nothing
+ * is (what the kernel cannot cancel, I/O at a disk or a backend that does not
+ * answer, it waits for). Waits up to timeout_ns for that, then joins it and
+ * frees its ring: 0. -ETIMEDOUT when it has not ended by then: it goes on
+ * ending, still owning its queues and buffers, and a later call waits again.
+ * A no-op for a worker that is not running.
  */
+int worker_stop_wait(struct worker *w, uint64_t timeout_ns);
+/* worker_stop_wait() without a bound: for a device being destroyed. */
 void worker_stop(struct worker *w);
-/* A snapshot's pause and its end (see struct worker_gate). */
-void worker_pause_dev(struct worker *w);
+/*
+ * A snapshot's pause (see struct worker_gate): 0 once the worker is parked,
+ * -ETIMEDOUT when what it has in flight has not completed within timeout_ns
+ * (it parks later unless worker_resume_dev() comes first). And its end.
+ */
+int worker_pause_dev(struct worker *w, uint64_t timeout_ns);
 void worker_resume_dev(struct worker *w);
 
 /*
