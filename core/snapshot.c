@@ -433,10 +433,8 @@ static int take_paused(struct take *k)
     if ((r = vm_hold_pause(vm, &k->paused)) < 0 || (r = complete_io(vm)) < 0)
         return r;
     k->quiesced = true; /* take_end() resumes them, also those a failure left running */
-    if ((r = devices_each(vm, true)) < 0) {
-        rvm_err(vm->hv, "snapshot: a device cannot stop its I/O: %s", strerror(-r));
-        return r;
-    }
+    if ((r = devices_each(vm, true)) < 0)
+        return r; /* the device said why */
     /* Nothing writes guest memory from here on. */
     if ((r = save_state(vm, &k->b)) < 0)
         return r;

@@ -6,6 +6,8 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 
+#include "../core/log.h"
+#include "../core/vm_internal.h"
 #include "mmio_internal.h"
 
 #define STATUS_KNOWN                                                                               \
@@ -134,9 +136,12 @@ int virtio_mmio_quiesce(struct virtio_mmio *t)
     if (!t)
         return 0; /* a device whose transport was never attached */
     pthread_mutex_lock(&t->lock);
-    if (t->resetting)
-        r = -EBUSY; /* still stopping after the driver's reset: nothing stable to save */
-    else if (t->active && t->ops->quiesce)
+    if (t->resetting) { /* still stopping after the driver's reset: nothing stable to save */
+        if (t->vm)
+            rvm_err(t->vm->hv, "snapshot: the virtio device at 0x%llx is still resetting",
+                    (unsigned long long)t->base);
+        r = -EBUSY;
+    } else if (t->active && t->ops->quiesce)
         r = t->ops->quiesce(t->dev);
     else if (t->active) /* stops the worker after its in-flight work; queues stay */
         t->reset_for_snapshot = t->ops->reset(t->dev, UINT64_MAX) == 0; /* resume restarts it */
