@@ -16,9 +16,11 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/sockios.h>
 
 #include "../guest/abi.h"
 #include "../guest/host/netns.h"
@@ -425,6 +427,88 @@ static void test_snapshot_socket_refused(void **state)
     tvm_destroy(&g.t);
 }
 
+/* Reads one frame from the guest's socket peer (up to 5 s): its length, or -1. */
+static ssize_t peer_recv(int fd, uint8_t *buf, size_t len)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, 5000) == 1 ? recv(fd, buf, len, MSG_DONTWAIT) : -1;
+}
+
+/* Answers the guest's ARP request for what it asked (the test is its peer). */
+static void peer_answer_arp(int fd)
+{
+    static const uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x99};
+    uint8_t f[2048], r[42];
+    ssize_t k;
+
+    while ((k = peer_recv(fd, f, sizeof(f))) >= 42 &&
+           !(f[12] == 0x08 && f[13] == 0x06 && f[21] == 1))
+        ;
+    assert_true(k >= 42);
+    memcpy(r, f + 6, 6); /* to the asker */
+    memcpy(r + 6, mac, 6);
+    memcpy(r + 12, "\x08\x06\x00\x01\x08\x00\x06\x04\x00\x02", 10); /* ARP reply */
+    memcpy(r + 22, mac, 6);
+    memcpy(r + 28, f + 38, 4);  /* the address it asked for is ours */
+    memcpy(r + 32, f + 22, 10); /* its hardware and protocol address */
+    assert_int_equal(send(fd, r, sizeof(r), 0), (ssize_t)sizeof(r));
+}
+
+/*
+ * A snapshot a socket-backed device refuses loses no frame: the refusal comes
+ * before the device's pause, which would cancel the sends in flight. The
+ * test is the guest's peer: it answers its ARP, then reads nothing until the
+ * guest's sends wait on a full socket, snapshots, and then counts every
+ * datagram, in order. Before, the pause cancelled those sends and dropped
+ * them, and the snapshot failed after.
+ */
+static void test_snapshot_socket_refused_loses_nothing(void **state)
+{
+    uint8_t f[2048];
+    struct gvm g;
+    uint64_t seq, next = 0;
+    int sv[2], outq = -1, last = -2, still = 0;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct rvm_net_config nc = {.fd = sv[0]};
+    gvm_create(&g, &nc);
+    gvm_start(&g, "test=net-udp-tx n=3000 size=512 ip=10.9.0.1 peer=10.9.0.2");
+    peer_answer_arp(sv[1]);
+    /* Nothing read: the socket fills and the device's sends wait in its ring. */
+    for (int i = 0; i < 20000 && still < 100; i++) {
+        sleep_ms(1);
+        assert_int_equal(ioctl(sv[0], SIOCOUTQ, &outq), 0);
+        still = outq > 0 && outq == last ? still + 1 : 0;
+        last = outq;
+    }
+    assert_true(still >= 100);
+    assert_int_equal(rvm_vm_snapshot(g.t.vm, "/tmp/ringvm-netsnap-never", RVM_SNAPSHOT_FULL, NULL),
+                     -EOPNOTSUPP);
+    for (;;) {
+        ssize_t k = peer_recv(sv[1], f, sizeof(f));
+        if (k < 0)
+            break;
+        if (k < 14 || f[12] != 0x08 || f[13] != 0x00)
+            continue; /* not IPv4 */
+        size_t udp = 14 + (size_t)(f[14] & 15) * 4;
+        size_t plen = (size_t)(f[udp + 4] << 8 | f[udp + 5]) - 8; /* frames may be padded */
+        if (plen == BG_NET_STOP_LEN && !memcmp(f + udp + 8, BG_NET_STOP, BG_NET_STOP_LEN))
+            break;
+        assert_int_equal(plen, 512);
+        assert_true(bg_net_payload_check(f + udp + 8, plen, &seq));
+        assert_int_equal(seq, next);
+        next++;
+    }
+    assert_int_equal(next, 3000);
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    assert_int_equal(result(&g, "sent"), 3000);
+    tvm_destroy(&g.t);
+    close(sv[1]);
+}
+
 /*
  * QEMU (microvm, its virtio-net-device on a tap, legacy virtio-mmio) runs the
  * same workloads: runs the guest there with args; 0 when it exited cleanly
@@ -514,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_snapshot_restore),
         cmocka_unit_test(test_snapshot_keeps_rx_buffers),
         cmocka_unit_test(test_snapshot_socket_refused),
+        cmocka_unit_test(test_snapshot_socket_refused_loses_nothing),
         cmocka_unit_test(test_qemu_net),
     };
     return cmocka_run_group_tests_name("net_guest", tests, NULL, NULL);

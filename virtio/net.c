@@ -986,9 +986,21 @@ static int net_load(void *dev, const uint8_t *st, size_t len, uint32_t index)
     return r;
 }
 
+/*
+ * A device on a socket cannot be saved (net_save()): refused here, before
+ * its pause would cancel the sends in flight and lose those frames for a
+ * snapshot that then fails anyway.
+ */
 static int net_quiesce_dev(void *dev)
 {
-    return virtio_mmio_quiesce(((struct virtio_net *)dev)->t);
+    struct virtio_net *n = dev;
+
+    if (n->t && !n->tap) {
+        rvm_err(n->vm->hv, "snapshot: a virtio-net device on a socket cannot be saved (its peer "
+                           "could not be found again on restore)");
+        return -EOPNOTSUPP;
+    }
+    return virtio_mmio_quiesce(n->t);
 }
 
 static void net_resume_dev(void *dev)
