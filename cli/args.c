@@ -31,12 +31,14 @@ const char cli_usage[] =
     "                       already hold enough pages: see docs/host-setup.md)\n"
     "  --prefault           fault all guest memory in before the guest starts\n"
     "  --serial stdio|PATH  where COM1 output goes (default: stdio)\n"
-    "  --disk PATH[,ro][,queues=N][,poll=US]\n"
+    "  --disk PATH[,ro][,queues=N][,poll=US][,on_error=report|enospc|stop]\n"
     "                       a virtio-blk disk on a raw image (repeatable, up to 16); the\n"
     "                       guest finds it in the ACPI DSDT (or, with --no-acpi, through\n"
     "                       virtio_mmio.device= on its command line);\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
-    "                       (default 32; 0: never)\n"
+    "                       (default 32; 0: never); on_error: what a backend error does:\n"
+    "                       the guest sees it (report, default), or the VM pauses on ENOSPC\n"
+    "                       (enospc) or on any error (stop) until SIGCONT resumes it\n"
     "  --net tap=NAME[,mac=MAC][,mtu=N][,poll=US][,queues=N] | unix=PATH[,...]\n"
     "                       a virtio-net device on a tap (created if missing) or on a\n"
     "                       SOCK_SEQPACKET socket at PATH (connects, or waits for a peer);\n"
@@ -195,6 +197,12 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk)
             disk->queues = (uint16_t)q;
         else if (!strncmp(opt, "poll=", 5) && parse_uint(opt + 5, 1000000, &q) == 0)
             disk->poll_us = q ? (uint32_t)q : RVM_BLK_NO_POLL;
+        else if (!strcmp(opt, "on_error=report"))
+            disk->on_error = RVM_BLK_ERROR_REPORT;
+        else if (!strcmp(opt, "on_error=enospc"))
+            disk->on_error = RVM_BLK_ERROR_STOP_ENOSPC;
+        else if (!strcmp(opt, "on_error=stop"))
+            disk->on_error = RVM_BLK_ERROR_STOP;
         else
             return -EINVAL;
     }
@@ -404,7 +412,8 @@ static int parse_run_opt(int c, const char *arg, struct cli_opts *o, char *err, 
         if (o->ndisks + o->nnets == RVM_VIRTIO_MAX_DEVICES)
             return fail(err, len, "too many --disk and --net options (at most 16)", NULL);
         if (cli_parse_disk((char *)arg, &o->disks[o->ndisks]) < 0)
-            return fail(err, len, "bad --disk '%s' (PATH[,ro][,queues=N][,poll=US])", arg);
+            return fail(err, len, "bad --disk '%s' (PATH[,ro][,queues=N][,poll=US][,on_error=...])",
+                        arg);
         o->ndisks++;
         return 0;
     case 'v':

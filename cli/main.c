@@ -141,15 +141,33 @@ static void snapshot_now(struct rvm_vm *vm, const struct cli_opts *o, unsigned *
             (double)st.bytes / 1048576.0, st.seconds, st.gbps, st.pause_ms);
 }
 
+/* A disk's error policy paused the VM: said once on stderr. */
+static void tell_device_stop(struct rvm_vm *vm, bool *told)
+{
+    struct rvm_device_stop ds;
+
+    if (rvm_vm_device_stop(vm, &ds) < 0) {
+        *told = false;
+        return;
+    }
+    if (!*told)
+        fprintf(stderr,
+                "ringvm: %s: %s: the VM is paused; fix the backend, then send SIGCONT to resume\n",
+                ds.device, strerror(-ds.error));
+    *told = true;
+}
+
 /*
  * Waits for the VM to end; SIGINT/SIGTERM (blocked, polled here) stop it,
- * SIGUSR1 snapshots it when o asks for that.
+ * SIGUSR1 snapshots it when o asks for that, SIGCONT resumes a VM a disk's
+ * error policy paused.
  */
 static int wait_vm(struct rvm_vm *vm, const sigset_t *sigs, const struct cli_opts *o,
                    struct rvm_vm_result *res)
 {
     const struct timespec zero = {0, 0};
     unsigned snaps = 0;
+    bool told = false;
 
     for (;;) {
         int r = rvm_vm_wait(vm, 100, res), sig;
@@ -158,7 +176,13 @@ static int wait_vm(struct rvm_vm *vm, const sigset_t *sigs, const struct cli_opt
             return 0;
         if (r != -ETIMEDOUT)
             return r;
+        tell_device_stop(vm, &told);
         while ((sig = sigtimedwait(sigs, NULL, &zero)) > 0) {
+            if (sig == SIGCONT) {
+                if (told && rvm_vm_resume(vm) == 0)
+                    fprintf(stderr, "ringvm: resumed; the disk retries its failed requests\n");
+                continue;
+            }
             if (sig == SIGUSR1) {
                 if (o->snap_dir)
                     snapshot_now(vm, o, &snaps);
@@ -179,6 +203,7 @@ static void block_signals(sigset_t *sigs)
     sigaddset(sigs, SIGINT);
     sigaddset(sigs, SIGTERM);
     sigaddset(sigs, SIGUSR1);
+    sigaddset(sigs, SIGCONT); /* stopped processes still continue; this one also resumes */
     pthread_sigmask(SIG_BLOCK, sigs, NULL); /* vCPU threads inherit the mask */
 }
 

@@ -9,6 +9,7 @@
  * paths (parking, ending, joining) use vm->ctl and vm->cond.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <sys/ioctl.h>
 #include <sched.h>
 #include <signal.h>
@@ -352,6 +353,16 @@ int rvm_vm_pause(struct rvm_vm *vm)
     return r;
 }
 
+/* Devices told the VM goes on (a disk retries what its error policy held). */
+static void devices_resumed(struct rvm_vm *vm)
+{
+    pthread_mutex_lock(&vm->dev_lock);
+    for (struct vm_device *d = vm->devices; d; d = d->next)
+        if (d->on_resume)
+            d->on_resume(d->dev);
+    pthread_mutex_unlock(&vm->dev_lock);
+}
+
 int rvm_vm_resume(struct rvm_vm *vm)
 {
     int r;
@@ -365,6 +376,45 @@ int rvm_vm_resume(struct rvm_vm *vm)
     vm_snap_devices_resume(vm); /* before a vCPU can kick them */
     pthread_mutex_lock(&vm->ctl);
     r = vm->snap.hold ? -EBUSY : resume_locked(vm);
+    if (r == 0)
+        vm->dev_stopped = false;
+    pthread_mutex_unlock(&vm->ctl);
+    if (r == 0)
+        devices_resumed(vm);
+    return r;
+}
+
+void vm_request_pause(struct rvm_vm *vm, const char *device, int err)
+{
+    pthread_mutex_lock(&vm->ctl);
+    int st = __atomic_load_n(&vm->lifecycle, __ATOMIC_RELAXED);
+    int run = __atomic_load_n(&vm->run_state, __ATOMIC_RELAXED);
+
+    if ((st == RVM_VM_RUNNING || st == RVM_VM_PAUSED) && run != RUN_STOP) {
+        if (!vm->dev_stopped) {
+            vm->dev_stopped = true;
+            snprintf(vm->dev_stop.device, sizeof(vm->dev_stop.device), "%s", device);
+            vm->dev_stop.error = err;
+        }
+        if (run != RUN_PAUSE) {
+            __atomic_store_n(&vm->run_state, RUN_PAUSE, __ATOMIC_SEQ_CST);
+            kick_all_locked(vm);
+        }
+        /* Paused from now on: the vCPUs park as they see it, and a resume lets them go. */
+        __atomic_store_n(&vm->lifecycle, RVM_VM_PAUSED, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&vm->ctl);
+}
+
+int rvm_vm_device_stop(struct rvm_vm *vm, struct rvm_device_stop *out)
+{
+    int r = -ENOENT;
+
+    pthread_mutex_lock(&vm->ctl);
+    if (vm->dev_stopped) {
+        *out = vm->dev_stop;
+        r = 0;
+    }
     pthread_mutex_unlock(&vm->ctl);
     return r;
 }
@@ -390,7 +440,7 @@ void vm_hold_end(struct rvm_vm *vm, bool resume)
 {
     pthread_mutex_lock(&vm->ctl);
     vm->snap.hold = false;
-    if (resume)
+    if (resume && !vm->dev_stopped) /* a device that paused it meanwhile keeps it paused */
         resume_locked(vm);
     pthread_mutex_unlock(&vm->ctl);
 }

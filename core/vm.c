@@ -270,6 +270,15 @@ int vm_add_device_snap(struct rvm_vm *vm, void *dev, void (*on_end)(void *),
     return 0;
 }
 
+void vm_device_on_resume(struct rvm_vm *vm, void *dev, void (*on_resume)(void *))
+{
+    pthread_mutex_lock(&vm->dev_lock);
+    for (struct vm_device *d = vm->devices; d; d = d->next)
+        if (d->dev == dev)
+            d->on_resume = on_resume;
+    pthread_mutex_unlock(&vm->dev_lock);
+}
+
 /* ---- buses --------------------------------------------------------------- */
 
 void vm_synchronize(struct rvm_vm *vm)

@@ -108,6 +108,7 @@ const struct vm_snap_ops *vm_device_kind(uint32_t kind);
 /* A device owned by the VM: notified when the VM ends, freed with it. */
 struct vm_device {
     void (*on_end)(void *dev);
+    void (*on_resume)(void *dev); /* optional: after rvm_vm_resume() let the vCPUs go */
     void (*destroy)(void *dev);
     const struct vm_snap_ops *snap; /* NULL: the device cannot be snapshotted */
     void *dev;
@@ -132,8 +133,10 @@ struct rvm_vm {
     uint32_t threads_alive;
     uint32_t threads_parked;
 
-    int ended;                 /* __atomic: 1 once the result is set */
-    bool end_notified;         /* devices' on_end ran (under ctl) */
+    int ended;         /* __atomic: 1 once the result is set */
+    bool end_notified; /* devices' on_end ran (under ctl) */
+    bool dev_stopped;  /* a device paused the VM (under ctl), until resume */
+    struct rvm_device_stop dev_stop;
     pthread_mutex_t join_lock; /* serialises joiners; never taken by vCPU threads */
     pthread_t *join_buf;       /* nvcpus slots, used under join_lock */
     struct rvm_vm_result result;
@@ -200,6 +203,14 @@ int vm_io_access(struct rvm_vm *vm, enum rvm_bus_kind bus, uint64_t addr, uint32
 
 /* Takes ownership of dev: on_end (may be NULL) at VM end, destroy at VM destroy. */
 int vm_add_device(struct rvm_vm *vm, void *dev, void (*on_end)(void *), void (*destroy)(void *));
+/* Sets the on_resume hook of the device added with dev. */
+void vm_device_on_resume(struct rvm_vm *vm, void *dev, void (*on_resume)(void *));
+/*
+ * From any thread but a vCPU's, without waiting: pauses the VM for a device
+ * (rvm_vm_device_stop() says which and why; the first since the last resume
+ * is kept). Nothing if the VM is not running or paused.
+ */
+void vm_request_pause(struct rvm_vm *vm, const char *device, int err);
 /* The same, for a device whose state snapshots can carry. */
 int vm_add_device_snap(struct rvm_vm *vm, void *dev, void (*on_end)(void *),
                        void (*destroy)(void *), const struct vm_snap_ops *snap);

@@ -147,7 +147,8 @@ static void test_errors(void **state)
 static void test_disks(void **state)
 {
     char a[] = "a.img", b[] = "b.img,ro,queues=4,poll=50", c[] = "a,rw", d[] = "a,queues=0",
-         e[] = "a,queues=17", f[] = ",ro", g[] = "a,poll=x", h[] = "a,poll=0";
+         e[] = "a,queues=17", f[] = ",ro", g[] = "a,poll=x", h[] = "a,poll=0",
+         i[] = "a,on_error=enospc", j[] = "a,on_error=stop,ro", k[] = "a,on_error=pause";
     struct cli_opts o;
     char err[128];
     (void)state;
@@ -163,6 +164,12 @@ static void test_disks(void **state)
     assert_int_equal(o.disks[0].poll_us, 0); /* the default window */
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", h), 0);
     assert_int_equal(o.disks[0].poll_us, RVM_BLK_NO_POLL);
+    assert_int_equal(o.disks[0].on_error, RVM_BLK_ERROR_REPORT);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", i, "--disk", j), 0);
+    assert_int_equal(o.disks[0].on_error, RVM_BLK_ERROR_STOP_ENOSPC);
+    assert_int_equal(o.disks[1].on_error, RVM_BLK_ERROR_STOP);
+    assert_true(o.disks[1].ro);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", k), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", c), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", d), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", e), -EINVAL);

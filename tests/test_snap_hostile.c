@@ -663,11 +663,49 @@ static void craft_disk_path(const char *dir, const char *host_path)
     uint8_t *copy = malloc(recs[k].h.len);
     assert_non_null(copy);
     memcpy(copy, recs[k].data, recs[k].h.len);
-    /* The record: capacity, poll, queues, size, ro and padding (24 bytes), then the path. */
+    /* The record: capacity, poll, queues, size, ro, on_error, padding (24 bytes), the path. */
     memset(copy + 24, 0, 4096);
     snprintf((char *)copy + 24, 4096, "%s", host_path);
     recs[k].data = copy;
     write_state(dir, recs, n, n, 0);
+    free(copy);
+    free(st);
+}
+
+/*
+ * A disk's error policy (rvm_blk_config.on_error) is saved in its record,
+ * the byte after ro: one that names no policy refuses the restore; the
+ * policy that stops restores. Records from before it hold 0: report.
+ */
+static void test_disk_error_policy_in_record(void **state)
+{
+    static struct rec recs[512];
+    uint8_t *st;
+    size_t len, n, k;
+    (void)state;
+    NEED_SAMPLE();
+
+    int dfd = open(scratch_path("full"), O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
+    close(dfd);
+    n = split_state(st, len, recs, 512);
+    for (k = 0; k < n && recs[k].h.type != REC_DEV_VIRTIO_BLK; k++)
+        ;
+    assert_true(k < n);
+    uint8_t *copy = malloc(recs[k].h.len);
+    assert_non_null(copy);
+    memcpy(copy, recs[k].data, recs[k].h.len);
+    assert_int_equal(copy[17], RVM_BLK_ERROR_REPORT); /* the sample's disk reports */
+    recs[k].data = copy;
+    const char *bad = crafted("full");
+    copy[17] = RVM_BLK_ERROR_STOP + 1;
+    write_state(bad, recs, n, n, 0);
+    assert_int_equal(try_restore(bad), -EBADMSG);
+    copy[17] = RVM_BLK_ERROR_STOP;
+    write_state(bad, recs, n, n, 0);
+    struct attempt a = {.other_copy = true}; /* the sample's disk moved on after it */
+    assert_int_equal(try_restore_as(bad, &a), 0);
     free(copy);
     free(st);
 }
@@ -938,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_cpuid_the_host_lacks_is_refused),
         cmocka_unit_test(test_tsc_rate_is_set_or_refused),
         cmocka_unit_test(test_restore_opens_only_what_it_is_given),
+        cmocka_unit_test(test_disk_error_policy_in_record),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

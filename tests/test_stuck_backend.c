@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A disk whose backend stops answering, as a hard NFS mount or a dying disk
- * does: the file lives on a FUSE filesystem served by this test, which can
- * hold every read and write it is sent without answering (direct I/O, so
- * the page cache answers nothing either). io_uring's cancel does not reach
- * such a request (the kernel waits for the server killably), which is the
- * case a VMM must bound. A guest's reset, a snapshot and a pause must each
- * return while it hangs; when the backend answers again the reset
- * completes. The server's watchdog answers what it holds after WATCHDOG_S,
- * so that a VMM that waits without bound fails the test instead of hanging.
+ * Disks whose backend fails the host.
+ *
+ * One that stops answering, as a hard NFS mount or a dying disk does: the
+ * file lives on a FUSE filesystem served by this test, which can hold every
+ * read and write it is sent without answering (direct I/O, so the page cache
+ * answers nothing either). io_uring's cancel does not reach such a request
+ * (the kernel waits for the server killably), which is the case a VMM must
+ * bound. A guest's reset, a snapshot and a pause must each return while it
+ * hangs; when the backend answers again the reset completes. The server's
+ * watchdog answers what it holds after WATCHDOG_S, so that a VMM that waits
+ * without bound fails the test instead of hanging.
+ *
+ * One that fills up, under the error policy that pauses the VM until the
+ * host has made room.
  */
 #define FUSE_USE_VERSION 35
 #include <errno.h>
@@ -19,6 +24,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -331,11 +337,11 @@ static uint64_t blk_done(struct rvm_vm *vm)
     return *(volatile uint64_t *)rvm_mem_hva(rvm_vm_mem(vm), BG_BLK_DONE, 8);
 }
 
-/* The bench guest reading the disk at path (qd 8, without end), on a VM of its own. */
-static void stuck_vm_start(struct tvm *t, const char *disk, uint64_t *base)
+/* The bench guest running args on the disk at path, on a VM of its own. */
+static void disk_vm_start(struct tvm *t, const struct rvm_blk_config *bc, const char *args,
+                          uint64_t *base)
 {
     struct rvm_vm_config c;
-    struct rvm_blk_config bc = {.path = disk};
     char word[96], cmd[256];
     unsigned long long b;
 
@@ -348,10 +354,10 @@ static void stuck_vm_start(struct tvm *t, const char *disk, uint64_t *base)
     assert_int_equal(rvm_vm_create(t->hv, &c, &t->vm), 0);
     assert_int_equal(rvm_uart_attach(t->vm, &uc, NULL), 0);
     assert_int_equal(rvm_debug_exit_attach(t->vm, 0), 0);
-    assert_int_equal(rvm_vm_add_virtio_blk(t->vm, &bc, word, sizeof(word)), 0);
+    assert_int_equal(rvm_vm_add_virtio_blk(t->vm, bc, word, sizeof(word)), 0);
     assert_int_equal(sscanf(word, "virtio_mmio.device=%*[^@]@%llx", &b), 1);
     *base = b;
-    snprintf(cmd, sizeof(cmd), "test=blk-read n=1000000000 qd=8 %s", word);
+    snprintf(cmd, sizeof(cmd), "%s %s", args, word);
     struct rvm_pvh_params pp = {.cmdline = cmd};
     assert_int_equal(rvm_vm_load_pvh_file(t->vm, guest_path(), &pp, NULL), 0);
     assert_int_equal(rvm_vm_start(t->vm), 0);
@@ -420,7 +426,8 @@ static void test_reset_and_snapshot_with_stuck_disk(void **state)
     f->mounted = true;
     snprintf(disk, sizeof(disk), "%s/disk", fs->dir);
     snprintf(snap, sizeof(snap), "%s-snap", fs->dir);
-    stuck_vm_start(&f->t, disk, &base);
+    struct rvm_blk_config bc = {.path = disk};
+    disk_vm_start(&f->t, &bc, "test=blk-read n=1000000000 qd=8", &base); /* reads, no end */
     f->vm = true;
     struct rvm_vm *vm = f->t.vm;
     for (int i = 0; i < 30000 && blk_done(vm) < 500; i++)
@@ -457,10 +464,78 @@ static void test_reset_and_snapshot_with_stuck_disk(void **state)
     assert_false(watchdog_fired(fs));
 }
 
+/*
+ * A disk whose filesystem fills up, with the error policy that stops: the
+ * guest's writes that fail with ENOSPC are held, the VM pauses and says why;
+ * a snapshot is refused (the held requests are in no ring); the host grows
+ * the filesystem and resumes, and the guest reads back every sector as it
+ * wrote it, with no error ever seen. tmpfs stands for the filesystem (it
+ * refuses O_DIRECT, so this is the buffered path; a direct write that fills
+ * a disk fails the same way, with ENOSPC).
+ */
+static void test_enospc_pauses_until_resumed(void **state)
+{
+    char dir[] = "/tmp/ringvm-enospc-XXXXXX", disk[64], snap[80];
+    struct rvm_device_stop ds;
+    struct rvm_vm_result res;
+    struct tvm t;
+    uint64_t base, v;
+    int fd;
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_non_null(mkdtemp(dir));
+    if (mount("none", dir, "tmpfs", 0, "size=2m") < 0) {
+        rmdir(dir);
+        print_message("SKIP: cannot mount a small tmpfs (needs root)\n");
+        skip();
+    }
+    snprintf(disk, sizeof(disk), "%s/disk", dir);
+    snprintf(snap, sizeof(snap), "%s-snap", dir);
+    fd = open(disk, O_CREAT | O_RDWR, 0600);
+    assert_true(fd >= 0 && ftruncate(fd, 16 << 20) == 0); /* sparse: 16 MiB on 2 MiB of room */
+    close(fd);
+    struct rvm_blk_config bc = {.path = disk, .on_error = RVM_BLK_ERROR_STOP_ENOSPC};
+    /* 8 MiB written, then read back and checked. */
+    disk_vm_start(&t, &bc, "test=blk-verify n=2048 bs=4096 qd=4 pattern=seq", &base);
+
+    int r = -ENOENT;
+    for (int i = 0; i < 60000 && (r = rvm_vm_device_stop(t.vm, &ds)) < 0; i++)
+        sleep_ms(1);
+    assert_int_equal(r, 0);
+    assert_int_equal(ds.error, -ENOSPC);
+    assert_non_null(strstr(ds.device, "virtio-blk"));
+    assert_int_equal(rvm_vm_state(t.vm), RVM_VM_PAUSED);
+    assert_null(strstr(t.con.buf, "RESULT")); /* mid-run */
+    uint64_t at = blk_done(t.vm);
+    assert_true(at < 2048); /* still writing */
+    assert_int_equal(rvm_vm_snapshot(t.vm, snap, RVM_SNAPSHOT_FULL, NULL), -EBUSY);
+    assert_int_equal(access(snap, F_OK), -1);
+    sleep_ms(100);
+    assert_int_equal(blk_done(t.vm), at); /* nothing moves while it waits */
+
+    assert_int_equal(mount("none", dir, "tmpfs", MS_REMOUNT, "size=64m"), 0);
+    assert_int_equal(rvm_vm_resume(t.vm), 0);
+    assert_int_equal(rvm_vm_device_stop(t.vm, &ds), -ENOENT);
+    assert_int_equal(rvm_vm_wait(t.vm, 120000, &res), 0);
+    if (res.end != RVM_END_DEBUG_EXIT || res.value != 0)
+        print_message("guest said: %s\n", t.con.buf);
+    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
+    assert_int_equal(res.value, 0);
+    assert_int_equal(bg_result_value(t.con.buf, "errors", &v), 0);
+    assert_int_equal(v, 0); /* the guest never saw the disk fill */
+    assert_int_equal(bg_result_value(t.con.buf, "mismatches", &v), 0);
+    assert_int_equal(v, 0);
+    tvm_destroy(&t);
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reset_and_snapshot_with_stuck_disk, setup, teardown),
+        cmocka_unit_test(test_enospc_pauses_until_resumed),
     };
     return cmocka_run_group_tests_name("stuck_backend", tests, NULL, NULL);
 }

@@ -53,6 +53,10 @@ struct virtio_blk {
     uint64_t poll_ns; /* device-side polling window; 0: none */
     char path[4096];  /* the backing file, absolute ("" when handed as an fd) */
     bool other_copy;  /* restored onto a disk the caller vouched for: identity not compared */
+    uint8_t on_error; /* enum rvm_blk_on_error */
+    char name[48];    /* "virtio-blk at 0x...", for the log and rvm_vm_device_stop() */
+    uint32_t resumes; /* __atomic: VM resumes, counted by blk_vm_resumed() */
+    int stop_err;     /* __atomic: the error the device stopped on; 0 when it has not */
 
     /* Set at activate, used by the worker alone until reset. */
     struct vq *vqs;
@@ -61,6 +65,10 @@ struct virtio_blk {
     struct blk_slot *slots;
     int nslots, free_head, inflight;
     struct vq_seg seg[BLK_SEG_MAX + 2];
+    /* The error policy's: requests held after a backend error, and whether new ones wait. */
+    int *held, nheld;
+    bool stopped;
+    uint32_t resumes_seen;
 
     uint64_t stat_requests, stat_errors, stat_batches, stat_irqs; /* __atomic */
 };
@@ -104,6 +112,52 @@ static bool direct_ok(const struct virtio_blk *b, const struct blk_req *r)
 
 static void submit(struct virtio_blk *b, int slot);
 
+/* Whether the error policy stops the VM for err rather than failing the request. */
+static bool stops_on(const struct virtio_blk *b, int err)
+{
+    if (err == -ECANCELED || err == -EINTR)
+        return false; /* a reset cancelled it */
+    return b->on_error == RVM_BLK_ERROR_STOP ||
+           (b->on_error == RVM_BLK_ERROR_STOP_ENOSPC && (err == -ENOSPC || err == -EDQUOT));
+}
+
+/*
+ * A request the backend failed, kept as it stands (what it moved stays
+ * moved) for a retry after the VM resumes. The first one stops the device
+ * taking new requests and pauses the VM.
+ */
+static void hold(struct virtio_blk *b, int slot, int err)
+{
+    b->held[b->nheld++] = slot;
+    b->inflight--;
+    if (b->stopped)
+        return;
+    b->stopped = true;
+    b->resumes_seen = __atomic_load_n(&b->resumes, __ATOMIC_ACQUIRE); /* only a later one */
+    __atomic_store_n(&b->stop_err, err, __ATOMIC_RELEASE);
+    rvm_err(b->vm->hv, "%s: %s on %s: the VM is paused until it is resumed, which retries", b->name,
+            strerror(-err), b->path[0] ? b->path : "its disk");
+    vm_request_pause(b->vm, b->name, err);
+}
+
+/*
+ * A resume after a stop: the held requests go again, from where they
+ * stopped, and new ones are taken. False while still stopped.
+ */
+static bool retry_held(struct virtio_blk *b)
+{
+    uint32_t resumes = __atomic_load_n(&b->resumes, __ATOMIC_ACQUIRE);
+
+    if (resumes == b->resumes_seen)
+        return false;
+    b->stopped = false;
+    __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
+    /* Taken from the end: one that fails at once is held again where it was taken from. */
+    while (b->nheld && !b->stopped)
+        submit(b, b->held[--b->nheld]);
+    return !b->stopped;
+}
+
 /* A read's first `bytes` bytes landed in guest memory: recorded for dirty tracking. */
 static void mark_landed(struct virtio_blk *b, const struct blk_req *r, uint64_t bytes)
 {
@@ -125,6 +179,10 @@ static void finish(struct virtio_blk *b, int slot, int res)
     struct blk_req *r = &s->req;
     bool rw = r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT;
 
+    if (res < 0 && stops_on(b, res)) {
+        hold(b, slot, res);
+        return;
+    }
     if (rw && res > 0 && (uint64_t)res < s->expect) {
         if (r->type == VIRTIO_BLK_T_IN)
             mark_landed(b, r, (uint64_t)res);
@@ -258,6 +316,11 @@ static bool blk_take(void *dev, uint32_t kicked, bool polled)
     struct virtio_blk *b = dev;
     bool any = b->completed || polled;
 
+    if (b->stopped) {
+        if (!retry_held(b))
+            return true; /* new requests wait in their rings until the VM resumes */
+        any = true;      /* they came without a notification the worker kept */
+    }
     b->completed = false;
     for (uint16_t q = 0; q < b->nq; q++)
         if (((kicked >> q) & 1 || any) && !drain_queue(b, q, b->poll_ns != 0))
@@ -297,7 +360,7 @@ static bool blk_has_work(void *dev)
 {
     struct virtio_blk *b = dev;
 
-    if (b->free_head >= 0)
+    if (b->free_head >= 0 && !b->stopped)
         for (uint16_t q = 0; q < b->nq; q++)
             if (b->vqs[q].size && vq_has_avail(&b->vqs[q]))
                 return true;
@@ -335,8 +398,17 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
     for (uint16_t q = 0; q < b->nq; q++)
         b->nslots += queues[q].size;
     b->slots = calloc((size_t)b->nslots + 1, sizeof(*b->slots));
-    if (!b->slots)
+    b->held = calloc((size_t)b->nslots + 1, sizeof(*b->held));
+    if (!b->slots || !b->held) {
+        free(b->slots);
+        free(b->held);
+        b->slots = NULL;
+        b->held = NULL;
         return -ENOMEM;
+    }
+    b->nheld = 0;
+    b->stopped = false;
+    __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
     for (int i = 0; i < b->nslots; i++)
         b->slots[i].next_free = i + 1 < b->nslots ? i + 1 : -1;
     b->free_head = b->nslots ? 0 : -1;
@@ -366,7 +438,9 @@ err_worker:
     worker_fini(&b->w);
 err_slots:
     free(b->slots);
+    free(b->held);
     b->slots = NULL;
+    b->held = NULL;
     rvm_err(b->vm->hv, "virtio-blk: cannot start: %s", strerror(-r));
     return r;
 }
@@ -385,7 +459,10 @@ static int blk_reset(void *dev, uint64_t timeout_ns)
     if ((r = worker_stop_wait(&b->w, timeout_ns)) < 0)
         return r;
     free(b->slots);
+    free(b->held); /* requests held on an error: the driver forgets them too */
     b->slots = NULL;
+    b->held = NULL;
+    __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -396,7 +473,25 @@ static int blk_reset(void *dev, uint64_t timeout_ns)
  */
 static int blk_quiesce(void *dev)
 {
-    return worker_pause_dev(&((struct virtio_blk *)dev)->w, WORKER_PAUSE_WAIT_NS);
+    struct virtio_blk *b = dev;
+
+    if (__atomic_load_n(&b->stop_err, __ATOMIC_ACQUIRE)) {
+        /* Held requests are in no ring: a snapshot would lose them. */
+        rvm_err(b->vm->hv, "snapshot: %s holds requests its backend failed; resume it first",
+                b->name);
+        return -EBUSY;
+    }
+    return worker_pause_dev(&b->w, WORKER_PAUSE_WAIT_NS);
+}
+
+/* The VM resumed: a device stopped on an error retries (its worker is woken for it). */
+static void blk_vm_resumed(void *dev)
+{
+    struct virtio_blk *b = dev;
+
+    __atomic_fetch_add(&b->resumes, 1, __ATOMIC_ACQ_REL);
+    if (__atomic_load_n(&b->stop_err, __ATOMIC_ACQUIRE))
+        worker_wake(&b->w);
 }
 
 static void blk_resume(void *dev)
@@ -420,7 +515,7 @@ struct blk_state {
     uint64_t capacity;
     uint32_t poll_us;
     uint16_t queues, queue_size;
-    uint8_t ro, pad[7];
+    uint8_t ro, on_error, pad[6]; /* on_error: 0 (report) in records from before it */
     char path[4096];
     uint64_t dev, ino;
     int64_t mtime_sec, mtime_nsec;
@@ -443,6 +538,7 @@ static int blk_save(void *dev, struct recbuf *rb, uint32_t index)
     s->queues = b->nq;
     s->queue_size = b->ops.queue_max;
     s->ro = b->ro;
+    s->on_error = b->on_error;
     memcpy(s->path, b->path, sizeof(s->path));
     if (fstat(b->fd_buffered, &st) < 0) {
         free(s);
@@ -463,8 +559,8 @@ static int blk_state_get(const uint8_t *st, size_t len, uint32_t index, struct b
 {
     if (rec_get(st, len, REC_DEV_VIRTIO_BLK, index, s, sizeof(*s)) < 0)
         return -EBADMSG;
-    if (s->path[sizeof(s->path) - 1] || s->ro > 1 || s->queues == 0 ||
-        s->queues > VIRTIO_MMIO_MAX_QUEUES)
+    if (s->path[sizeof(s->path) - 1] || s->ro > 1 || s->on_error > RVM_BLK_ERROR_STOP ||
+        s->queues == 0 || s->queues > VIRTIO_MMIO_MAX_QUEUES)
         return -EBADMSG;
     return 0;
 }
@@ -550,6 +646,7 @@ static int blk_recreate(struct rvm_vm *vm, const struct dev_restore *r)
         goto out;
     }
     o.ro = s->ro;
+    o.on_error = s->on_error;
     o.queues = s->queues;
     o.queue_size = s->queue_size;
     o.poll_us = s->poll_us; /* as the device ran: 0 is never */
@@ -661,6 +758,8 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     b->ro = o->ro;
     b->nq = o->queues ? o->queues : 1;
     b->poll_ns = (uint64_t)o->poll_us * 1000;
+    b->on_error = o->on_error <= RVM_BLK_ERROR_STOP ? o->on_error : RVM_BLK_ERROR_REPORT;
+    snprintf(b->name, sizeof(b->name), "virtio-blk at 0x%llx", (unsigned long long)base);
     flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     if ((r = blk_open(vm, o, flags, b, &st)) < 0)
         goto err_free;
@@ -722,6 +821,7 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     };
     if ((r = vm_add_device_snap(vm, b, NULL, blk_destroy, &virtio_blk_snap)) < 0)
         goto err_close;
+    vm_device_on_resume(vm, b, blk_vm_resumed);
     if ((r = virtio_mmio_attach(vm, base, gsi, &b->ops, b, &b->t)) < 0)
         return r; /* b is freed with the VM */
     if (out)
@@ -754,6 +854,7 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
                                         .ro = config->ro,
                                         .queues = config->queues,
                                         .queue_size = config->queue_size,
+                                        .on_error = (uint8_t)config->on_error,
                                         .poll_us = config->poll_us == 0 ? RVM_BLK_POLL_DEFAULT_US
                                                    : config->poll_us == RVM_BLK_NO_POLL
                                                        ? 0

@@ -22,6 +22,7 @@ struct virtio_blk_config_opts {
     uint16_t queues;     /* 0 means 1 */
     uint16_t queue_size; /* 0 means 256 */
     uint32_t poll_us;    /* worker polls the queues this long after work; 0: never */
+    uint8_t on_error;    /* enum rvm_blk_on_error */
 };
 
 /*

@@ -505,6 +505,15 @@ int worker_pause_dev(struct worker *w, uint64_t timeout_ns)
     return r;
 }
 
+void worker_wake(struct worker *w)
+{
+    uint64_t one = 1;
+
+    /* The pause eventfd: its read completes, is armed again, and the round takes work. */
+    if (w->running && write(w->gate.efd, &one, sizeof(one)) != sizeof(one))
+        rvm_err(w->vm->hv, "%s: cannot wake the worker", w->name);
+}
+
 void worker_resume_dev(struct worker *w)
 {
     if (w->running)

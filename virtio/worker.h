@@ -129,6 +129,8 @@ void worker_stop(struct worker *w);
  */
 int worker_pause_dev(struct worker *w, uint64_t timeout_ns);
 void worker_resume_dev(struct worker *w);
+/* Wakes a sleeping worker for one more round (its device's take() runs). From any thread. */
+void worker_wake(struct worker *w);
 
 /*
  * A submission entry on the worker's ring; when the ring is full, what is

@@ -26,6 +26,19 @@ struct rvm_vm;
 #define RVM_NET_NO_POLL         UINT32_MAX
 #define RVM_NET_MAX_QUEUE_PAIRS 7 /* with the control queue, the transport's 16 queues */
 
+/*
+ * What a disk does when its backend fails a request (QEMU's werror and
+ * rerror). Stopping keeps the failed requests and takes no new ones; the VM
+ * pauses (rvm_vm_device_stop() says which disk and why) and rvm_vm_resume()
+ * retries them from where they stopped: a host that frees or grows the
+ * filesystem loses nothing. A reset of the device by the guest drops them.
+ */
+enum rvm_blk_on_error {
+    RVM_BLK_ERROR_REPORT = 0,  /* the guest gets IOERR for that request (the default) */
+    RVM_BLK_ERROR_STOP_ENOSPC, /* ENOSPC and EDQUOT stop the VM; other errors are reported */
+    RVM_BLK_ERROR_STOP,        /* every backend error stops the VM */
+};
+
 struct rvm_blk_config {
     const char *path;    /* backing file (a raw image), opened O_DIRECT where possible */
     bool ro;             /* offer VIRTIO_BLK_F_RO and refuse writes */
@@ -41,6 +54,7 @@ struct rvm_blk_config {
      * 32 us by default); RVM_BLK_NO_POLL: never poll.
      */
     uint32_t poll_us;
+    enum rvm_blk_on_error on_error;
 };
 
 /*

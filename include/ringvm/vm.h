@@ -289,4 +289,21 @@ enum rvm_vm_state rvm_vm_state(const struct rvm_vm *vm);
 /* The result so far (end is RVM_END_NONE while the VM runs). */
 void rvm_vm_result(const struct rvm_vm *vm, struct rvm_vm_result *result);
 
+/*
+ * A device that paused the VM: a disk whose error policy stops the VM on a
+ * host I/O error (struct rvm_blk_config.on_error) keeps the failed requests,
+ * takes no new ones and pauses the VM; the embedder fixes the backend (grows
+ * the filesystem, say) and calls rvm_vm_resume(), which retries them.
+ */
+struct rvm_device_stop {
+    char device[48]; /* "virtio-blk at 0xd0000000" */
+    int error;       /* the backend's -errno: -ENOSPC, -EIO, ... */
+};
+
+/*
+ * Why a device paused the VM: 0 with *out filled while it is paused for
+ * that and not yet resumed; -ENOENT otherwise.
+ */
+int rvm_vm_device_stop(struct rvm_vm *vm, struct rvm_device_stop *out);
+
 #endif
