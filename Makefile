@@ -142,10 +142,10 @@ $(BENCH): $(BENCH_OBJS) $(LIB_A)
 	$(call say,LD,$@)
 	$(Q)$(CXX) $(LDFLAGS) -o $@ $(BENCH_OBJS) $(LIB_A) -lbenchmark $(LIBS)
 
-# A test's own libraries: the stuck-backend test serves its disk over FUSE (libfuse3).
-TEST_CFLAGS_test_stuck_backend := $(shell pkg-config --cflags fuse3 2>/dev/null)
-TEST_LIBS_test_stuck_backend := $(shell pkg-config --libs fuse3 2>/dev/null)
-$(BUILD)/obj/tests/test_stuck_backend.o: CFLAGS += $(TEST_CFLAGS_test_stuck_backend)
+# A test's own libraries: test_blk_backend serves a disk over FUSE (libfuse3).
+TEST_CFLAGS_test_blk_backend := $(shell pkg-config --cflags fuse3 2>/dev/null)
+TEST_LIBS_test_blk_backend := $(shell pkg-config --libs fuse3 2>/dev/null)
+$(BUILD)/obj/tests/test_blk_backend.o: CFLAGS += $(TEST_CFLAGS_test_blk_backend)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJS) $(CLI_LIB_OBJS) $(LIB_A)
 	$(call say,LD,$@)

@@ -32,13 +32,16 @@ const char cli_usage[] =
     "  --prefault           fault all guest memory in before the guest starts\n"
     "  --serial stdio|PATH  where COM1 output goes (default: stdio)\n"
     "  --disk PATH[,ro][,queues=N][,poll=US][,on_error=report|enospc|stop]\n"
+    "             [,iops=N][,bw=SIZE][,iops_burst=N][,bw_burst=SIZE]\n"
     "                       a virtio-blk disk on a raw image (repeatable, up to 16); the\n"
     "                       guest finds it in the ACPI DSDT (or, with --no-acpi, through\n"
     "                       virtio_mmio.device= on its command line);\n"
     "                       poll=US: its worker polls the rings US microseconds after work\n"
     "                       (default 32; 0: never); on_error: what a backend error does:\n"
     "                       the guest sees it (report, default), or the VM pauses on ENOSPC\n"
-    "                       (enospc) or on any error (stop) until SIGCONT resumes it\n"
+    "                       (enospc) or on any error (stop) until SIGCONT resumes it;\n"
+    "                       iops, bw: a rate limit in requests and bytes a second (bw=100M),\n"
+    "                       with bursts of iops_burst, bw_burst (default: 0.1 s worth)\n"
     "  --net tap=NAME[,mac=MAC][,mtu=N][,poll=US][,queues=N] | unix=PATH[,...]\n"
     "                       a virtio-net device on a tap (created if missing) or on a\n"
     "                       SOCK_SEQPACKET socket at PATH (connects, or waits for a peer);\n"
@@ -190,6 +193,7 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk)
         return -EINVAL;
     while ((opt = strtok_r(NULL, ",", &save))) {
         unsigned long q;
+        uint64_t v;
 
         if (!strcmp(opt, "ro"))
             disk->ro = true;
@@ -197,6 +201,14 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk)
             disk->queues = (uint16_t)q;
         else if (!strncmp(opt, "poll=", 5) && parse_uint(opt + 5, 1000000, &q) == 0)
             disk->poll_us = q ? (uint32_t)q : RVM_BLK_NO_POLL;
+        else if (!strncmp(opt, "iops=", 5) && cli_parse_size(opt + 5, &v) == 0)
+            disk->limit.ops_per_s = v;
+        else if (!strncmp(opt, "bw=", 3) && cli_parse_size(opt + 3, &v) == 0)
+            disk->limit.bytes_per_s = v;
+        else if (!strncmp(opt, "iops_burst=", 11) && cli_parse_size(opt + 11, &v) == 0)
+            disk->limit.ops_burst = v;
+        else if (!strncmp(opt, "bw_burst=", 9) && cli_parse_size(opt + 9, &v) == 0)
+            disk->limit.bytes_burst = v;
         else if (!strcmp(opt, "on_error=report"))
             disk->on_error = RVM_BLK_ERROR_REPORT;
         else if (!strcmp(opt, "on_error=enospc"))

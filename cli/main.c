@@ -230,7 +230,8 @@ static int restore_backends(const struct cli_opts *o, struct rvm_restore_disk *d
                             struct rvm_restore_net *nets)
 {
     for (unsigned i = 0; i < o->ndisks; i++)
-        disks[i] = (struct rvm_restore_disk){.path = o->disks[i].path, .fd = -1};
+        disks[i] = (struct rvm_restore_disk){
+            .path = o->disks[i].path, .fd = -1, .limit = o->disks[i].limit};
     for (unsigned i = 0; i < o->nnets; i++) {
         nets[i] = (struct rvm_restore_net){.tap = o->nets[i].tap, .fd = -1};
         if (o->nets[i].unix_path && (nets[i].fd = unix_link(o->nets[i].unix_path)) < 0) {

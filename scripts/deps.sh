@@ -11,7 +11,7 @@ pkgs=(
     cpio lz4 xz-utils zstd # the stock-kernel tier's Linux guest (scripts/linux-stock.sh)
     e2fsprogs       # the Linux tier's ext4 image: mke2fs, e2fsck, debugfs
     clang           # the fuzz tier (libFuzzer): make fuzz, tests/test_fuzz.c
-    libfuse3-dev    # tests/test_stuck_backend.c serves a disk that stops answering
+    libfuse3-dev    # tests/test_blk_backend.c serves a disk that stops answering
 )
 [ $# -gt 0 ] && pkgs=("$@")
 missing=()

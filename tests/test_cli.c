@@ -148,7 +148,8 @@ static void test_disks(void **state)
 {
     char a[] = "a.img", b[] = "b.img,ro,queues=4,poll=50", c[] = "a,rw", d[] = "a,queues=0",
          e[] = "a,queues=17", f[] = ",ro", g[] = "a,poll=x", h[] = "a,poll=0",
-         i[] = "a,on_error=enospc", j[] = "a,on_error=stop,ro", k[] = "a,on_error=pause";
+         i[] = "a,on_error=enospc", j[] = "a,on_error=stop,ro", k[] = "a,on_error=pause",
+         l[] = "a,iops=500,bw=100M,iops_burst=20,bw_burst=1M", m[] = "a,bw=fast";
     struct cli_opts o;
     char err[128];
     (void)state;
@@ -170,6 +171,12 @@ static void test_disks(void **state)
     assert_int_equal(o.disks[1].on_error, RVM_BLK_ERROR_STOP);
     assert_true(o.disks[1].ro);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", k), -EINVAL);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", l), 0);
+    assert_int_equal(o.disks[0].limit.ops_per_s, 500);
+    assert_int_equal(o.disks[0].limit.bytes_per_s, 100 << 20);
+    assert_int_equal(o.disks[0].limit.ops_burst, 20);
+    assert_int_equal(o.disks[0].limit.bytes_burst, 1 << 20);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", m), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", c), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", d), -EINVAL);
     assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--disk", e), -EINVAL);

@@ -26,6 +26,7 @@
 #include "blk.h"
 #include "blk_req.h"
 #include "mmio.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 #define RING_ENTRIES  512
@@ -55,6 +56,7 @@ struct virtio_blk {
     bool other_copy;  /* restored onto a disk the caller vouched for: identity not compared */
     uint8_t on_error; /* enum rvm_blk_on_error */
     char name[48];    /* "virtio-blk at 0x...", for the log and rvm_vm_device_stop() */
+    struct rvm_rate_limit limit_cfg;
     uint32_t resumes; /* __atomic: VM resumes, counted by blk_vm_resumed() */
     int stop_err;     /* __atomic: the error the device stopped on; 0 when it has not */
 
@@ -65,6 +67,9 @@ struct virtio_blk {
     struct blk_slot *slots;
     int nslots, free_head, inflight;
     struct vq_seg seg[BLK_SEG_MAX + 2];
+    /* The rate limit's: its buckets, and the parsed requests that wait for them, in order. */
+    struct rate_limit limit;
+    int *waiting, wait_head, nwaiting;
     /* The error policy's: requests held after a backend error, and whether new ones wait. */
     int *held, nheld;
     bool stopped;
@@ -248,6 +253,47 @@ static void submit(struct virtio_blk *b, int slot)
     io_uring_sqe_set_data64(sqe, (uint64_t)slot);
 }
 
+/* What a request costs the byte bucket: the data it moves. */
+static uint64_t limit_bytes(const struct blk_req *r)
+{
+    return r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT ? r->data_len : 0;
+}
+
+/* A parsed request goes now, or waits behind the others its rate limit holds back. */
+static void admit(struct virtio_blk *b, int slot)
+{
+    const struct blk_req *r = &b->slots[slot].req;
+
+    if (!b->nwaiting && rate_limit_take(&b->limit, limit_bytes(r), vm_now_ns())) {
+        submit(b, slot);
+        return;
+    }
+    b->waiting[(b->wait_head + b->nwaiting++) % b->nslots] = slot;
+    if (b->nwaiting == 1)
+        worker_wake_after(&b->w, rate_limit_wait_ns(&b->limit, limit_bytes(r), vm_now_ns()));
+}
+
+/*
+ * The requests the rate limit held back, in order, while it lets them go
+ * (all of them when unlimited: a snapshot's pause). True when none waits.
+ */
+static bool release_waiting(struct virtio_blk *b, bool unlimited)
+{
+    while (b->nwaiting) {
+        int slot = b->waiting[b->wait_head];
+        uint64_t bytes = limit_bytes(&b->slots[slot].req);
+
+        if (!unlimited && !rate_limit_take(&b->limit, bytes, vm_now_ns())) {
+            worker_wake_after(&b->w, rate_limit_wait_ns(&b->limit, bytes, vm_now_ns()));
+            return false;
+        }
+        b->wait_head = (b->wait_head + 1) % b->nslots;
+        b->nwaiting--;
+        submit(b, slot);
+    }
+    return true;
+}
+
 /* Takes one chain off queue q: completed at once, or started on the ring. */
 static void handle_chain(struct virtio_blk *b, uint16_t q, struct vq_chain *c)
 {
@@ -278,7 +324,7 @@ static void handle_chain(struct virtio_blk *b, uint16_t q, struct vq_chain *c)
     b->free_head = b->slots[slot].next_free;
     b->slots[slot].queue = q;
     b->slots[slot].head = c->head;
-    submit(b, slot);
+    admit(b, slot);
 }
 
 struct take_ctx {
@@ -291,7 +337,8 @@ static bool take_chain(void *arg, struct vq_chain *c)
     struct take_ctx *t = arg;
 
     handle_chain(t->b, t->q, c);
-    return t->b->free_head >= 0; /* out of slots: completions will bring us back */
+    /* Out of slots: completions bring us back; held back by the limit: its timer does. */
+    return t->b->free_head >= 0 && !t->b->nwaiting;
 }
 
 /*
@@ -320,6 +367,11 @@ static bool blk_take(void *dev, uint32_t kicked, bool polled)
         if (!retry_held(b))
             return true; /* new requests wait in their rings until the VM resumes */
         any = true;      /* they came without a notification the worker kept */
+    }
+    if (b->nwaiting) {
+        if (!release_waiting(b, false))
+            return true; /* the rest waits in the rings: taking it would jump the queue */
+        any = true;
     }
     b->completed = false;
     for (uint16_t q = 0; q < b->nq; q++)
@@ -352,7 +404,24 @@ static bool blk_publish(void *dev)
 
 static bool blk_idle(void *dev)
 {
-    return ((struct virtio_blk *)dev)->inflight == 0;
+    struct virtio_blk *b = dev;
+
+    return b->inflight == 0 && b->nwaiting == 0;
+}
+
+/*
+ * Stopping: what the rate limit holds back is dropped (a reset's driver
+ * forgets it); pausing for a snapshot: it goes now, unlimited, so that the
+ * snapshot finds every request the device took completed.
+ */
+static void blk_cancel(void *dev, bool stopping)
+{
+    struct virtio_blk *b = dev;
+
+    if (stopping)
+        b->nwaiting = 0;
+    else
+        release_waiting(b, true);
 }
 
 /* Polling: a queue has a chain and there is a slot for it. */
@@ -360,7 +429,7 @@ static bool blk_has_work(void *dev)
 {
     struct virtio_blk *b = dev;
 
-    if (b->free_head >= 0 && !b->stopped)
+    if (b->free_head >= 0 && !b->stopped && !b->nwaiting)
         for (uint16_t q = 0; q < b->nq; q++)
             if (b->vqs[q].size && vq_has_avail(&b->vqs[q]))
                 return true;
@@ -385,6 +454,7 @@ static const struct worker_ops blk_worker_ops = {
     .idle = blk_idle,
     .has_work = blk_has_work,
     .notify_on = blk_notify_on,
+    .cancel = blk_cancel,
 };
 
 static int blk_activate(void *dev, struct vq *queues, uint64_t features)
@@ -399,13 +469,18 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
         b->nslots += queues[q].size;
     b->slots = calloc((size_t)b->nslots + 1, sizeof(*b->slots));
     b->held = calloc((size_t)b->nslots + 1, sizeof(*b->held));
-    if (!b->slots || !b->held) {
+    b->waiting = calloc((size_t)b->nslots + 1, sizeof(*b->waiting));
+    if (!b->slots || !b->held || !b->waiting) {
         free(b->slots);
         free(b->held);
+        free(b->waiting);
         b->slots = NULL;
         b->held = NULL;
+        b->waiting = NULL;
         return -ENOMEM;
     }
+    b->wait_head = b->nwaiting = 0;
+    rate_limit_init(&b->limit, &b->limit_cfg, vm_now_ns());
     b->nheld = 0;
     b->stopped = false;
     __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
@@ -439,8 +514,10 @@ err_worker:
 err_slots:
     free(b->slots);
     free(b->held);
+    free(b->waiting);
     b->slots = NULL;
     b->held = NULL;
+    b->waiting = NULL;
     rvm_err(b->vm->hv, "virtio-blk: cannot start: %s", strerror(-r));
     return r;
 }
@@ -460,8 +537,10 @@ static int blk_reset(void *dev, uint64_t timeout_ns)
         return r;
     free(b->slots);
     free(b->held); /* requests held on an error: the driver forgets them too */
+    free(b->waiting);
     b->slots = NULL;
     b->held = NULL;
+    b->waiting = NULL;
     __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
     return 0;
 }
@@ -647,6 +726,8 @@ static int blk_recreate(struct rvm_vm *vm, const struct dev_restore *r)
     }
     o.ro = s->ro;
     o.on_error = s->on_error;
+    if (disk)
+        o.limit = disk->limit; /* the restoring host's, not the snapshot's */
     o.queues = s->queues;
     o.queue_size = s->queue_size;
     o.poll_us = s->poll_us; /* as the device ran: 0 is never */
@@ -746,7 +827,8 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     struct stat st;
     int flags, r;
 
-    if (!vm || !o || (!o->path && o->fd < 0) || o->queues > VIRTIO_MMIO_MAX_QUEUES) {
+    if (!vm || !o || (!o->path && o->fd < 0) || o->queues > VIRTIO_MMIO_MAX_QUEUES ||
+        rate_limit_check(&o->limit) < 0) {
         if (o && !o->path && o->fd >= 0)
             close(o->fd);
         return -EINVAL;
@@ -759,6 +841,7 @@ int virtio_blk_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     b->nq = o->queues ? o->queues : 1;
     b->poll_ns = (uint64_t)o->poll_us * 1000;
     b->on_error = o->on_error <= RVM_BLK_ERROR_STOP ? o->on_error : RVM_BLK_ERROR_REPORT;
+    b->limit_cfg = o->limit;
     snprintf(b->name, sizeof(b->name), "virtio-blk at 0x%llx", (unsigned long long)base);
     flags = (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     if ((r = blk_open(vm, o, flags, b, &st)) < 0)
@@ -855,6 +938,7 @@ int rvm_vm_add_virtio_blk(struct rvm_vm *vm, const struct rvm_blk_config *config
                                         .queues = config->queues,
                                         .queue_size = config->queue_size,
                                         .on_error = (uint8_t)config->on_error,
+                                        .limit = config->limit,
                                         .poll_us = config->poll_us == 0 ? RVM_BLK_POLL_DEFAULT_US
                                                    : config->poll_us == RVM_BLK_NO_POLL
                                                        ? 0

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <ringvm/virtio.h>
+
 struct rvm_vm;
 struct virtio_blk;
 
@@ -23,6 +25,7 @@ struct virtio_blk_config_opts {
     uint16_t queue_size; /* 0 means 256 */
     uint32_t poll_us;    /* worker polls the queues this long after work; 0: never */
     uint8_t on_error;    /* enum rvm_blk_on_error */
+    struct rvm_rate_limit limit;
 };
 
 /*

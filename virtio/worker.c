@@ -20,6 +20,7 @@
 #define TAG_PAUSE  (1ULL << 62)
 #define TAG_NOTIFY (1ULL << 61) /* | notification index */
 #define TAG_CANCEL (1ULL << 60) /* the stop's cancel of everything in flight */
+#define TAG_TIMER  (1ULL << 59) /* worker_wake_after() */
 #define ALL_KICKED (~0U)
 /* Rounds in a row the kernel may refuse a submit for want of resources before the device fails. */
 #define TRANSIENT_MAX 10000
@@ -268,6 +269,8 @@ static unsigned reap(struct worker *w, bool *stopping, uint32_t *kicked, bool *a
             *stopping = true;
         else if (tag == TAG_CANCEL)
             continue; /* what it cancelled completes on its own */
+        else if (tag == TAG_TIMER)
+            w->timer_armed = false; /* the round takes work again */
         else if (tag == TAG_PAUSE)
             *armed = *armed && arm(w, w->gate.efd, &w->gate.buf, TAG_PAUSE);
         else if (tag & TAG_NOTIFY)
@@ -444,6 +447,7 @@ int worker_start(struct worker *w)
     int r;
 
     w->stop_asked = false;
+    w->timer_armed = false;
     r = vm_io_thread_create(w->vm, &w->thread, worker_main, w);
 
     w->running = r == 0;
@@ -503,6 +507,19 @@ int worker_pause_dev(struct worker *w, uint64_t timeout_ns)
         rvm_warn(w->vm->hv, "%s: in-flight requests did not complete within %llu ms", w->name,
                  (unsigned long long)(timeout_ns / 1000000));
     return r;
+}
+
+void worker_wake_after(struct worker *w, uint64_t ns)
+{
+    struct io_uring_sqe *sqe;
+
+    if (w->timer_armed || !(sqe = worker_sqe(w)))
+        return; /* one at a time: the device asks again when it wakes */
+    w->timer_ts.tv_sec = (long long)(ns / 1000000000ULL);
+    w->timer_ts.tv_nsec = (long long)(ns % 1000000000ULL);
+    io_uring_prep_timeout(sqe, &w->timer_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, TAG_TIMER);
+    w->timer_armed = true;
 }
 
 void worker_wake(struct worker *w)

@@ -71,8 +71,9 @@ struct worker_ops {
     void (*kicked)(void *dev, uint32_t kicked);
     /*
      * Optional: cancels in-flight requests that may never complete on their
-     * own (a receive waiting for a frame): when stopping, or pausing. Called
-     * again each round until the device is idle.
+     * own (a receive waiting for a frame), or lets go what the device holds
+     * back (a rate limit's queue): when stopping, or pausing. Called again
+     * each round until the device is idle.
      */
     void (*cancel)(void *dev, bool stopping);
 };
@@ -94,6 +95,8 @@ struct worker {
     bool ring_disabled;
     bool running;    /* a thread was started (and not yet joined) */
     bool stop_asked; /* worker_stop_wait() signalled it */
+    bool timer_armed;
+    struct __kernel_timespec timer_ts;
     pthread_t thread;
     int stop_efd;
     uint64_t stop_buf, notify_buf[WORKER_MAX_NOTIFY];
@@ -131,6 +134,11 @@ int worker_pause_dev(struct worker *w, uint64_t timeout_ns);
 void worker_resume_dev(struct worker *w);
 /* Wakes a sleeping worker for one more round (its device's take() runs). From any thread. */
 void worker_wake(struct worker *w);
+/*
+ * On the worker: a round ns from now even if nothing else comes (a rate
+ * limit's wait). One at a time: asked again while armed, it keeps the first.
+ */
+void worker_wake_after(struct worker *w, uint64_t ns);
 
 /*
  * A submission entry on the worker's ring; when the ring is full, what is

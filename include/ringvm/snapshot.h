@@ -18,8 +18,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
 #include <ringvm/devices.h>
 #include <ringvm/mem.h>
+#include <ringvm/virtio.h>
 
 struct rvm_vm;
 struct rvm_hv;
@@ -76,6 +78,11 @@ struct rvm_restore_disk {
      * and modification time are not compared, only its size.
      */
     bool other_copy;
+    /*
+     * The disk's rate limit from now on: host policy, so the restoring
+     * host's choice, never read from the snapshot (all 0: none).
+     */
+    struct rvm_rate_limit limit;
 };
 
 /* A restored NIC's backend: a tap by name, or an open tap or SOCK_SEQPACKET socket. */

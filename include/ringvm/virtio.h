@@ -27,6 +27,19 @@ struct rvm_vm;
 #define RVM_NET_MAX_QUEUE_PAIRS 7 /* with the control queue, the transport's 16 queues */
 
 /*
+ * A device's rate limit (token buckets, as Firecracker's): so many
+ * operations and bytes a second, each with a burst the bucket holds (0: a
+ * tenth of a second's worth). A zero rate is no limit. Requests over the
+ * limit wait in the device, in order, and go when the buckets allow; one
+ * larger than the burst goes when its bucket is full, and the rate holds
+ * over time. A snapshot lets what waits go first, unlimited.
+ */
+struct rvm_rate_limit {
+    uint64_t ops_per_s, bytes_per_s;
+    uint64_t ops_burst, bytes_burst;
+};
+
+/*
  * What a disk does when its backend fails a request (QEMU's werror and
  * rerror). Stopping keeps the failed requests and takes no new ones; the VM
  * pauses (rvm_vm_device_stop() says which disk and why) and rvm_vm_resume()
@@ -55,6 +68,7 @@ struct rvm_blk_config {
      */
     uint32_t poll_us;
     enum rvm_blk_on_error on_error;
+    struct rvm_rate_limit limit; /* requests (ops) and their data (bytes); all 0: none */
 };
 
 /*

@@ -13,7 +13,7 @@
  * without bound fails the test instead of hanging.
  *
  * One that fills up, under the error policy that pauses the VM until the
- * host has made room.
+ * host has made room. And a disk whose rate limit holds the guest back.
  */
 #define FUSE_USE_VERSION 35
 #include <errno.h>
@@ -531,11 +531,65 @@ static void test_enospc_pauses_until_resumed(void **state)
     rmdir(dir);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * A guest's requests to a rate-limited disk take at least as long as the
+ * limit allows (requests beyond the burst, at the rate), whatever this host's
+ * speed: a lower bound, which a slow host only exceeds more. Then for bytes.
+ * Every request completes without error.
+ */
+static void limited_run(const struct rvm_rate_limit *lim, const char *args, double at_least)
+{
+    char path[] = "/var/tmp/ringvm-limit-XXXXXX";
+    struct rvm_vm_result res;
+    struct tvm t;
+    uint64_t base, v;
+    int fd = mkstemp(path);
+
+    assert_true(fd >= 0 && ftruncate(fd, 32 << 20) == 0);
+    close(fd);
+    struct rvm_blk_config bc = {.path = path, .limit = *lim};
+    double t0 = now_s();
+    disk_vm_start(&t, &bc, args, &base);
+    assert_int_equal(rvm_vm_wait(t.vm, 120000, &res), 0);
+    double took = now_s() - t0;
+    if (res.end != RVM_END_DEBUG_EXIT || res.value != 0)
+        print_message("guest said: %s\n", t.con.buf);
+    assert_int_equal(res.end, RVM_END_DEBUG_EXIT);
+    assert_int_equal(res.value, 0);
+    assert_int_equal(bg_result_value(t.con.buf, "errors", &v), 0);
+    assert_int_equal(v, 0);
+    print_message("    %s: %.2f s (the limit allows no less than %.2f s)\n", args, took, at_least);
+    assert_true(took >= at_least);
+    tvm_destroy(&t);
+    unlink(path);
+}
+
+static void test_rate_limit_holds(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_KVM();
+    /* 1000 requests at 500 a second, 10 at once: 990 / 500 s. */
+    struct rvm_rate_limit ops = {.ops_per_s = 500, .ops_burst = 10};
+    limited_run(&ops, "test=blk-read n=1000 qd=8 bs=4096", 990.0 / 500);
+    /* 256 x 64 KiB at 16 MiB a second, 256 KiB at once: (16 MiB - 256 KiB) / 16 MiB s. */
+    struct rvm_rate_limit bytes = {.bytes_per_s = 16 << 20, .bytes_burst = 256 << 10};
+    limited_run(&bytes, "test=blk-read n=256 qd=8 bs=65536", (16.0 - 0.25) / 16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reset_and_snapshot_with_stuck_disk, setup, teardown),
         cmocka_unit_test(test_enospc_pauses_until_resumed),
+        cmocka_unit_test(test_rate_limit_holds),
     };
-    return cmocka_run_group_tests_name("stuck_backend", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("blk_backend", tests, NULL, NULL);
 }
