@@ -45,7 +45,9 @@ const char cli_usage[] =
     "  --net tap=NAME[,mac=MAC][,mtu=N][,poll=US][,queues=N] | unix=PATH[,...]\n"
     "                       a virtio-net device on a tap (created if missing) or on a\n"
     "                       SOCK_SEQPACKET socket at PATH (connects, or waits for a peer);\n"
-    "                       poll=US as for --disk; queues=N: N queue pairs (tap, MQ)\n"
+    "                       poll=US as for --disk; queues=N: N queue pairs (tap, MQ);\n"
+    "                       tx_pps=N, tx_bw=SIZE, rx_pps=N, rx_bw=SIZE: rate limits in\n"
+    "                       frames and bytes a second, each way (bursts: 0.1 s worth)\n"
     "  --dirty-ring N       KVM dirty ring of N entries per vCPU for dirty tracking\n"
     "                       (a power of two; default: none, the dirty bitmap)\n"
     "  --snapshot-on-signal DIR\n"
@@ -68,8 +70,9 @@ const char cli_usage[] =
     "  --max-mem SIZE       refuse a snapshot of more guest RAM (default: the host's RAM)\n"
     "  --disk PATH          the backend of the snapshot's next virtio-blk disk, in the order\n"
     "                       they were added; it must be the very file saved, unchanged\n"
-    "  --net tap=NAME|unix=PATH\n"
-    "                       the backend of the snapshot's next virtio-net device\n"
+    "  --net tap=NAME|unix=PATH[,tx_pps=,tx_bw=,rx_pps=,rx_bw=]\n"
+    "                       the backend of the snapshot's next virtio-net device, and its\n"
+    "                       rate limits from now on\n"
     "  --trust-snapshot-paths\n"
     "                       open the disk paths and tap names the snapshot records, and\n"
     "                       follow its parents' absolute paths (only for snapshots this host\n"
@@ -221,6 +224,30 @@ int cli_parse_disk(char *s, struct rvm_blk_config *disk)
     return 0;
 }
 
+/* tx_pps=, tx_bw=, rx_pps=, rx_bw= (sizes with K, M, G): true when opt is one of them. */
+static bool net_limit_opt(const char *opt, struct cli_net *net)
+{
+    static const struct {
+        const char *key;
+        bool tx, bytes;
+    } keys[] = {{"tx_pps=", true, false},
+                {"tx_bw=", true, true},
+                {"rx_pps=", false, false},
+                {"rx_bw=", false, true}};
+    uint64_t v;
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        size_t k = strlen(keys[i].key);
+        struct rvm_rate_limit *l = keys[i].tx ? &net->tx_limit : &net->rx_limit;
+
+        if (strncmp(opt, keys[i].key, k) || cli_parse_size(opt + k, &v) < 0)
+            continue;
+        *(keys[i].bytes ? &l->bytes_per_s : &l->ops_per_s) = v;
+        return true;
+    }
+    return false;
+}
+
 int cli_parse_net(char *s, struct cli_net *net)
 {
     char *save = NULL, *opt;
@@ -250,6 +277,8 @@ int cli_parse_net(char *s, struct cli_net *net)
         else if (!first && net->tap && !strncmp(opt, "queues=", 7) &&
                  parse_uint(opt + 7, RVM_NET_MAX_QUEUE_PAIRS, &v) == 0 && v >= 1)
             net->queues = (uint16_t)v;
+        else if (!first && net_limit_opt(opt, net))
+            ;
         else
             return -EINVAL;
     }

@@ -33,6 +33,7 @@ struct cli_opts {
         uint16_t mtu;
         uint32_t poll_us; /* 0: the default; RVM_NET_NO_POLL: none */
         uint16_t queues;  /* tap queue pairs; 0: 1 */
+        struct rvm_rate_limit tx_limit, rx_limit;
     } nets[RVM_VIRTIO_MAX_DEVICES];
     /* run: SIGUSR1 writes a snapshot into snap_dir/snap-N (full or live first, then as asked) */
     const char *snap_dir;

@@ -233,7 +233,10 @@ static int restore_backends(const struct cli_opts *o, struct rvm_restore_disk *d
         disks[i] = (struct rvm_restore_disk){
             .path = o->disks[i].path, .fd = -1, .limit = o->disks[i].limit};
     for (unsigned i = 0; i < o->nnets; i++) {
-        nets[i] = (struct rvm_restore_net){.tap = o->nets[i].tap, .fd = -1};
+        nets[i] = (struct rvm_restore_net){.tap = o->nets[i].tap,
+                                           .fd = -1,
+                                           .tx_limit = o->nets[i].tx_limit,
+                                           .rx_limit = o->nets[i].rx_limit};
         if (o->nets[i].unix_path && (nets[i].fd = unix_link(o->nets[i].unix_path)) < 0) {
             fprintf(stderr, "ringvm: --net unix=%s: %s\n", o->nets[i].unix_path,
                     strerror(-nets[i].fd));
@@ -364,8 +367,13 @@ static int add_nets(struct rvm_vm *vm, const struct cli_opts *o, char *cmdline, 
 {
     for (unsigned i = 0; i < o->nnets; i++) {
         const struct cli_net *c = &o->nets[i];
-        struct rvm_net_config nc = {
-            .tap = c->tap, .fd = -1, .mtu = c->mtu, .poll_us = c->poll_us, .queues = c->queues};
+        struct rvm_net_config nc = {.tap = c->tap,
+                                    .fd = -1,
+                                    .mtu = c->mtu,
+                                    .poll_us = c->poll_us,
+                                    .queues = c->queues,
+                                    .tx_limit = c->tx_limit,
+                                    .rx_limit = c->rx_limit};
         char word[96];
         int r;
 

@@ -189,7 +189,9 @@ static void test_nets(void **state)
     char a[] = "tap=t0,mac=52:54:00:01:02:0a,mtu=9000,queues=4,poll=0", b[] = "unix=/tmp/l",
          c[] = "tap=", d[] = "mac=52:54:00:01:02:03", e[] = "tap=t0,mac=53:54:00:01:02:03",
          f[] = "tap=t0,mac=52:54:00:01:02", g[] = "unix=/x,mtu=20", h[] = "tap=t0,bogus",
-         i2[] = "unix=/x,queues=2", j[] = "tap=t0,queues=8", k[] = "tap=t0,queues=0";
+         i2[] = "unix=/x,queues=2", j[] = "tap=t0,queues=8", k[] = "tap=t0,queues=0",
+         l[] = "unix=/x,tx_pps=1000,tx_bw=10M,rx_pps=2K,rx_bw=1G",
+         m[] = "tap=t0,tx_bw=", n[] = "tx_bw=1M";
     struct cli_opts o;
     char err[128];
     (void)state;
@@ -204,7 +206,13 @@ static void test_nets(void **state)
     assert_string_equal(o.nets[1].unix_path, "/tmp/l");
     assert_null(o.nets[1].tap);
     assert_int_equal(o.nets[1].queues, 0);
-    char *bad[] = {c, d, e, f, g, h, i2, j, k};
+    assert_int_equal(o.nets[1].tx_limit.ops_per_s, 0);
+    assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--net", l), 0);
+    assert_int_equal(o.nets[0].tx_limit.ops_per_s, 1000);
+    assert_int_equal(o.nets[0].tx_limit.bytes_per_s, 10 << 20);
+    assert_int_equal(o.nets[0].rx_limit.ops_per_s, 2048);
+    assert_int_equal(o.nets[0].rx_limit.bytes_per_s, 1 << 30);
+    char *bad[] = {c, d, e, f, g, h, i2, j, k, m, n};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(PARSE(&o, err, "run", "--kernel", "k", "--net", bad[i]), -EINVAL);
         assert_non_null(strstr(err, "--net"));

@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 
@@ -509,6 +510,98 @@ static void test_snapshot_socket_refused_loses_nothing(void **state)
     close(sv[1]);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * A transmit limit holds the guest to it: 600 datagrams at 300 frames a
+ * second (30 at once) take no less than (600 - 30) / 300 s from the first,
+ * whatever this host's speed; all arrive, in order. A lower bound: a slow
+ * host only exceeds it more.
+ */
+static void test_tx_rate_limit(void **state)
+{
+    uint8_t f[2048];
+    struct gvm g;
+    uint64_t seq, next = 0;
+    int sv[2];
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct rvm_net_config nc = {.fd = sv[0], .tx_limit = {.ops_per_s = 300}};
+    gvm_create(&g, &nc);
+    gvm_start(&g, "test=net-udp-tx n=600 size=512 ip=10.9.0.1 peer=10.9.0.2");
+    peer_answer_arp(sv[1]);
+    double t0 = mono_s();
+    for (;;) {
+        ssize_t k = peer_recv(sv[1], f, sizeof(f));
+        if (k < 0)
+            break;
+        if (k < 14 || f[12] != 0x08 || f[13] != 0x00)
+            continue;
+        size_t udp = 14 + (size_t)(f[14] & 15) * 4;
+        size_t plen = (size_t)(f[udp + 4] << 8 | f[udp + 5]) - 8;
+        if (plen == BG_NET_STOP_LEN && !memcmp(f + udp + 8, BG_NET_STOP, BG_NET_STOP_LEN))
+            break;
+        assert_true(bg_net_payload_check(f + udp + 8, plen, &seq));
+        assert_int_equal(seq, next);
+        next++;
+    }
+    double took = mono_s() - t0;
+    print_message("    600 frames at 300/s: %.2f s (no less than %.2f s)\n", took, 570.0 / 300);
+    assert_int_equal(next, 600);
+    assert_true(took >= 570.0 / 300);
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    tvm_destroy(&g.t);
+    close(sv[1]);
+}
+
+/*
+ * A receive limit: the host sends 600 datagrams as fast as the socket takes
+ * them; the guest is given them at 64 KiB a second (6.4 KiB at once), so
+ * they take no less than (599 * 554 - 6553) / 65536 s; every one arrives,
+ * none lost (they wait in the socket, which holds the sender back).
+ */
+static void test_rx_rate_limit(void **state)
+{
+    static const uint8_t smac[6] = {0x02, 0, 0, 0, 0, 0x98},
+                         bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    uint8_t f[2048], payload[512];
+    struct gvm g;
+    int sv[2];
+    (void)state;
+
+    SKIP_WITHOUT_KVM();
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct rvm_net_config nc = {.fd = sv[0], .rx_limit = {.bytes_per_s = 64 << 10}};
+    gvm_create(&g, &nc);
+    gvm_start(&g, "test=net-udp-rx n=600 size=512 ip=10.9.0.2 peer=10.9.0.1");
+    /* Sent at once: until the guest's driver is up, they wait in the socket too. */
+    double t0 = mono_s();
+    size_t len = 0;
+    for (uint64_t i = 0; i < 600; i++) {
+        bg_net_payload(payload, i, sizeof(payload));
+        len = bg_frame_udp(f, smac, 0x0a090001, bcast, 0x0a090002, BG_NET_PORT, BG_NET_PORT,
+                           payload, sizeof(payload));
+        assert_int_equal(send(sv[1], f, len, 0), (ssize_t)len);
+    }
+    assert_int_equal(gvm_wait(&g, 60000), 0);
+    /* The burst, and one frame the last check let in. */
+    double took = mono_s() - t0, floor = (599.0 * (double)len - 6553.0) / 65536.0;
+    print_message("    600 frames at 64 KiB/s: %.2f s (no less than %.2f s)\n", took, floor);
+    assert_int_equal(result(&g, "received"), 600);
+    assert_int_equal(result(&g, "bad"), 0);
+    assert_true(took >= floor);
+    tvm_destroy(&g.t);
+    close(sv[1]);
+}
+
 /*
  * QEMU (microvm, its virtio-net-device on a tap, legacy virtio-mmio) runs the
  * same workloads: runs the guest there with args; 0 when it exited cleanly
@@ -599,6 +692,8 @@ int main(void)
         cmocka_unit_test(test_snapshot_keeps_rx_buffers),
         cmocka_unit_test(test_snapshot_socket_refused),
         cmocka_unit_test(test_snapshot_socket_refused_loses_nothing),
+        cmocka_unit_test(test_tx_rate_limit),
+        cmocka_unit_test(test_rx_rate_limit),
         cmocka_unit_test(test_qemu_net),
     };
     return cmocka_run_group_tests_name("net_guest", tests, NULL, NULL);

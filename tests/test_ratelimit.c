@@ -128,12 +128,38 @@ static void test_extremes(void **state)
     assert_int_equal(rate_limit_check(&c), -EINVAL);
 }
 
+/* Charged after the fact (received frames): ready while out of debt, and the rate holds. */
+static void test_charge(void **state)
+{
+    struct rvm_rate_limit c = {.bytes_per_s = 1 << 20, .ops_per_s = 100000};
+    struct rate_limit l;
+    uint64_t now = 0, bytes = 0;
+    (void)state;
+
+    rate_limit_init(&l, &c, 0);
+    assert_true(rate_limit_ready(&l, 0));
+    rate_limit_charge(&l, 1 << 20, 0); /* a burst's worth and more: in debt */
+    assert_false(rate_limit_ready(&l, 0));
+    uint64_t w = rate_limit_ready_wait_ns(&l, 0);
+    assert_in_range(w, 800 * MS, 1000 * MS); /* 1 MiB less the 100 KiB burst, at 1 MiB/s */
+    while (now < 10 * S) {
+        if (rate_limit_ready(&l, now)) {
+            rate_limit_charge(&l, 1500, now);
+            bytes += 1500;
+        } else {
+            now += rate_limit_ready_wait_ns(&l, now);
+        }
+    }
+    assert_in_range(bytes, 9ULL << 20, 10ULL << 20);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_limit),    cmocka_unit_test(test_ops_rate),
         cmocka_unit_test(test_bytes_rate),  cmocka_unit_test(test_both),
         cmocka_unit_test(test_idle_refill), cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_charge),
     };
     return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
 }

@@ -499,9 +499,10 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
                            .nnotify = b->nq};
     for (uint16_t q = 0; q < b->nq; q++)
         b->w.notify_fd[q] = queues[q].size ? virtio_mmio_queue_eventfd(b->t, q) : -1;
-    /* Completions: every slot's, and the loop's own reads (a notification per queue, stop, pause).
+    /* Completions: every slot's, and the loop's own (a notification per queue, stop, pause,
+     * a timer and its update).
      */
-    if ((r = worker_init(&b->w, RING_ENTRIES, (unsigned)b->nslots + b->nq + 2)) < 0)
+    if ((r = worker_init(&b->w, RING_ENTRIES, (unsigned)b->nslots + b->nq + 4)) < 0)
         goto err_slots;
     files[FILE_DIRECT] = b->has_direct ? b->fd_direct : b->fd_buffered;
     files[FILE_BUFFERED] = b->fd_buffered;

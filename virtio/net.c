@@ -26,6 +26,7 @@
 #include "worker.h"
 #include "net.h"
 #include "net_req.h"
+#include "ratelimit.h"
 
 #define TX_SLOTS      64
 #define RX_DEPTH      32 /* receives posted at once, as one ordered chain */
@@ -83,6 +84,8 @@ struct pair {
     bool txd, rxd; /* transmits, receives completed this round */
     struct tx_slot tx_slots[TX_SLOTS];
     int tx_free, tx_inflight;
+    int tx_pending;  /* a checked frame's slot that waits for the transmit limit; -1: none */
+    bool rx_limited; /* receives wait for the receive limit (its timer brings the worker) */
     struct rx_slot rx_slots[RX_DEPTH];
     int rx_posted; /* receives in flight; they complete in slot order */
     int rx_batch;  /* receives posted in the last batch: the in-flight ones are its last */
@@ -114,6 +117,13 @@ struct virtio_net {
     unsigned active_pairs;          /* queue pairs the driver enabled (MQ); pair 0's worker */
 
     uint64_t stat_tx, stat_tx_drop, stat_rx, stat_rx_drop; /* __atomic, several writers */
+
+    /* Rate limits for the device as a whole: every pair's worker takes from the same buckets. */
+    struct net_limiter {
+        pthread_mutex_t lock;
+        bool on;
+        struct rate_limit l;
+    } tx_lim, rx_lim;
 
     /* While net_load() loads the transport: the held receive chains its activation takes up. */
     const struct net_held *restored;
@@ -176,6 +186,59 @@ static bool is_detached(struct pair *p)
     return __atomic_load_n(&p->detached, __ATOMIC_ACQUIRE);
 }
 
+/* ---- rate limits ---- */
+
+static void limiter_init(struct net_limiter *m, const struct rvm_rate_limit *c)
+{
+    pthread_mutex_init(&m->lock, NULL);
+    rate_limit_init(&m->l, c, vm_now_ns());
+    m->on = rate_limit_on(&m->l);
+}
+
+/* A frame of bytes may go now (its cost taken); else *wait_ns says how long until it may. */
+static bool limiter_take(struct net_limiter *m, uint64_t bytes, uint64_t *wait_ns)
+{
+    if (!m->on)
+        return true;
+    pthread_mutex_lock(&m->lock);
+    uint64_t now = vm_now_ns();
+    bool ok = rate_limit_take(&m->l, bytes, now);
+    if (!ok)
+        *wait_ns = rate_limit_wait_ns(&m->l, bytes, now);
+    pthread_mutex_unlock(&m->lock);
+    return ok;
+}
+
+/*
+ * Receives: how many frames of up to unit bytes may be read now (at least
+ * one while the buckets are out of debt; 0 and *wait_ns while in debt); the
+ * charge for one that was, after.
+ */
+static unsigned limiter_ready(struct net_limiter *m, uint64_t unit, unsigned most,
+                              uint64_t *wait_ns)
+{
+    if (!m->on)
+        return most;
+    pthread_mutex_lock(&m->lock);
+    uint64_t now = vm_now_ns(), room = 0;
+    bool ok = rate_limit_ready(&m->l, now);
+    if (!ok)
+        *wait_ns = rate_limit_ready_wait_ns(&m->l, now);
+    else
+        room = rate_limit_room(&m->l, unit, now);
+    pthread_mutex_unlock(&m->lock);
+    return !ok ? 0 : room < 1 ? 1 : room > most ? most : (unsigned)room;
+}
+
+static void limiter_charge(struct net_limiter *m, uint64_t bytes)
+{
+    if (!m->on)
+        return;
+    pthread_mutex_lock(&m->lock);
+    rate_limit_charge(&m->l, bytes, vm_now_ns());
+    pthread_mutex_unlock(&m->lock);
+}
+
 /* ---- transmit ---- */
 
 /*
@@ -185,27 +248,17 @@ static bool is_detached(struct pair *p)
  * found room before an earlier one that had to wait) and one failure does
  * not cancel the rest.
  */
-static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **prev)
+static void tx_send(struct pair *p, int slot, struct io_uring_sqe **prev)
 {
     struct virtio_net *n = p->n;
-    struct tx_slot *s = &p->tx_slots[p->tx_free];
-
-    if (!net_tx_parse(&n->tx_limits, c, &s->tx)) {
-        stat_add(&n->stat_tx_drop);
-        vq_add_used(p->tx, c->head, 0);
-        return;
-    }
-    int slot = p->tx_free;
-    p->tx_free = s->next_free;
-    s->head = c->head;
-    memset(&s->msg, 0, sizeof(s->msg));
-    s->msg.msg_iov = s->tx.iov;
-    s->msg.msg_iovlen = (size_t)s->tx.niov;
+    struct tx_slot *s = &p->tx_slots[slot];
     struct io_uring_sqe *sqe = worker_sqe(&p->w);
+
     if (!sqe) { /* the kernel refused to take more: this frame is dropped */
+        s->next_free = p->tx_free;
         p->tx_free = slot;
         stat_add(&n->stat_tx_drop);
-        vq_add_used(p->tx, c->head, 0);
+        vq_add_used(p->tx, s->head, 0);
         return;
     }
     if (n->tap)
@@ -219,6 +272,31 @@ static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **p
     p->tx_inflight++;
 }
 
+static void tx_chain(struct pair *p, struct vq_chain *c, struct io_uring_sqe **prev)
+{
+    struct virtio_net *n = p->n;
+    struct tx_slot *s = &p->tx_slots[p->tx_free];
+    uint64_t wait = 0;
+
+    if (!net_tx_parse(&n->tx_limits, c, &s->tx)) {
+        stat_add(&n->stat_tx_drop);
+        vq_add_used(p->tx, c->head, 0);
+        return;
+    }
+    int slot = p->tx_free;
+    p->tx_free = s->next_free;
+    s->head = c->head;
+    memset(&s->msg, 0, sizeof(s->msg));
+    s->msg.msg_iov = s->tx.iov;
+    s->msg.msg_iovlen = (size_t)s->tx.niov;
+    if (!limiter_take(&n->tx_lim, s->tx.frame_len, &wait)) {
+        p->tx_pending = slot; /* the next batch starts with it, once the limit allows */
+        worker_wake_after(&p->w, wait);
+        return;
+    }
+    tx_send(p, slot, prev);
+}
+
 struct tx_ctx {
     struct pair *p;
     struct io_uring_sqe *prev;
@@ -229,7 +307,8 @@ static bool take_tx(void *arg, struct vq_chain *c)
     struct tx_ctx *t = arg;
 
     tx_chain(t->p, c, &t->prev);
-    return t->p->tx_free >= 0; /* out of slots: the batch's completions bring us back */
+    /* Out of slots: the batch's completions bring us back; held by the limit: its timer. */
+    return t->p->tx_free >= 0 && t->p->tx_pending < 0;
 }
 
 /*
@@ -246,6 +325,17 @@ static bool drain_tx(struct pair *p, bool quiet)
         return true; /* the batch's completions bring us back */
     if (io_uring_sq_space_left(&p->w.ring) < TX_SLOTS)
         io_uring_submit(&p->w.ring); /* the batch must not be cut by a submit */
+    if (p->tx_pending >= 0) {
+        uint64_t wait = 0;
+        int slot = p->tx_pending;
+
+        if (!limiter_take(&p->n->tx_lim, p->tx_slots[slot].tx.frame_len, &wait)) {
+            worker_wake_after(&p->w, wait);
+            return true;
+        }
+        p->tx_pending = -1;
+        tx_send(p, slot, &t.prev);
+    }
     return vq_drain(p->tx, &c, quiet, take_tx, &t) == 0;
 }
 
@@ -344,14 +434,23 @@ static bool post_rx(struct pair *p, bool quiet)
     struct vq *vq = p->rx;
     struct io_uring_sqe *prev = NULL;
 
+    uint64_t wait = 0;
+
     if (!vq->size || p->rx_posted || p->rx_eof || p->parked)
         return true;
+    /* Under a receive limit, no more receives than it has room for frames of the MTU. */
+    unsigned most = limiter_ready(&n->rx_lim, n->cfg.mtu + NET_ETH_HLEN, RX_DEPTH, &wait);
+    p->rx_limited = most == 0;
+    if (p->rx_limited) { /* frames wait in the backend until the limit allows */
+        worker_wake_after(&p->w, wait);
+        return true;
+    }
     if (io_uring_sq_space_left(&p->w.ring) < RX_DEPTH)
         io_uring_submit(&p->w.ring);
     bool rechecked = false;
     uint16_t mark = 0;
     vq_set_notify(vq, false);
-    while (p->rx_posted < RX_DEPTH) {
+    while (p->rx_posted < (int)most) {
         struct rx_slot *s = &p->rx_slots[p->rx_posted];
         uint64_t room = 0;
         int niov = 0, r = 0;
@@ -494,6 +593,7 @@ static void rx_done(struct pair *p, struct rx_slot *s, int res)
     while (s->nchains > used)
         held_push_front(p, s->chain[--s->nchains]);
     stat_add(&n->stat_rx);
+    limiter_charge(&n->rx_lim, (uint64_t)res - (n->tap ? NET_HDR : 0));
 }
 
 /* ---- control queue (pair 0's worker) ---- */
@@ -580,12 +680,12 @@ static uint16_t pair_queue_index(struct pair *p, unsigned k)
 
 static bool rx_waits(const struct pair *p)
 {
-    return p->rx->size && !p->rx_posted && !p->rx_eof && !p->parked;
+    return p->rx->size && !p->rx_posted && !p->rx_eof && !p->parked && !p->rx_limited;
 }
 
 static bool tx_waits(const struct pair *p)
 {
-    return p->tx->size && !p->tx_inflight;
+    return p->tx->size && !p->tx_inflight && p->tx_pending < 0;
 }
 
 static bool net_take(void *dev, uint32_t kicked, bool polled)
@@ -594,9 +694,10 @@ static bool net_take(void *dev, uint32_t kicked, bool polled)
     bool quiet = p->n->poll_ns != 0, txd = p->txd, rxd = p->rxd;
 
     p->txd = p->rxd = false;
-    if ((kicked & NOTIFY_TX || txd || polled) && !drain_tx(p, quiet))
+    /* A frame or receives the rate limits held back: their timer's round takes them. */
+    if ((kicked & NOTIFY_TX || txd || polled || p->tx_pending >= 0) && !drain_tx(p, quiet))
         return false;
-    if ((kicked & NOTIFY_RX || rxd || polled) && !post_rx(p, quiet))
+    if ((kicked & NOTIFY_RX || rxd || polled || p->rx_limited) && !post_rx(p, quiet))
         return false;
     return !(kicked & NOTIFY_CTRL) || drain_ctrl(p);
 }
@@ -638,7 +739,7 @@ static bool net_idle(void *dev)
 {
     struct pair *p = dev;
 
-    return !p->tx_inflight && !p->rx_posted;
+    return !p->tx_inflight && !p->rx_posted && p->tx_pending < 0;
 }
 
 /* Polling: chains the device would take now. */
@@ -671,6 +772,24 @@ static void net_cancel(void *dev, bool stopping)
 {
     struct pair *p = dev;
     struct io_uring_sqe *sqe;
+
+    /*
+     * The frame the transmit limit holds: dropped when stopping (its chain
+     * back unsent); for a snapshot sent now, after the batch before it.
+     */
+    if (p->tx_pending >= 0 && (stopping || !p->tx_inflight)) {
+        struct io_uring_sqe *prev = NULL;
+        int slot = p->tx_pending;
+
+        p->tx_pending = -1;
+        if (stopping) {
+            vq_add_used(p->tx, p->tx_slots[slot].head, 0);
+            p->tx_slots[slot].next_free = p->tx_free;
+            p->tx_free = slot;
+        } else {
+            tx_send(p, slot, &prev);
+        }
+    }
 
     if (stopping || !p->n->tap) {
         if ((sqe = worker_sqe(&p->w))) {
@@ -740,6 +859,8 @@ static int pair_start(struct pair *p)
     for (int i = 0; i < TX_SLOTS; i++)
         p->tx_slots[i].next_free = i + 1 < TX_SLOTS ? i + 1 : -1;
     p->tx_inflight = p->rx_posted = 0;
+    p->tx_pending = -1;
+    p->rx_limited = false;
     p->rx_eof = !__atomic_load_n(&p->n->link, __ATOMIC_ACQUIRE); /* a gone backend stays gone */
     p->parked = false;
     p->held_first = p->held_n = 0;
@@ -891,6 +1012,8 @@ static void net_destroy(void *dev)
     net_reset(n, UINT64_MAX);
     for (unsigned i = 0; i < n->npairs; i++)
         close(n->pairs[i].fd);
+    pthread_mutex_destroy(&n->tx_lim.lock);
+    pthread_mutex_destroy(&n->rx_lim.lock);
     free(n);
 }
 
@@ -1026,6 +1149,8 @@ static int net_recreate(struct rvm_vm *vm, const struct dev_restore *r)
         c.tap = nic->tap;
         c.fd = nic->tap ? -1 : nic->fd;
         c.fd_is_tap = nic->fd_is_tap;
+        c.tx_limit = nic->tx_limit;
+        c.rx_limit = nic->rx_limit;
     } else if (p->trust_snapshot_paths) {
         c.tap = s.tap; /* by name, in our network namespace */
     } else {
@@ -1089,7 +1214,8 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     int r;
 
     if (!vm || !o || o->fds[0] < 0 || nfds > RVM_NET_MAX_QUEUE_PAIRS || (nfds > 1 && !o->tap) ||
-        (o->mtu && (o->mtu < 68 || o->mtu > 65535 - NET_ETH_HLEN))) {
+        (o->mtu && (o->mtu < 68 || o->mtu > 65535 - NET_ETH_HLEN)) ||
+        rate_limit_check(&o->tx_limit) < 0 || rate_limit_check(&o->rx_limit) < 0) {
         for (unsigned i = 0; o && i < nfds && i < RVM_NET_MAX_QUEUE_PAIRS; i++)
             if (o->fds[i] >= 0)
                 close(o->fds[i]);
@@ -1104,6 +1230,8 @@ int virtio_net_attach(struct rvm_vm *vm, uint64_t base, uint32_t gsi,
     n->tap = o->tap;
     n->npairs = nfds;
     n->poll_ns = (uint64_t)o->poll_us * 1000;
+    limiter_init(&n->tx_lim, &o->tx_limit);
+    limiter_init(&n->rx_lim, &o->rx_limit);
     for (unsigned i = 0; i < nfds; i++) {
         n->pairs[i].n = n;
         n->pairs[i].index = i;
@@ -1192,6 +1320,8 @@ int rvm_vm_add_virtio_net(struct rvm_vm *vm, const struct rvm_net_config *config
         o.mac[5] = (uint8_t)(gsi - RVM_VIRTIO_GSI_BASE);
     }
     o.mtu = config->mtu;
+    o.tx_limit = config->tx_limit;
+    o.rx_limit = config->rx_limit;
     o.poll_us = config->poll_us == 0                 ? RVM_NET_POLL_DEFAULT_US
                 : config->poll_us == RVM_NET_NO_POLL ? 0
                                                      : config->poll_us;

@@ -29,6 +29,7 @@ struct virtio_net_opts {
     uint8_t mac[6];   /* offered in config space */
     uint16_t mtu;     /* 0: 1500 */
     uint32_t poll_us; /* device-side polling window; 0: none */
+    struct rvm_rate_limit tx_limit, rx_limit;
 };
 
 /*

@@ -111,6 +111,50 @@ uint64_t rate_limit_wait_ns(struct rate_limit *l, uint64_t bytes, uint64_t now)
     return w ? w : 1;
 }
 
+bool rate_limit_ready(struct rate_limit *l, uint64_t now)
+{
+    if (!rate_limit_on(l))
+        return true;
+    bucket_refill(&l->ops, now);
+    bucket_refill(&l->bytes, now);
+    return (!l->ops.rate || l->ops.tokens > 0) && (!l->bytes.rate || l->bytes.tokens > 0);
+}
+
+void rate_limit_charge(struct rate_limit *l, uint64_t bytes, uint64_t now)
+{
+    bucket_refill(&l->ops, now);
+    bucket_refill(&l->bytes, now);
+    if (l->ops.rate)
+        l->ops.tokens -= 1;
+    if (l->bytes.rate)
+        l->bytes.tokens -= (int64_t)cost_of(bytes);
+}
+
+uint64_t rate_limit_ready_wait_ns(struct rate_limit *l, uint64_t now)
+{
+    bucket_refill(&l->ops, now);
+    bucket_refill(&l->bytes, now);
+    uint64_t a = bucket_wait(&l->ops, 1), b = bucket_wait(&l->bytes, 1);
+    uint64_t w = a > b ? a : b;
+
+    return w ? w : 1;
+}
+
+uint64_t rate_limit_room(struct rate_limit *l, uint64_t unit, uint64_t now)
+{
+    uint64_t room = UINT64_MAX;
+
+    bucket_refill(&l->ops, now);
+    bucket_refill(&l->bytes, now);
+    if (l->ops.rate)
+        room = l->ops.tokens > 0 ? (uint64_t)l->ops.tokens : 0;
+    if (l->bytes.rate && unit) {
+        uint64_t b = l->bytes.tokens > 0 ? (uint64_t)l->bytes.tokens / unit : 0;
+        room = b < room ? b : room;
+    }
+    return room;
+}
+
 int rate_limit_check(const struct rvm_rate_limit *c)
 {
     if (!c)

@@ -41,6 +41,17 @@ bool rate_limit_take(struct rate_limit *l, uint64_t bytes, uint64_t now);
 /* How long until a request of bytes may go (after rate_limit_take() said no): > 0 ns. */
 uint64_t rate_limit_wait_ns(struct rate_limit *l, uint64_t bytes, uint64_t now);
 
+/*
+ * For what is only known after it happened (a frame received): whether the
+ * buckets are out of debt, so that more may come; and the charge afterwards,
+ * which may put them in debt. The wait until ready, > 0 ns.
+ */
+bool rate_limit_ready(struct rate_limit *l, uint64_t now);
+void rate_limit_charge(struct rate_limit *l, uint64_t bytes, uint64_t now);
+uint64_t rate_limit_ready_wait_ns(struct rate_limit *l, uint64_t now);
+/* How many operations of up to unit bytes the buckets hold now (to read no more than that). */
+uint64_t rate_limit_room(struct rate_limit *l, uint64_t unit, uint64_t now);
+
 /* 0, or -EINVAL for a limit no bucket can hold (a rate without room for one op). */
 int rate_limit_check(const struct rvm_rate_limit *c);
 

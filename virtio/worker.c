@@ -268,7 +268,7 @@ static unsigned reap(struct worker *w, bool *stopping, uint32_t *kicked, bool *a
         if (tag == TAG_STOP)
             *stopping = true;
         else if (tag == TAG_CANCEL)
-            continue; /* what it cancelled completes on its own */
+            continue; /* a cancel's or a timer update's own: what it acted on completes itself */
         else if (tag == TAG_TIMER)
             w->timer_armed = false; /* the round takes work again */
         else if (tag == TAG_PAUSE)
@@ -511,15 +511,22 @@ int worker_pause_dev(struct worker *w, uint64_t timeout_ns)
 
 void worker_wake_after(struct worker *w, uint64_t ns)
 {
+    uint64_t deadline = vm_now_ns() + ns;
     struct io_uring_sqe *sqe;
 
-    if (w->timer_armed || !(sqe = worker_sqe(w)))
-        return; /* one at a time: the device asks again when it wakes */
+    if (w->timer_armed && deadline >= w->timer_deadline)
+        return; /* the one armed comes first: the device asks again when it wakes */
+    if (!(sqe = worker_sqe(w)))
+        return;
     w->timer_ts.tv_sec = (long long)(ns / 1000000000ULL);
     w->timer_ts.tv_nsec = (long long)(ns % 1000000000ULL);
-    io_uring_prep_timeout(sqe, &w->timer_ts, 0, 0);
-    io_uring_sqe_set_data64(sqe, TAG_TIMER);
+    if (w->timer_armed) /* sooner: the armed one moves (its update's own completion is ignored) */
+        io_uring_prep_timeout_update(sqe, &w->timer_ts, TAG_TIMER, 0);
+    else
+        io_uring_prep_timeout(sqe, &w->timer_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, w->timer_armed ? TAG_CANCEL : TAG_TIMER);
     w->timer_armed = true;
+    w->timer_deadline = deadline;
 }
 
 void worker_wake(struct worker *w)

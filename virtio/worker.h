@@ -96,6 +96,7 @@ struct worker {
     bool running;    /* a thread was started (and not yet joined) */
     bool stop_asked; /* worker_stop_wait() signalled it */
     bool timer_armed;
+    uint64_t timer_deadline; /* vm_now_ns() it fires at */
     struct __kernel_timespec timer_ts;
     pthread_t thread;
     int stop_efd;
@@ -136,7 +137,7 @@ void worker_resume_dev(struct worker *w);
 void worker_wake(struct worker *w);
 /*
  * On the worker: a round ns from now even if nothing else comes (a rate
- * limit's wait). One at a time: asked again while armed, it keeps the first.
+ * limit's wait). One timer: asked again while armed, it keeps the sooner.
  */
 void worker_wake_after(struct worker *w, uint64_t ns);
 

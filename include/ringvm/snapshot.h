@@ -90,6 +90,8 @@ struct rvm_restore_net {
     const char *tap; /* a tap interface name, or NULL to use fd */
     int fd;          /* with tap NULL: taken over by the VM */
     bool fd_is_tap;
+    /* The device's rate limits from now on: the restoring host's, as for a disk. */
+    struct rvm_rate_limit tx_limit, rx_limit;
 };
 
 struct rvm_restore_params {

@@ -102,6 +102,13 @@ struct rvm_net_config {
      * VIRTIO_NET_F_MQ with the control queue that enables them.
      */
     uint16_t queues;
+    /*
+     * Rate limits for the device as a whole (all its queue pairs): frames
+     * the guest sends (tx) and frames it is given (rx). Over the limit, a
+     * send waits in the device and receives wait in the backend (a tap's
+     * queue, which drops when full, as a busy link would). All 0: none.
+     */
+    struct rvm_rate_limit tx_limit, rx_limit;
 };
 
 /* Adds a virtio-net device in the VM's next virtio slot; as rvm_vm_add_virtio_blk(). */
