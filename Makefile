@@ -88,6 +88,7 @@ FUZZ_SRCS_fuzz_net := virtio/net_req.c
 FUZZ_SRCS_fuzz_loader := arch/x86_64/pvh.c arch/x86_64/bzimage.c mem/mem.c core/hv.c core/log.c
 FUZZ_LIBS_fuzz_loader := -lhugetlbfs -lnuma
 FUZZ_SRCS_fuzz_cli := cli/args.c core/config.c
+FUZZ_SRCS_fuzz_state := arch/x86_64/state_parse.c core/snaprec.c
 
 .PHONY: all lib cli bench tests guest examples test test-asan test-tsan demo deps linux-guest install uninstall format format-check clean help fuzz fuzz-build
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "../arch/x86_64/state_parse.h"
 #include "../core/snaprec.h"
 #include "../core/snapshot_internal.h"
 #include "../core/vm_internal.h"
@@ -917,6 +918,65 @@ static void test_cpuid_the_host_lacks_is_refused(void **state)
 }
 
 /*
+ * The vCPU state is parsed and checked whole before anything reaches KVM
+ * (arch/x86_64/state_parse.c, the fuzz tier's fuzz_state): the sample's
+ * parses; an MP state x86 has not, an MSR count past its record, or an
+ * XCR count past KVM's, each refuses it, and so does a restore of it.
+ */
+static void test_vcpu_state_parsed_first(void **state)
+{
+    static struct rec recs[512];
+    struct vcpu_state vs;
+    uint8_t *st;
+    size_t len, n;
+    (void)state;
+    NEED_SAMPLE();
+
+    int dfd = open(scratch_path("full"), O_RDONLY | O_DIRECTORY);
+    assert_int_equal(snap_read_file(dfd, "state", (void **)&st, &len, 1 << 26), 0);
+    close(dfd);
+    assert_int_equal(vcpu_state_parse(st, len, 0, 1 << 16, &vs), 0);
+    assert_non_null(vs.msrs);
+    assert_true(vs.msrs->nmsrs > 0);
+    vcpu_state_free(&vs);
+    assert_int_equal(vcpu_state_parse(st, len, 5, 1 << 16, &vs), -EBADMSG); /* no such vCPU */
+    n = split_state(st, len, recs, 512);
+    static const struct {
+        uint32_t type, off, value;
+        const char *what;
+    } cases[] = {
+        {REC_VCPU_MP_STATE, 0, 9, "an MP state x86 has not"},
+        {REC_VCPU_MSRS, 0, STATE_MAX_MSRS + 1, "more MSRs than a save makes"},
+        {REC_VCPU_XCRS, 0, KVM_MAX_XCRS + 1, "more XCRs than KVM has"},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t k = find_rec(recs, n, cases[c].type, 0);
+        uint8_t *copy = malloc(recs[k].h.len);
+        const uint8_t *orig = recs[k].data;
+
+        assert_non_null(copy);
+        memcpy(copy, orig, recs[k].h.len);
+        memcpy(copy + cases[c].off, &cases[c].value, sizeof(cases[c].value));
+        recs[k].data = copy;
+        const char *bad = crafted("full");
+        write_state(bad, recs, n, n, 0);
+        recs[k].data = orig;
+        uint8_t *bst;
+        size_t blen;
+        dfd = open(bad, O_RDONLY | O_DIRECTORY);
+        assert_int_equal(snap_read_file(dfd, "state", (void **)&bst, &blen, 1 << 26), 0);
+        close(dfd);
+        if (vcpu_state_parse(bst, blen, 0, 1 << 16, &vs) != -EBADMSG)
+            print_message("%s: parsed\n", cases[c].what);
+        assert_int_equal(vcpu_state_parse(bst, blen, 0, 1 << 16, &vs), -EBADMSG);
+        assert_int_equal(try_restore(bad), -EBADMSG);
+        free(bst);
+        free(copy);
+    }
+    free(st);
+}
+
+/*
  * Defect 10: a TSC rate other than this host's only warned. The saved rate
  * (here: twice the host's) is set where KVM can scale the TSC; where it
  * cannot, the restore is refused unless the caller allows the drift.
@@ -977,6 +1037,7 @@ int main(void)
         cmocka_unit_test(test_tsc_rate_is_set_or_refused),
         cmocka_unit_test(test_restore_opens_only_what_it_is_given),
         cmocka_unit_test(test_disk_error_policy_in_record),
+        cmocka_unit_test(test_vcpu_state_parsed_first),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -3,8 +3,9 @@
  * Everything KVM holds for an x86 VM, as snapshot records: per vCPU the
  * registers, segment and control state, XSAVE (or legacy FPU), XCRs, the
  * MSRs of KVM's index list, LAPIC, pending events, debug registers and MP
- * state; per VM the PICs, IOAPIC, PIT and kvmclock. Loading goes in the
- * order KVM needs (state that others depend on first, events last).
+ * state; per VM the PICs, IOAPIC, PIT and kvmclock. Loading parses and
+ * checks every record first (state_parse.c), then applies them in the order
+ * KVM needs (state that others depend on first, events last).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,8 +17,9 @@
 #include "../../core/snaprec.h"
 #include "../../core/vm_internal.h"
 #include "arch.h"
+#include "state_parse.h"
 
-#define MAX_MSRS 512
+#define MAX_MSRS STATE_MAX_MSRS
 
 /* KVM's list of MSRs to save, read once per call (small). */
 static int msr_index_list(struct rvm_hv *hv, struct kvm_msr_list **out)
@@ -90,7 +92,7 @@ static int save_msrs(struct rvm_vcpu *v, struct recbuf *b)
         rec_put(b, rec, v->id, &s_, sizeof(s_));                                                   \
     } while (0)
 
-#define MAX_CPUID 256
+#define MAX_CPUID STATE_MAX_CPUID
 
 /* The vCPU's CPUID as KVM holds it: what the guest saw, the embedder's edits included. */
 static int save_cpuid(struct rvm_vcpu *v, struct recbuf *b)
@@ -180,33 +182,17 @@ static int cpuid_fits_host(struct rvm_vcpu *v, const struct kvm_cpuid2 *saved)
     return r;
 }
 
-/* Puts a saved CPUID back (before the vCPU first runs); a snapshot without one keeps ours. */
-static int load_cpuid(struct rvm_vcpu *v, const uint8_t *st, size_t len)
+/* Puts a saved CPUID back (before the vCPU first runs), if it fits this host. */
+static int load_cpuid(struct rvm_vcpu *v, struct kvm_cpuid2 *c)
 {
-    const struct kvm_cpuid2 *saved;
-    const void *p;
-    uint32_t l;
-    int r = 0;
+    int r;
 
-    if (rec_find(st, len, REC_VCPU_CPUID, v->id, &p, &l) < 0)
-        return 0;
-    saved = p;
-    if (l < sizeof(*saved) || saved->nent > MAX_CPUID ||
-        l != sizeof(*saved) + saved->nent * sizeof(saved->entries[0]))
-        return -EBADMSG;
-    struct kvm_cpuid2 *c = malloc(l);
-    if (!c)
-        return -ENOMEM;
-    memcpy(c, p, l);
-    if ((r = cpuid_fits_host(v, c)) < 0) {
-        free(c);
+    if ((r = cpuid_fits_host(v, c)) < 0)
         return r;
-    }
     if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
         r = -errno;
         rvm_err(v->vm->hv, "vCPU %u: restoring its CPUID: %s", v->id, strerror(-r));
     }
-    free(c);
     return r;
 }
 
@@ -235,87 +221,53 @@ int arch_vcpu_save(struct rvm_vcpu *v, struct recbuf *b)
     return b->err;
 }
 
-/* A record of exactly want bytes (or at least want, for variable ones). */
-static int need(const uint8_t *st, size_t len, uint32_t type, uint32_t id, uint32_t want,
-                bool exact, const void **p, uint32_t *plen)
+/* One ioctl of the load; its failure logged. */
+static int set(struct rvm_vcpu *v, unsigned long ioc, const char *name, void *arg)
 {
-    uint32_t l;
-    int r = rec_find(st, len, type, id, p, &l);
-
-    if (r < 0 || (exact ? l != want : l < want))
-        return -EBADMSG;
-    if (plen)
-        *plen = l;
+    if (ioctl(v->fd, ioc, arg) < 0) {
+        int e = -errno;
+        rvm_err(v->vm->hv, "vCPU %u: restoring %s: %s", v->id, name, strerror(-e));
+        return e;
+    }
     return 0;
 }
 
-#define SET(ioc, type, rec)                                                                        \
-    do {                                                                                           \
-        const void *p_;                                                                            \
-        type s_;                                                                                   \
-        if (need(st, len, rec, v->id, sizeof(type), true, &p_, NULL) < 0)                          \
-            return -EBADMSG;                                                                       \
-        memcpy(&s_, p_, sizeof(s_));                                                               \
-        if (ioctl(v->fd, ioc, &s_) < 0) {                                                          \
-            int e_ = -errno;                                                                       \
-            rvm_err(v->vm->hv, "vCPU %u: restoring " #ioc ": %s", v->id, strerror(-e_));           \
-            return e_;                                                                             \
-        }                                                                                          \
-    } while (0)
+#define SET(ioc, arg) set(v, ioc, #ioc, arg)
+
+/* The parsed state into KVM, in the order it needs (CPUID first: the MSRs and XSAVE depend on it).
+ */
+static int vcpu_apply(struct rvm_vcpu *v, struct vcpu_state *s)
+{
+    int r;
+
+    if ((s->cpuid && (r = load_cpuid(v, s->cpuid)) < 0) ||
+        (r = SET(KVM_SET_MP_STATE, &s->mp)) < 0 || (r = SET(KVM_SET_REGS, &s->regs)) < 0 ||
+        (r = SET(KVM_SET_SREGS, &s->sregs)) < 0 || (r = SET(KVM_SET_XSAVE, s->xsave)) < 0 ||
+        (r = SET(KVM_SET_XCRS, &s->xcrs)) < 0 || (r = SET(KVM_SET_DEBUGREGS, &s->debugregs)) < 0 ||
+        (r = SET(KVM_SET_LAPIC, &s->lapic)) < 0)
+        return r;
+    r = ioctl(v->fd, KVM_SET_MSRS, s->msrs);
+    if (r < 0 || (uint32_t)r != s->msrs->nmsrs) {
+        rvm_err(v->vm->hv, "vCPU %u: %d of %u MSRs restored", v->id, r, s->msrs->nmsrs);
+        return r < 0 ? -errno : -EINVAL;
+    }
+    return SET(KVM_SET_VCPU_EVENTS, &s->events);
+}
 
 int arch_vcpu_load(struct rvm_vcpu *v, const uint8_t *st, size_t len)
 {
-    const void *p;
-    uint32_t l;
-    int r;
+    struct vcpu_state s;
+    int r = vcpu_state_parse(st, len, v->id, (uint32_t)xsave_size(v->vm), &s);
 
-    /* CPUID first: what KVM accepts of the MSRs and XSAVE state below depends on it. */
-    if ((r = load_cpuid(v, st, len)) < 0)
-        return r;
-    SET(KVM_SET_MP_STATE, struct kvm_mp_state, REC_VCPU_MP_STATE);
-    SET(KVM_SET_REGS, struct kvm_regs, REC_VCPU_REGS);
-    SET(KVM_SET_SREGS, struct kvm_sregs, REC_VCPU_SREGS);
-    if (need(st, len, REC_VCPU_XSAVE, v->id, sizeof(struct kvm_xsave), false, &p, &l) < 0)
-        return -EBADMSG;
-    if ((int)l > xsave_size(v->vm)) {
-        rvm_err(v->vm->hv, "vCPU %u: XSAVE state of %u bytes, this host's is smaller", v->id, l);
+    if (r == -E2BIG) {
+        rvm_err(v->vm->hv, "vCPU %u: the snapshot's XSAVE state is larger than this host's", v->id);
         return -EINVAL;
     }
-    {
-        struct kvm_xsave *x = calloc(1, (size_t)xsave_size(v->vm));
-        if (!x)
-            return -ENOMEM;
-        memcpy(x, p, l);
-        if (ioctl(v->fd, KVM_SET_XSAVE, x) < 0)
-            r = -errno;
-        free(x);
-        if (r < 0)
-            return r;
-    }
-    SET(KVM_SET_XCRS, struct kvm_xcrs, REC_VCPU_XCRS);
-    SET(KVM_SET_DEBUGREGS, struct kvm_debugregs, REC_VCPU_DEBUGREGS);
-    SET(KVM_SET_LAPIC, struct kvm_lapic_state, REC_VCPU_LAPIC);
-    if (need(st, len, REC_VCPU_MSRS, v->id, sizeof(struct kvm_msrs), false, &p, &l) < 0)
-        return -EBADMSG;
-    {
-        const struct kvm_msrs *m = p;
-        uint32_t nmsrs = m->nmsrs;
-
-        if (nmsrs > MAX_MSRS || l != sizeof(*m) + nmsrs * sizeof(struct kvm_msr_entry))
-            return -EBADMSG;
-        struct kvm_msrs *c = malloc(l);
-        if (!c)
-            return -ENOMEM;
-        memcpy(c, p, l);
-        r = ioctl(v->fd, KVM_SET_MSRS, c);
-        free(c);
-        if (r < 0 || (uint32_t)r != nmsrs) {
-            rvm_err(v->vm->hv, "vCPU %u: %d of %u MSRs restored", v->id, r, nmsrs);
-            return r < 0 ? -errno : -EINVAL;
-        }
-    }
-    SET(KVM_SET_VCPU_EVENTS, struct kvm_vcpu_events, REC_VCPU_EVENTS);
-    return 0;
+    if (r < 0)
+        return r;
+    r = vcpu_apply(v, &s);
+    vcpu_state_free(&s);
+    return r;
 }
 
 int arch_vm_save(struct rvm_vm *vm, struct recbuf *b)
@@ -379,35 +331,14 @@ static int load_tsc_khz(struct rvm_vm *vm, uint32_t saved, bool allow_drift)
 
 int arch_vm_load(struct rvm_vm *vm, const uint8_t *st, size_t len, bool allow_tsc_drift)
 {
-    const void *p;
-    uint32_t khz_saved;
+    struct vm_state s;
 
-    for (uint32_t chip = 0; chip < 3; chip++) {
-        struct kvm_irqchip c;
-        if (need(st, len, REC_VM_IRQCHIP, chip, sizeof(c), true, &p, NULL) < 0)
-            return -EBADMSG;
-        memcpy(&c, p, sizeof(c));
-        if (c.chip_id != chip || ioctl(vm->fd, KVM_SET_IRQCHIP, &c) < 0)
-            return c.chip_id != chip ? -EBADMSG : -errno;
-    }
-    {
-        struct kvm_pit_state2 pit;
-        if (need(st, len, REC_VM_PIT2, 0, sizeof(pit), true, &p, NULL) < 0)
-            return -EBADMSG;
-        memcpy(&pit, p, sizeof(pit));
-        if (ioctl(vm->fd, KVM_SET_PIT2, &pit) < 0)
-            return -errno;
-    }
-    {
-        struct kvm_clock_data clock;
-        if (need(st, len, REC_VM_CLOCK, 0, sizeof(clock), true, &p, NULL) < 0)
-            return -EBADMSG;
-        memcpy(&clock, p, sizeof(clock));
-        if (ioctl(vm->fd, KVM_SET_CLOCK, &clock) < 0)
-            return -errno;
-    }
-    if (need(st, len, REC_VM_TSC_KHZ, 0, sizeof(khz_saved), true, &p, NULL) < 0)
+    if (vm_state_parse(st, len, &s) < 0)
         return -EBADMSG;
-    memcpy(&khz_saved, p, sizeof(khz_saved));
-    return load_tsc_khz(vm, khz_saved, allow_tsc_drift);
+    for (uint32_t chip = 0; chip < 3; chip++)
+        if (ioctl(vm->fd, KVM_SET_IRQCHIP, &s.chip[chip]) < 0)
+            return -errno;
+    if (ioctl(vm->fd, KVM_SET_PIT2, &s.pit) < 0 || ioctl(vm->fd, KVM_SET_CLOCK, &s.clock) < 0)
+        return -errno;
+    return load_tsc_khz(vm, s.tsc_khz, allow_tsc_drift);
 }
