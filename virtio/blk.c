@@ -457,6 +457,17 @@ static const struct worker_ops blk_worker_ops = {
     .cancel = blk_cancel,
 };
 
+/* The per-request arrays activate made: the slots, and the held and waiting lists. */
+static void slots_free(struct virtio_blk *b)
+{
+    free(b->slots);
+    free(b->held);
+    free(b->waiting);
+    b->slots = NULL;
+    b->held = NULL;
+    b->waiting = NULL;
+}
+
 static int blk_activate(void *dev, struct vq *queues, uint64_t features)
 {
     struct virtio_blk *b = dev;
@@ -471,12 +482,7 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
     b->held = calloc((size_t)b->nslots + 1, sizeof(*b->held));
     b->waiting = calloc((size_t)b->nslots + 1, sizeof(*b->waiting));
     if (!b->slots || !b->held || !b->waiting) {
-        free(b->slots);
-        free(b->held);
-        free(b->waiting);
-        b->slots = NULL;
-        b->held = NULL;
-        b->waiting = NULL;
+        slots_free(b);
         return -ENOMEM;
     }
     b->wait_head = b->nwaiting = 0;
@@ -513,12 +519,7 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
 err_worker:
     worker_fini(&b->w);
 err_slots:
-    free(b->slots);
-    free(b->held);
-    free(b->waiting);
-    b->slots = NULL;
-    b->held = NULL;
-    b->waiting = NULL;
+    slots_free(b);
     rvm_err(b->vm->hv, "virtio-blk: cannot start: %s", strerror(-r));
     return r;
 }
@@ -536,12 +537,7 @@ static int blk_reset(void *dev, uint64_t timeout_ns)
         return 0;
     if ((r = worker_stop_wait(&b->w, timeout_ns)) < 0)
         return r;
-    free(b->slots);
-    free(b->held); /* requests held on an error: the driver forgets them too */
-    free(b->waiting);
-    b->slots = NULL;
-    b->held = NULL;
-    b->waiting = NULL;
+    slots_free(b); /* requests held on an error or by the limit: the driver forgets them too */
     __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
     return 0;
 }
