@@ -26,19 +26,12 @@
 #include "blk.h"
 #include "blk_req.h"
 #include "mmio.h"
-#include "ratelimit.h"
+#include "blk_exec.h"
 #include "worker.h"
 
 #define RING_ENTRIES  512
 #define FILE_DIRECT   0 /* registered file indices */
 #define FILE_BUFFERED 1
-
-struct blk_slot {
-    struct blk_req req;
-    uint16_t queue, head;
-    uint64_t expect; /* bytes the operation must move */
-    int next_free;
-};
 
 struct virtio_blk {
     struct rvm_vm *vm;
@@ -63,81 +56,64 @@ struct virtio_blk {
     /* Set at activate, used by the worker alone until reset. */
     struct vq *vqs;
     struct worker w;
-    bool completed; /* slots came free this round: every queue may have waited for one */
-    struct blk_slot *slots;
-    int nslots, free_head, inflight;
+    struct blk_exec exec; /* the requests: their slots, the limit's and the policy's lists */
+    bool completed;       /* slots came free this round: every queue may have waited for one */
     struct vq_seg seg[BLK_SEG_MAX + 2];
-    /* The rate limit's: its buckets, and the parsed requests that wait for them, in order. */
-    struct rate_limit limit;
-    int *waiting, wait_head, nwaiting;
-    /* The error policy's: requests held after a backend error, and whether new ones wait. */
-    int *held, nheld;
-    bool stopped;
-    uint32_t resumes_seen;
+    uint32_t resumes_seen; /* resumes when the policy stopped: only a later one retries */
 
-    uint64_t stat_requests, stat_errors, stat_batches, stat_irqs; /* __atomic */
+    uint64_t stat_batches, stat_irqs; /* __atomic */
 };
 
 void virtio_blk_stats(const struct virtio_blk *b, struct virtio_blk_stats *s)
 {
-    s->requests = __atomic_load_n(&b->stat_requests, __ATOMIC_RELAXED);
-    s->errors = __atomic_load_n(&b->stat_errors, __ATOMIC_RELAXED);
+    s->requests = __atomic_load_n(&b->exec.stat_requests, __ATOMIC_RELAXED);
+    s->errors = __atomic_load_n(&b->exec.stat_errors, __ATOMIC_RELAXED);
     s->batches = __atomic_load_n(&b->stat_batches, __ATOMIC_RELAXED);
     s->interrupts = __atomic_load_n(&b->stat_irqs, __ATOMIC_RELAXED);
 }
 
-/* Gives a request back to the driver with its status; records what the device wrote. */
-static void complete(struct virtio_blk *b, uint16_t q, uint16_t head, struct blk_req *r,
-                     uint8_t status, uint32_t written)
-{
-    struct rvm_mem *mem = rvm_vm_mem(b->vm);
+/* ---- the request engine's backend (blk_exec.h): the worker's io_uring ---- */
 
-    if (r && r->status) {
-        *r->status = status;
-        mem_mark_dirty(mem, r->status_gpa, 1);
-        written += 1;
+static int ring_start(void *ctx, uint64_t tag, const struct blk_io *io)
+{
+    struct virtio_blk *b = ctx;
+    struct io_uring_sqe *sqe = worker_sqe(&b->w);
+    int file = io->direct ? FILE_DIRECT : FILE_BUFFERED;
+
+    if (!sqe)
+        return -EAGAIN; /* the kernel refused to take more */
+    switch (io->type) {
+    case VIRTIO_BLK_T_IN:
+        io_uring_prep_readv(sqe, file, io->iov, io->niov, (off_t)io->off);
+        break;
+    case VIRTIO_BLK_T_OUT:
+        io_uring_prep_writev(sqe, file, io->iov, io->niov, (off_t)io->off);
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        io_uring_prep_fsync(sqe, FILE_BUFFERED, 0);
+        break;
+    default: /* DISCARD, WRITE_ZEROES */
+        io_uring_prep_fallocate(sqe, FILE_BUFFERED,
+                                FALLOC_FL_KEEP_SIZE |
+                                    (io->unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE),
+                                (off_t)io->off, (off_t)io->len);
+        break;
     }
-    if (status != VIRTIO_BLK_S_OK)
-        counter_bump(&b->stat_errors);
-    counter_bump(&b->stat_requests);
-    vq_add_used(&b->vqs[q], head, written);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, tag);
+    return 0;
 }
 
-/* Whether the backend takes r with O_DIRECT: buffers, lengths and offset as it requires. */
-static bool direct_ok(const struct virtio_blk *b, const struct blk_req *r)
+static void ring_wake_after(void *ctx, uint64_t ns)
 {
-    if (!b->has_direct || (r->sector * BLK_SECTOR + r->done) % b->dio_off_align)
-        return false;
-    for (unsigned i = 0; i < r->niov; i++)
-        if ((uintptr_t)r->iov[i].iov_base % b->dio_mem_align ||
-            r->iov[i].iov_len % b->dio_off_align)
-            return false;
-    return true;
+    worker_wake_after(&((struct virtio_blk *)ctx)->w, ns);
 }
 
-static void submit(struct virtio_blk *b, int slot);
-
-/* Whether the error policy stops the VM for err rather than failing the request. */
-static bool stops_on(const struct virtio_blk *b, int err)
+/* The error policy stopped the device: the VM pauses until the embedder resumes it. */
+static void ring_stopped(void *ctx, int err)
 {
-    if (err == -ECANCELED || err == -EINTR)
-        return false; /* a reset cancelled it */
-    return b->on_error == RVM_BLK_ERROR_STOP ||
-           (b->on_error == RVM_BLK_ERROR_STOP_ENOSPC && (err == -ENOSPC || err == -EDQUOT));
-}
+    struct virtio_blk *b = ctx;
 
-/*
- * A request the backend failed, kept as it stands (what it moved stays
- * moved) for a retry after the VM resumes. The first one stops the device
- * taking new requests and pauses the VM.
- */
-static void hold(struct virtio_blk *b, int slot, int err)
-{
-    b->held[b->nheld++] = slot;
-    b->inflight--;
-    if (b->stopped)
-        return;
-    b->stopped = true;
     b->resumes_seen = __atomic_load_n(&b->resumes, __ATOMIC_ACQUIRE); /* only a later one */
     __atomic_store_n(&b->stop_err, err, __ATOMIC_RELEASE);
     rvm_err(b->vm->hv, "%s: %s on %s: the VM is paused until it is resumed, which retries", b->name,
@@ -145,188 +121,32 @@ static void hold(struct virtio_blk *b, int slot, int err)
     vm_request_pause(b->vm, b->name, err);
 }
 
+static uint64_t ring_now_ns(void *ctx)
+{
+    (void)ctx;
+    return vm_now_ns();
+}
+
+static const struct blk_exec_ops ring_ops = {
+    .start = ring_start,
+    .wake_after = ring_wake_after,
+    .stopped = ring_stopped,
+    .now_ns = ring_now_ns,
+};
+
 /*
- * A resume after a stop: the held requests go again, from where they
- * stopped, and new ones are taken. False while still stopped.
+ * After a stop: once the VM has resumed, the held requests go again and new
+ * ones are taken. False while still stopped.
  */
 static bool retry_held(struct virtio_blk *b)
 {
-    uint32_t resumes = __atomic_load_n(&b->resumes, __ATOMIC_ACQUIRE);
-
-    if (resumes == b->resumes_seen)
+    if (__atomic_load_n(&b->resumes, __ATOMIC_ACQUIRE) == b->resumes_seen)
         return false;
-    b->stopped = false;
     __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
-    /* Taken from the end: one that fails at once is held again where it was taken from. */
-    while (b->nheld && !b->stopped)
-        submit(b, b->held[--b->nheld]);
-    return !b->stopped;
+    return blk_exec_retry(&b->exec);
 }
 
-/* A read's first `bytes` bytes landed in guest memory: recorded for dirty tracking. */
-static void mark_landed(struct virtio_blk *b, const struct blk_req *r, uint64_t bytes)
-{
-    for (unsigned i = 0; i < r->niov && bytes; i++) {
-        uint64_t k = r->iov[i].iov_len < bytes ? r->iov[i].iov_len : bytes;
-        mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], k);
-        bytes -= k;
-    }
-}
-
-/*
- * An I/O completion. A transfer cut short goes on with what remains (a
- * backend may move less than asked); one that moves nothing more fails.
- * Either way a read's bytes that landed are marked dirty, exactly those.
- */
-static void finish(struct virtio_blk *b, int slot, int res)
-{
-    struct blk_slot *s = &b->slots[slot];
-    struct blk_req *r = &s->req;
-    bool rw = r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT;
-
-    if (res < 0 && stops_on(b, res)) {
-        hold(b, slot, res);
-        return;
-    }
-    if (rw && res > 0 && (uint64_t)res < s->expect) {
-        if (r->type == VIRTIO_BLK_T_IN)
-            mark_landed(b, r, (uint64_t)res);
-        blk_req_advance(r, (uint64_t)res);
-        b->inflight--;
-        submit(b, slot); /* the rest, from where it stopped */
-        return;
-    }
-    bool ok = res >= 0 && (uint64_t)res == s->expect;
-    if (r->type == VIRTIO_BLK_T_IN && res > 0) {
-        mark_landed(b, r, (uint64_t)res);
-        r->done += (uint64_t)res;
-    }
-    /* What the device wrote into the buffers: a read's bytes, all or as far as it came. */
-    uint32_t written = r->type == VIRTIO_BLK_T_IN ? (uint32_t)r->done : 0;
-    complete(b, s->queue, s->head, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, written);
-    s->next_free = b->free_head;
-    b->free_head = slot;
-    b->inflight--;
-}
-
-/* Starts one parsed request on the ring. */
-static void submit(struct virtio_blk *b, int slot)
-{
-    struct blk_slot *s = &b->slots[slot];
-    struct blk_req *r = &s->req;
-    struct io_uring_sqe *sqe = worker_sqe(&b->w);
-    int file = direct_ok(b, r) ? FILE_DIRECT : FILE_BUFFERED;
-    off_t off = (off_t)(r->sector * BLK_SECTOR + r->done);
-
-    b->inflight++;
-    if (!sqe) { /* the kernel refused to take more: this request fails, the device goes on */
-        finish(b, slot, -EAGAIN);
-        return;
-    }
-
-    switch (r->type) {
-    case VIRTIO_BLK_T_IN:
-        io_uring_prep_readv(sqe, file, r->iov, r->niov, off);
-        s->expect = r->data_len - r->done;
-        break;
-    case VIRTIO_BLK_T_OUT:
-        io_uring_prep_writev(sqe, file, r->iov, r->niov, off);
-        s->expect = r->data_len - r->done;
-        break;
-    case VIRTIO_BLK_T_FLUSH:
-        io_uring_prep_fsync(sqe, FILE_BUFFERED, 0);
-        s->expect = 0;
-        break;
-    default: { /* DISCARD, WRITE_ZEROES */
-        int mode =
-            FALLOC_FL_KEEP_SIZE | (r->type == VIRTIO_BLK_T_DISCARD ||
-                                           (r->range_flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
-                                       ? FALLOC_FL_PUNCH_HOLE
-                                       : FALLOC_FL_ZERO_RANGE);
-        io_uring_prep_fallocate(sqe, FILE_BUFFERED, mode, off,
-                                (off_t)(r->num_sectors * BLK_SECTOR));
-        s->expect = 0;
-        break;
-    }
-    }
-    sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, (uint64_t)slot);
-}
-
-/* What a request costs the byte bucket: the data it moves. */
-static uint64_t limit_bytes(const struct blk_req *r)
-{
-    return r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT ? r->data_len : 0;
-}
-
-/* A parsed request goes now, or waits behind the others its rate limit holds back. */
-static void admit(struct virtio_blk *b, int slot)
-{
-    const struct blk_req *r = &b->slots[slot].req;
-
-    if (!b->nwaiting && rate_limit_take(&b->limit, limit_bytes(r), vm_now_ns())) {
-        submit(b, slot);
-        return;
-    }
-    b->waiting[(b->wait_head + b->nwaiting++) % b->nslots] = slot;
-    if (b->nwaiting == 1)
-        worker_wake_after(&b->w, rate_limit_wait_ns(&b->limit, limit_bytes(r), vm_now_ns()));
-}
-
-/*
- * The requests the rate limit held back, in order, while it lets them go
- * (all of them when unlimited: a snapshot's pause). True when none waits.
- */
-static bool release_waiting(struct virtio_blk *b, bool unlimited)
-{
-    while (b->nwaiting) {
-        int slot = b->waiting[b->wait_head];
-        uint64_t bytes = limit_bytes(&b->slots[slot].req);
-
-        if (!unlimited && !rate_limit_take(&b->limit, bytes, vm_now_ns())) {
-            worker_wake_after(&b->w, rate_limit_wait_ns(&b->limit, bytes, vm_now_ns()));
-            return false;
-        }
-        b->wait_head = (b->wait_head + 1) % b->nslots;
-        b->nwaiting--;
-        submit(b, slot);
-    }
-    return true;
-}
-
-/* Takes one chain off queue q: completed at once, or started on the ring. */
-static void handle_chain(struct virtio_blk *b, uint16_t q, struct vq_chain *c)
-{
-    int slot = b->free_head;
-    struct blk_req *r = &b->slots[slot].req;
-    int rc = blk_parse(c, b->capacity, b->ro, r);
-
-    if (rc == BLK_DROP) {
-        complete(b, q, c->head, NULL, VIRTIO_BLK_S_IOERR, 0);
-        return;
-    }
-    if (rc != BLK_SUBMIT) {
-        complete(b, q, c->head, r, (uint8_t)rc, 0);
-        return;
-    }
-    if (r->type == VIRTIO_BLK_T_GET_ID) {
-        uint32_t n = 0;
-        for (unsigned i = 0; i < r->niov && n < sizeof(b->id); i++) {
-            uint32_t k = (uint32_t)(r->iov[i].iov_len < sizeof(b->id) - n ? r->iov[i].iov_len
-                                                                          : sizeof(b->id) - n);
-            memcpy(r->iov[i].iov_base, b->id + n, k);
-            mem_mark_dirty(rvm_vm_mem(b->vm), r->gpa[i], k);
-            n += k;
-        }
-        complete(b, q, c->head, r, VIRTIO_BLK_S_OK, n);
-        return;
-    }
-    b->free_head = b->slots[slot].next_free;
-    b->slots[slot].queue = q;
-    b->slots[slot].head = c->head;
-    admit(b, slot);
-}
-
+/* ---- taking chains ---- */
 struct take_ctx {
     struct virtio_blk *b;
     uint16_t q;
@@ -336,9 +156,9 @@ static bool take_chain(void *arg, struct vq_chain *c)
 {
     struct take_ctx *t = arg;
 
-    handle_chain(t->b, t->q, c);
+    blk_exec_chain(&t->b->exec, t->q, c);
     /* Out of slots: completions bring us back; held back by the limit: its timer does. */
-    return t->b->free_head >= 0 && !t->b->nwaiting;
+    return blk_exec_room(&t->b->exec);
 }
 
 /*
@@ -351,7 +171,7 @@ static bool drain_queue(struct virtio_blk *b, uint16_t q, bool quiet)
     struct vq_chain c = {.seg = b->seg, .max_seg = BLK_SEG_MAX + 2};
     struct take_ctx t = {b, q};
 
-    if (!b->vqs[q].size || b->free_head < 0)
+    if (!b->vqs[q].size || !blk_exec_room(&b->exec))
         return true;
     return vq_drain(&b->vqs[q], &c, quiet, take_chain, &t) == 0;
 }
@@ -363,13 +183,13 @@ static bool blk_take(void *dev, uint32_t kicked, bool polled)
     struct virtio_blk *b = dev;
     bool any = b->completed || polled;
 
-    if (b->stopped) {
+    if (b->exec.stopped) {
         if (!retry_held(b))
             return true; /* new requests wait in their rings until the VM resumes */
         any = true;      /* they came without a notification the worker kept */
     }
-    if (b->nwaiting) {
-        if (!release_waiting(b, false))
+    if (b->exec.nwaiting) {
+        if (!blk_exec_release(&b->exec, false))
             return true; /* the rest waits in the rings: taking it would jump the queue */
         any = true;
     }
@@ -384,7 +204,7 @@ static void blk_complete(void *dev, uint64_t tag, int res)
 {
     struct virtio_blk *b = dev;
 
-    finish(b, (int)tag, res);
+    blk_exec_complete(&b->exec, tag, res);
     b->completed = true;
 }
 
@@ -406,7 +226,7 @@ static bool blk_idle(void *dev)
 {
     struct virtio_blk *b = dev;
 
-    return b->inflight == 0 && b->nwaiting == 0;
+    return blk_exec_idle(&b->exec);
 }
 
 /*
@@ -419,9 +239,9 @@ static void blk_cancel(void *dev, bool stopping)
     struct virtio_blk *b = dev;
 
     if (stopping)
-        b->nwaiting = 0;
+        blk_exec_drop_waiting(&b->exec);
     else
-        release_waiting(b, true);
+        blk_exec_release(&b->exec, true);
 }
 
 /* Polling: a queue has a chain and there is a slot for it. */
@@ -429,7 +249,7 @@ static bool blk_has_work(void *dev)
 {
     struct virtio_blk *b = dev;
 
-    if (b->free_head >= 0 && !b->stopped && !b->nwaiting)
+    if (blk_exec_room(&b->exec))
         for (uint16_t q = 0; q < b->nq; q++)
             if (b->vqs[q].size && vq_has_avail(&b->vqs[q]))
                 return true;
@@ -457,43 +277,33 @@ static const struct worker_ops blk_worker_ops = {
     .cancel = blk_cancel,
 };
 
-/* The per-request arrays activate made: the slots, and the held and waiting lists. */
-static void slots_free(struct virtio_blk *b)
-{
-    free(b->slots);
-    free(b->held);
-    free(b->waiting);
-    b->slots = NULL;
-    b->held = NULL;
-    b->waiting = NULL;
-}
-
 static int blk_activate(void *dev, struct vq *queues, uint64_t features)
 {
     struct virtio_blk *b = dev;
     int files[2], r;
 
     (void)features;
-    b->vqs = queues;
-    b->nslots = 0;
+    int nslots = 0;
     for (uint16_t q = 0; q < b->nq; q++)
-        b->nslots += queues[q].size;
-    b->slots = calloc((size_t)b->nslots + 1, sizeof(*b->slots));
-    b->held = calloc((size_t)b->nslots + 1, sizeof(*b->held));
-    b->waiting = calloc((size_t)b->nslots + 1, sizeof(*b->waiting));
-    if (!b->slots || !b->held || !b->waiting) {
-        slots_free(b);
-        return -ENOMEM;
-    }
-    b->wait_head = b->nwaiting = 0;
-    rate_limit_init(&b->limit, &b->limit_cfg, vm_now_ns());
-    b->nheld = 0;
-    b->stopped = false;
+        nslots += queues[q].size;
+    b->vqs = queues;
+    /* Field by field: the counters stay, read from other threads. */
+    struct blk_exec *e = &b->exec;
+    e->ops = &ring_ops;
+    e->ctx = b;
+    e->mem = rvm_vm_mem(b->vm);
+    e->vqs = queues;
+    e->capacity = b->capacity;
+    e->ro = b->ro;
+    e->on_error = b->on_error;
+    e->id = b->id;
+    e->has_direct = b->has_direct;
+    e->dio_mem_align = b->dio_mem_align;
+    e->dio_off_align = b->dio_off_align;
+    e->limit_cfg = b->limit_cfg;
+    if ((r = blk_exec_init(&b->exec, nslots)) < 0)
+        return r;
     __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
-    for (int i = 0; i < b->nslots; i++)
-        b->slots[i].next_free = i + 1 < b->nslots ? i + 1 : -1;
-    b->free_head = b->nslots ? 0 : -1;
-    b->inflight = 0;
     b->completed = false;
     b->w = (struct worker){.ops = &blk_worker_ops,
                            .dev = b,
@@ -508,7 +318,7 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
     /* Completions: every slot's, and the loop's own (a notification per queue, stop, pause,
      * a timer and its update).
      */
-    if ((r = worker_init(&b->w, RING_ENTRIES, (unsigned)b->nslots + b->nq + 4)) < 0)
+    if ((r = worker_init(&b->w, RING_ENTRIES, (unsigned)nslots + b->nq + 4)) < 0)
         goto err_slots;
     files[FILE_DIRECT] = b->has_direct ? b->fd_direct : b->fd_buffered;
     files[FILE_BUFFERED] = b->fd_buffered;
@@ -519,7 +329,7 @@ static int blk_activate(void *dev, struct vq *queues, uint64_t features)
 err_worker:
     worker_fini(&b->w);
 err_slots:
-    slots_free(b);
+    blk_exec_fini(&b->exec);
     rvm_err(b->vm->hv, "virtio-blk: cannot start: %s", strerror(-r));
     return r;
 }
@@ -537,7 +347,8 @@ static int blk_reset(void *dev, uint64_t timeout_ns)
         return 0;
     if ((r = worker_stop_wait(&b->w, timeout_ns)) < 0)
         return r;
-    slots_free(b); /* requests held on an error or by the limit: the driver forgets them too */
+    blk_exec_fini(
+        &b->exec); /* requests held on an error or by the limit: the driver forgets them too */
     __atomic_store_n(&b->stop_err, 0, __ATOMIC_RELEASE);
     return 0;
 }
