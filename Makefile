@@ -84,6 +84,9 @@ FUZZ_SRCS_fuzz_mmio := virtio/mmio.c virtio/mmio_snap.c virtio/virtqueue.c mem/m
                        core/log.c
 FUZZ_LIBS_fuzz_mmio := -lhugetlbfs -lnuma
 FUZZ_SRCS_fuzz_blk := virtio/blk_req.c
+FUZZ_SRCS_fuzz_blk_exec := virtio/blk_exec.c virtio/blk_req.c virtio/ratelimit.c \
+                          virtio/virtqueue.c mem/mem.c core/hv.c core/log.c
+FUZZ_LIBS_fuzz_blk_exec := -lhugetlbfs -lnuma
 FUZZ_SRCS_fuzz_net := virtio/net_req.c
 FUZZ_SRCS_fuzz_loader := arch/x86_64/pvh.c arch/x86_64/bzimage.c mem/mem.c core/hv.c core/log.c
 FUZZ_LIBS_fuzz_loader := -lhugetlbfs -lnuma

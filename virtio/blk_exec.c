@@ -124,6 +124,13 @@ void blk_exec_complete(struct blk_exec *e, uint64_t tag, int res)
     struct blk_req *r = &s->req;
     bool rw = r->type == VIRTIO_BLK_T_IN || r->type == VIRTIO_BLK_T_OUT;
 
+    if (res > 0 && (uint64_t)res > s->expect) {
+        /* More than asked, which no backend may say: what it wrote of the buffers is unknown
+         * (all of them are dirty), and the request fails. */
+        if (r->type == VIRTIO_BLK_T_IN)
+            mark_landed(e, r, s->expect);
+        res = -EIO;
+    }
     if (res < 0 && stops_on(e, res)) {
         hold(e, slot, res);
         return;
